@@ -1,0 +1,40 @@
+# geodiff — make install | demo | test | test-slow | lint | bench
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.geodiff-installed
+TORCH_VERSION := 2.13.0
+
+.PHONY: install demo test test-slow lint bench clean
+
+install: $(STAMP)
+
+# Re-runs only when the package metadata changes; otherwise `make install` is a no-op.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null \
+		|| $(PIP) install --quiet "torch==$(TORCH_VERSION)"
+	$(PIP) install --quiet -e ".[dev]"
+	@touch $(STAMP)
+	@echo "geodiff installed in $(VENV)"
+
+demo: install
+	$(PY) sampling/demo_foundation.py --out demo_out
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-slow: install
+	$(PY) -m pytest -q -m slow tests
+
+lint: install
+	$(VENV)/bin/ruff check geodiff tests eval sampling
+	$(VENV)/bin/ruff format --check geodiff tests eval sampling
+
+bench: install
+	@for f in eval/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

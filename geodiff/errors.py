@@ -1,0 +1,35 @@
+"""Errors a user can cause. The CLI prints them as one line and exits with status 2.
+
+``GeodiffValueError`` is also a ``ValueError``, so library callers can catch either.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["GeodiffError", "GeodiffValueError", "check_finite", "check_shape"]
+
+
+class GeodiffError(Exception):
+    """Base class of every error geodiff raises for bad input."""
+
+
+class GeodiffValueError(GeodiffError, ValueError):
+    """An argument has the wrong shape, dtype, range or contains NaN/inf."""
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise ``GeodiffValueError`` naming ``name`` when ``x`` holds NaN or inf."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise GeodiffValueError(f"{name}: contains {bad} NaN/inf value(s) (shape {tuple(x.shape)})")
+
+
+def check_shape(name: str, x: torch.Tensor, trailing: tuple[int, ...], min_dim: int | None = None) -> None:
+    """Raise ``GeodiffValueError`` unless ``x`` ends with the dimensions ``trailing``."""
+    if not isinstance(x, torch.Tensor):
+        raise GeodiffValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    n = len(trailing)
+    if x.dim() < max(n, min_dim or 0) or tuple(x.shape[x.dim() - n :]) != trailing:
+        want = "[..., " + ", ".join(str(d) for d in trailing) + "]"
+        raise GeodiffValueError(f"{name}: expected shape {want}, got {list(x.shape)}")

@@ -1,0 +1,183 @@
+"""The rotation group SO(3) and its Lie algebra so(3) (rotation vectors).
+
+All functions act on batched tensors (``[..., 3]`` rotation vectors, ``[..., 3, 3]`` matrices,
+``[..., 4]`` quaternions in ``(w, x, y, z)`` order), in float32 or float64, are differentiable and contain no
+Python loop over elements.
+
+Numerics (see tests/unit/manifolds):
+
+* ``exp`` is Rodrigues' formula ``R = cos(t) I + sin(t)/t [w]_x + (1 - cos t)/t^2 w w^T`` with
+  ``1 - cos t`` written as ``2 sin^2(t/2)`` (no cancellation) and Taylor series below ``t = 1e-3``.
+* ``log`` goes through the quaternion (Shepperd's method: the largest of ``4w^2, 4x^2, 4y^2, 4z^2`` is
+  taken as pivot), then ``theta = 2 atan2(|q_xyz|, q_w)``. No ``acos`` is involved, so the angle is
+  well-conditioned near 0 and near pi, where the antisymmetric part of ``R`` vanishes.
+
+The IGSO(3) distribution lives in :mod:`geodiff.manifolds.igso3` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from geodiff.errors import check_finite, check_shape
+
+__all__ = [
+    "hat",
+    "vee",
+    "exp",
+    "log",
+    "angle",
+    "geodesic_distance",
+    "matrix_to_quaternion",
+    "quaternion_to_matrix",
+    "random_rotation",
+    "igso3_density",
+    "igso3_angle_density",
+    "igso3_score",
+    "igso3_sample",
+    "igso3_sample_angle",
+]
+
+_SMALL_ANGLE = 1e-3
+
+
+def hat(v: torch.Tensor) -> torch.Tensor:
+    """Skew-symmetric matrix ``[v]_x`` (``[..., 3]`` -> ``[..., 3, 3]``) with ``[v]_x u = v x u``."""
+    check_shape("v", v, (3,))
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack((o, -z, y, z, o, -x, -y, x, o), dim=-1).unflatten(-1, (3, 3))
+
+
+def vee(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`hat` (``[..., 3, 3]`` -> ``[..., 3]``), using the antisymmetric part of ``m``."""
+    check_shape("m", m, (3, 3))
+    return 0.5 * torch.stack(
+        (m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]), dim=-1
+    )
+
+
+def exp(v: torch.Tensor) -> torch.Tensor:
+    """Exponential map so(3) -> SO(3): rotation vector ``[..., 3]`` -> rotation matrix ``[..., 3, 3]``."""
+    check_shape("v", v, (3,))
+    check_finite("v", v)
+    theta2 = (v * v).sum(-1)
+    theta = theta2.sqrt()
+    small = theta < _SMALL_ANGLE
+    t = torch.where(small, torch.ones_like(theta), theta)
+    half_sin = torch.sin(0.5 * t)
+    # a = sin(t)/t, b = (1 - cos t)/t^2 = 2 sin^2(t/2)/t^2, c = cos t; series below _SMALL_ANGLE.
+    a = torch.where(small, 1.0 - theta2 / 6.0 + theta2 * theta2 / 120.0, torch.sin(t) / t)
+    b = torch.where(small, 0.5 - theta2 / 24.0 + theta2 * theta2 / 720.0, 2.0 * half_sin * half_sin / (t * t))
+    c = torch.where(small, 1.0 - 0.5 * theta2 + theta2 * theta2 / 24.0, torch.cos(t))
+    x, y, z = v.unbind(-1)
+    bx, by, bz = b * x, b * y, b * z
+    ax, ay, az = a * x, a * y, a * z
+    return torch.stack(
+        (
+            c + bx * x, bx * y - az, bx * z + ay,
+            bx * y + az, c + by * y, by * z - ax,
+            bx * z - ay, by * z + ax, c + bz * z,
+        ),
+        dim=-1,
+    ).unflatten(-1, (3, 3))  # fmt: skip
+
+
+def matrix_to_quaternion(r: torch.Tensor) -> torch.Tensor:
+    """Rotation matrix ``[..., 3, 3]`` -> unit quaternion ``[..., 4]`` ``(w, x, y, z)`` with ``w >= 0``."""
+    check_shape("R", r, (3, 3))
+    r00, r01, r02 = r[..., 0, 0], r[..., 0, 1], r[..., 0, 2]
+    r10, r11, r12 = r[..., 1, 0], r[..., 1, 1], r[..., 1, 2]
+    r20, r21, r22 = r[..., 2, 0], r[..., 2, 1], r[..., 2, 2]
+    # 4w^2, 4x^2, 4y^2, 4z^2 (up to round-off); the largest is >= 1 and is the pivot.
+    d = torch.stack(
+        (1 + r00 + r11 + r22, 1 + r00 - r11 - r22, 1 - r00 + r11 - r22, 1 - r00 - r11 + r22), dim=-1
+    )
+    s21, s02, s10 = r21 - r12, r02 - r20, r10 - r01
+    p10, p20, p21 = r10 + r01, r20 + r02, r21 + r12
+    cand = torch.stack(
+        (
+            torch.stack((d[..., 0], s21, s02, s10), -1),
+            torch.stack((s21, d[..., 1], p10, p20), -1),
+            torch.stack((s02, p10, d[..., 2], p21), -1),
+            torch.stack((s10, p20, p21, d[..., 3]), -1),
+        ),
+        dim=-2,
+    )  # [..., 4 candidates, 4 components]; candidate k = q * 4 q_k
+    # clamp keeps the unused candidates finite (and their gradients zero); the pivot is >= 1.
+    cand = cand / (2.0 * d.clamp_min(1e-12).sqrt()).unsqueeze(-1)
+    idx = d.argmax(dim=-1, keepdim=True)
+    q = torch.take_along_dim(cand, idx.unsqueeze(-1).expand(*idx.shape, 4), dim=-2).squeeze(-2)
+    q = q / q.norm(dim=-1, keepdim=True)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Quaternion ``[..., 4]`` ``(w, x, y, z)`` (normalised here) -> rotation matrix ``[..., 3, 3]``."""
+    check_shape("q", q, (4,))
+    q = q / q.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack(
+        (
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ),
+        dim=-1,
+    ).unflatten(-1, (3, 3))  # fmt: skip
+
+
+def _quaternion_log(q: torch.Tensor) -> torch.Tensor:
+    """Rotation vector of a unit quaternion with ``w >= 0``: ``2 atan2(|v|, w) v/|v|``."""
+    w, v = q[..., 0], q[..., 1:]
+    n2 = (v * v).sum(-1)
+    n = n2.sqrt()
+    small = n < _SMALL_ANGLE
+    n_safe = torch.where(small, torch.ones_like(n), n)
+    # series of 2 atan(n/w)/n for small n (w is then ~1): 2/w (1 - n^2/(3 w^2) + n^4/(5 w^4))
+    r2 = n2 / (w * w)
+    series = 2.0 / w * (1.0 - r2 / 3.0 + r2 * r2 / 5.0)
+    factor = torch.where(small, series, 2.0 * torch.atan2(n_safe, w) / n_safe)
+    return factor.unsqueeze(-1) * v
+
+
+def log(r: torch.Tensor) -> torch.Tensor:
+    """Logarithm SO(3) -> so(3): rotation matrix ``[..., 3, 3]`` -> rotation vector ``[..., 3]``.
+
+    The angle is in ``[0, pi]``; at exactly pi either of the two valid axes may be returned.
+    """
+    check_shape("R", r, (3, 3))
+    check_finite("R", r)
+    return _quaternion_log(matrix_to_quaternion(r))
+
+
+def angle(r: torch.Tensor) -> torch.Tensor:
+    """Rotation angle in ``[0, pi]`` of ``[..., 3, 3]`` matrices (well-conditioned near 0 and pi)."""
+    q = matrix_to_quaternion(r)
+    return 2.0 * torch.atan2(q[..., 1:].norm(dim=-1), q[..., 0])
+
+
+def geodesic_distance(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+    """Angle of ``r1^T r2`` (radians): the geodesic distance on SO(3)."""
+    return angle(r1.transpose(-1, -2) @ r2)
+
+
+def random_rotation(
+    shape: tuple[int, ...] | torch.Size = (),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Rotations ``[*shape, 3, 3]`` drawn uniformly (Haar measure) via normalised Gaussian quaternions."""
+    q = torch.randn((*tuple(shape), 4), generator=generator, dtype=dtype, device=device)
+    return quaternion_to_matrix(q)
+
+
+# IGSO(3) is defined in its own module; imported last to avoid a cycle (igso3 uses exp/hat).
+from geodiff.manifolds.igso3 import (  # noqa: E402
+    igso3_angle_density,
+    igso3_density,
+    igso3_sample,
+    igso3_sample_angle,
+    igso3_score,
+)
