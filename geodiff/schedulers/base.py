@@ -1,0 +1,144 @@
+"""Pieces every geodiff scheduler shares: timestep bookkeeping and per-graph coefficient lookup.
+
+A scheduler holds a float64 ``alphas_cumprod`` of length ``num_train_timesteps``. ``set_timesteps`` picks the
+(descending) inference timesteps; each step goes from ``t`` to ``previous_timestep(t)``, with ``-1`` meaning
+clean data (``abar = 1``). Timesteps may be one integer for the whole batch or one per graph/sample:
+
+* node-flattened graphs: pass ``batch`` (``[num_nodes]`` graph ids); per-graph timesteps are ``[num_graphs]``;
+* otherwise per-sample timesteps are ``[sample.shape[0]]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from diffusers.utils import BaseOutput
+
+from geodiff.errors import GeodiffValueError, check_finite
+
+__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing"]
+
+TimestepSpacing = Literal["trailing", "leading", "linspace"]
+
+
+@dataclass
+class GeodiffSchedulerOutput(BaseOutput):
+    """Output of a scheduler's ``step``.
+
+    Attributes:
+        prev_sample: the state at the previous (less noisy) timestep, to feed back into the model.
+        pred_original_sample: the model's estimate of the clean sample (x0), after any projection.
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+class TimestepMixin:
+    """Timestep grid and coefficient lookup; the subclass sets ``self.alphas_cumprod`` (float64, [T])."""
+
+    alphas_cumprod: torch.Tensor
+    order = 1
+
+    def _init_timesteps(self) -> None:
+        T = self.config.num_train_timesteps
+        self.num_inference_steps: int | None = None
+        self.timesteps = torch.arange(T - 1, -1, -1, dtype=torch.long)
+        self._prev = torch.arange(-1, T - 1, dtype=torch.long)  # default: one step back
+        self.init_noise_sigma = 1.0
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int,
+        device: str | torch.device | None = None,
+        timestep_spacing: TimestepSpacing = "trailing",
+    ) -> None:
+        """Choose ``num_inference_steps`` descending timesteps out of ``num_train_timesteps``.
+
+        ``trailing`` (default) starts at ``T - 1`` and steps evenly down, ``linspace`` spans ``T - 1 .. 0``,
+        ``leading`` is DDIM's original ``0, k, 2k, ...`` grid. The step after the last timestep goes to
+        clean data.
+        """
+        T = self.config.num_train_timesteps
+        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= T:
+            raise GeodiffValueError(
+                f"num_inference_steps: must be an integer in [1, {T}], got {num_inference_steps!r}"
+            )
+        n = num_inference_steps
+        if timestep_spacing == "trailing":
+            ts = torch.round(torch.arange(T, 0, -T / n, dtype=torch.float64)).long() - 1
+        elif timestep_spacing == "linspace":
+            ts = torch.round(torch.linspace(T - 1, 0, n, dtype=torch.float64)).long()
+        elif timestep_spacing == "leading":
+            ts = (torch.arange(n, dtype=torch.long) * (T // n)).flip(0)
+        else:
+            raise GeodiffValueError(
+                f"timestep_spacing: expected trailing, leading or linspace, got {timestep_spacing!r}"
+            )
+        ts = torch.unique_consecutive(ts)
+        self.timesteps = ts.to(device) if device is not None else ts
+        self.num_inference_steps = len(ts)
+        prev = torch.arange(-1, T - 1, dtype=torch.long)
+        prev[ts] = torch.cat((ts[1:], ts.new_full((1,), -1)))
+        self._prev = prev
+
+    def previous_timestep(self, timestep: torch.Tensor | int) -> torch.Tensor:
+        """The timestep the next ``step`` goes to (``-1`` = clean data)."""
+        t = self._as_timesteps(timestep)
+        return self._prev.to(t.device)[t]
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def _as_timesteps(self, timesteps, name: str = "timestep") -> torch.Tensor:
+        t = torch.as_tensor(timesteps)
+        if t.is_floating_point():
+            if not bool((t == t.round()).all()):
+                raise GeodiffValueError(f"{name}: discrete timesteps must be integers, got {t}")
+            t = t.long()
+        t = t.long()
+        T = self.config.num_train_timesteps
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
+            raise GeodiffValueError(
+                f"{name}: out of range [0, {T - 1}] (got min {int(t.min())}, max {int(t.max())})"
+            )
+        return t
+
+    def _abar(self, t: torch.Tensor) -> torch.Tensor:
+        """abar at ``t`` with ``abar_{-1} = 1`` (float64, same shape as ``t``)."""
+        ac = self.alphas_cumprod.to(t.device)
+        return torch.where(t >= 0, ac[t.clamp_min(0)], torch.ones((), dtype=ac.dtype, device=t.device))
+
+    @staticmethod
+    def _expand(
+        values: torch.Tensor, like: torch.Tensor, batch: torch.Tensor | None, tail: int = 0
+    ) -> torch.Tensor:
+        """Broadcast per-graph (``batch``) or per-sample values onto ``like`` ([lead, ..., *tail dims])."""
+        values = values.to(device=like.device)
+        if values.dim() == 0:
+            return values.to(like.dtype)
+        if batch is not None:
+            if batch.numel() and values.shape[0] <= int(batch.max()):
+                raise GeodiffValueError(
+                    f"timestep: got {values.shape[0]} per-graph timesteps but batch has {int(batch.max()) + 1} graphs"
+                )
+            values = values[batch]
+        if values.shape[0] != like.shape[0]:
+            raise GeodiffValueError(
+                f"timestep: expected one timestep per sample ({like.shape[0]}) or per graph, got {values.shape[0]}"
+            )
+        return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    @staticmethod
+    def _check_sample(name: str, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise GeodiffValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+        check_finite(name, x)
+
+    @staticmethod
+    def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
+        gen_device = generator.device if generator is not None else like.device
+        return torch.randn(tuple(shape), generator=generator, dtype=like.dtype, device=gen_device).to(like.device)
