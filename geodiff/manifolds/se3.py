@@ -33,9 +33,8 @@ _SMALL_ANGLE = 1e-3
 
 def _coefficients(omega: torch.Tensor):
     theta2 = (omega * omega).sum(-1)
-    theta = theta2.sqrt()
-    small = theta < _SMALL_ANGLE
-    t = torch.where(small, torch.ones_like(theta), theta)
+    small = theta2 < _SMALL_ANGLE**2
+    t = torch.where(small, torch.ones_like(theta2), theta2).sqrt()  # safe sqrt: finite gradients at 0
     return theta2, t, small
 
 

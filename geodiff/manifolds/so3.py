@@ -62,9 +62,9 @@ def exp(v: torch.Tensor) -> torch.Tensor:
     check_shape("v", v, (3,))
     check_finite("v", v)
     theta2 = (v * v).sum(-1)
-    theta = theta2.sqrt()
-    small = theta < _SMALL_ANGLE
-    t = torch.where(small, torch.ones_like(theta), theta)
+    small = theta2 < _SMALL_ANGLE**2
+    # sqrt of a safe value: d sqrt / d x is infinite at 0 and would turn the masked branch's zero into NaN
+    t = torch.where(small, torch.ones_like(theta2), theta2).sqrt()
     half_sin = torch.sin(0.5 * t)
     # a = sin(t)/t, b = (1 - cos t)/t^2 = 2 sin^2(t/2)/t^2, c = cos t; series below _SMALL_ANGLE.
     a = torch.where(small, 1.0 - theta2 / 6.0 + theta2 * theta2 / 120.0, torch.sin(t) / t)
@@ -108,7 +108,7 @@ def matrix_to_quaternion(r: torch.Tensor) -> torch.Tensor:
     cand = cand / (2.0 * d.clamp_min(1e-12).sqrt()).unsqueeze(-1)
     idx = d.argmax(dim=-1, keepdim=True)
     q = torch.take_along_dim(cand, idx.unsqueeze(-1).expand(*idx.shape, 4), dim=-2).squeeze(-2)
-    q = q / q.norm(dim=-1, keepdim=True)
+    q = q / q.norm(dim=-1, keepdim=True)  # the pivot component is >= 1/2, so the norm is never 0
     return torch.where(q[..., :1] < 0, -q, q)
 
 
@@ -131,9 +131,8 @@ def _quaternion_log(q: torch.Tensor) -> torch.Tensor:
     """Rotation vector of a unit quaternion with ``w >= 0``: ``2 atan2(|v|, w) v/|v|``."""
     w, v = q[..., 0], q[..., 1:]
     n2 = (v * v).sum(-1)
-    n = n2.sqrt()
-    small = n < _SMALL_ANGLE
-    n_safe = torch.where(small, torch.ones_like(n), n)
+    small = n2 < _SMALL_ANGLE**2
+    n_safe = torch.where(small, torch.ones_like(n2), n2).sqrt()
     # series of 2 atan(n/w)/n for small n (w is then ~1): 2/w (1 - n^2/(3 w^2) + n^4/(5 w^4))
     r2 = n2 / (w * w)
     series = 2.0 / w * (1.0 - r2 / 3.0 + r2 * r2 / 5.0)
