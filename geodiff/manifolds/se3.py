@@ -86,10 +86,18 @@ def exp(xi: torch.Tensor) -> torch.Tensor:
     """Exponential map se(3) -> SE(3): twist ``[..., 6]`` ``(omega, v)`` -> pose ``[..., 4, 4]``."""
     check_shape("xi", xi, (6,))
     check_finite("xi", xi)
-    omega, v = xi[..., :3], xi[..., 3:]
-    r = so3.exp(omega)
-    t = (left_jacobian(omega) @ v.unsqueeze(-1)).squeeze(-1)
-    return from_rt(r, t)
+    lead = xi.shape[:-1]
+    flat = xi.reshape(-1, 6)
+    w, v = flat[:, :3], flat[:, 3:]
+    feats, a, b, theta2, small = so3._rodrigues_features(w)
+    # V v = v + b (w x v) + c (w x (w x v)),  c = (t - sin t)/t^3 = (1 - a)/t^2
+    safe2 = torch.where(small, torch.ones_like(theta2), theta2)
+    c = torch.where(small, 1 / 6 - theta2 / 120 + theta2**2 / 5040, (1 - a) / safe2).unsqueeze(-1)
+    wxv = torch.linalg.cross(w, v, dim=-1)
+    t = v + b.unsqueeze(-1) * wxv + c * torch.linalg.cross(w, wxv, dim=-1)
+    feats = [*feats, *t.unbind(-1), torch.ones_like(theta2)]
+    basis = so3._rodrigues_basis(xi.dtype, xi.device, with_translation=True)
+    return (torch.stack(feats, 0).T @ basis).view(*lead, 4, 4)
 
 
 def log(pose: torch.Tensor) -> torch.Tensor:
@@ -101,7 +109,15 @@ def log(pose: torch.Tensor) -> torch.Tensor:
     check_finite("pose", pose)
     r, t = to_rt(pose)
     omega = so3.log(r)
-    v = (left_jacobian_inverse(omega) @ t.unsqueeze(-1)).squeeze(-1)
+    theta2, th, small = _coefficients(omega)
+    # V^-1 t = t - (w x t)/2 + d (w x (w x t)),  d = 1/t^2 - cot(t/2)/(2t), finite at t = pi
+    d = torch.where(
+        small,
+        1 / 12 + theta2 / 720 + theta2**2 / 30240,
+        1 / (th * th) - torch.cos(0.5 * th) / (2 * th * torch.sin(0.5 * th)),
+    ).unsqueeze(-1)
+    wxt = torch.linalg.cross(omega, t, dim=-1)
+    v = t - 0.5 * wxt + d * torch.linalg.cross(omega, wxt, dim=-1)
     return torch.cat((omega, v), dim=-1)
 
 

@@ -57,30 +57,71 @@ def vee(m: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _rodrigues_basis(dtype, device, with_translation: bool = False) -> torch.Tensor:
+    """Constant 0/1 matrix mapping Rodrigues features to the flattened 3x3 (or 4x4) matrix.
+
+    Features: ``[c, ax, ay, az, bxx, bxy, bxz, byy, byz, bzz]`` (+ ``[tx, ty, tz, 1]`` for poses), so that
+    ``R = c I + a [w]_x + b w w^T``. One GEMM writes the interleaved output in a single pass, which is
+    several times faster than stacking nine strided columns on CPU.
+    """
+    key = (dtype, str(device), with_translation)
+    basis = _BASIS_CACHE.get(key)
+    if basis is None:
+        width = 16 if with_translation else 9
+        row = 4 if with_translation else 3
+        basis = torch.zeros(14 if with_translation else 10, width, dtype=dtype, device=device)
+
+        def at(i, j):
+            return i * row + j
+
+        for i in range(3):
+            basis[0, at(i, i)] = 1.0
+        # a [w]_x = a [[0, -z, y], [z, 0, -x], [-y, x, 0]]
+        basis[1, at(2, 1)], basis[1, at(1, 2)] = 1.0, -1.0
+        basis[2, at(0, 2)], basis[2, at(2, 0)] = 1.0, -1.0
+        basis[3, at(1, 0)], basis[3, at(0, 1)] = 1.0, -1.0
+        for f, (i, j) in enumerate(((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)), start=4):
+            basis[f, at(i, j)] = basis[f, at(j, i)] = 1.0
+        if with_translation:
+            for k in range(3):
+                basis[10 + k, at(k, 3)] = 1.0
+            basis[13, 15] = 1.0
+        _BASIS_CACHE[key] = basis
+    return basis
+
+
+_BASIS_CACHE: dict = {}
+
+
+def _rodrigues_features(w: torch.Tensor):
+    """Features of ``exp(w)`` for ``w`` ``[n, 3]``, plus ``a = sin t / t``, ``b = (1 - cos t)/t^2``,
+    ``theta^2`` and the small-angle mask (reused by the SE(3) maps)."""
+    x, y, z = w.unbind(-1)
+    theta2 = x * x + y * y + z * z
+    small = theta2 < _SMALL_ANGLE**2
+    any_small = bool(small.any())
+    # sqrt of a safe value: d sqrt / d x is infinite at 0 and would turn the masked branch's zero into NaN
+    t = (torch.where(small, torch.ones_like(theta2), theta2) if any_small else theta2).sqrt()
+    half_sin = torch.sin(0.5 * t)
+    a = torch.sin(t) / t
+    b = 2.0 * half_sin * half_sin / (t * t)  # (1 - cos t) / t^2 without cancellation
+    if any_small:  # Taylor series, evaluated only when some angle is below _SMALL_ANGLE
+        a = torch.where(small, 1.0 - theta2 / 6.0 + theta2 * theta2 / 120.0, a)
+        b = torch.where(small, 0.5 - theta2 / 24.0 + theta2 * theta2 / 720.0, b)
+    c = 1.0 - b * theta2  # cos t
+    bx, by = b * x, b * y
+    feats = [c, a * x, a * y, a * z, bx * x, bx * y, bx * z, by * y, by * z, b * z * z]
+    return feats, a, b, theta2, small
+
+
 def exp(v: torch.Tensor) -> torch.Tensor:
     """Exponential map so(3) -> SO(3): rotation vector ``[..., 3]`` -> rotation matrix ``[..., 3, 3]``."""
     check_shape("v", v, (3,))
     check_finite("v", v)
-    theta2 = (v * v).sum(-1)
-    small = theta2 < _SMALL_ANGLE**2
-    # sqrt of a safe value: d sqrt / d x is infinite at 0 and would turn the masked branch's zero into NaN
-    t = torch.where(small, torch.ones_like(theta2), theta2).sqrt()
-    half_sin = torch.sin(0.5 * t)
-    # a = sin(t)/t, b = (1 - cos t)/t^2 = 2 sin^2(t/2)/t^2, c = cos t; series below _SMALL_ANGLE.
-    a = torch.where(small, 1.0 - theta2 / 6.0 + theta2 * theta2 / 120.0, torch.sin(t) / t)
-    b = torch.where(small, 0.5 - theta2 / 24.0 + theta2 * theta2 / 720.0, 2.0 * half_sin * half_sin / (t * t))
-    c = torch.where(small, 1.0 - 0.5 * theta2 + theta2 * theta2 / 24.0, torch.cos(t))
-    x, y, z = v.unbind(-1)
-    bx, by, bz = b * x, b * y, b * z
-    ax, ay, az = a * x, a * y, a * z
-    return torch.stack(
-        (
-            c + bx * x, bx * y - az, bx * z + ay,
-            bx * y + az, c + by * y, by * z - ax,
-            bx * z - ay, by * z + ax, c + bz * z,
-        ),
-        dim=-1,
-    ).unflatten(-1, (3, 3))  # fmt: skip
+    lead = v.shape[:-1]
+    feats, *_ = _rodrigues_features(v.reshape(-1, 3))
+    basis = _rodrigues_basis(v.dtype, v.device)
+    return (torch.stack(feats, 0).T @ basis).view(*lead, 3, 3)
 
 
 def matrix_to_quaternion(r: torch.Tensor) -> torch.Tensor:
