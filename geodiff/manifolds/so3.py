@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _SMALL_ANGLE = 1e-3
+_CHUNK = 1 << 16  # elements per block in the no-grad CPU kernels
 
 
 def hat(v: torch.Tensor) -> torch.Tensor:
@@ -114,14 +115,61 @@ def _rodrigues_features(w: torch.Tensor):
     return feats, a, b, theta2, small
 
 
+def _exp_features_inplace(w: torch.Tensor, feats: torch.Tensor) -> None:
+    """No-autograd twin of :func:`_rodrigues_features`: writes the 10 feature rows into ``feats``
+    ``[>=10, n]`` with in-place ops and no large temporaries (about 2x faster on CPU)."""
+    x, y, z = w.unbind(-1)
+    theta2 = x * x
+    theta2.addcmul_(y, y).addcmul_(z, z)
+    small = theta2 < _SMALL_ANGLE**2
+    any_small = bool(small.any())
+    t = (torch.where(small, torch.ones_like(theta2), theta2) if any_small else theta2).sqrt()
+    a = torch.sin(t).div_(t)
+    b = torch.sin(t.mul_(0.5))  # t is not needed after this
+    b.mul_(b).mul_(2.0).div_(t.mul_(t).mul_(4.0))  # 2 sin^2(t/2) / t^2
+    if any_small:
+        s2 = theta2[small]
+        a[small] = 1.0 - s2 / 6.0 + s2 * s2 / 120.0
+        b[small] = 0.5 - s2 / 24.0 + s2 * s2 / 720.0
+    torch.mul(b, theta2, out=feats[0]).neg_().add_(1.0)
+    torch.mul(a, x, out=feats[1])
+    torch.mul(a, y, out=feats[2])
+    torch.mul(a, z, out=feats[3])
+    bx = torch.mul(b, x, out=a)  # reuse a's storage
+    torch.mul(bx, x, out=feats[4])
+    torch.mul(bx, y, out=feats[5])
+    torch.mul(bx, z, out=feats[6])
+    by = torch.mul(b, y, out=theta2)
+    torch.mul(by, y, out=feats[7])
+    torch.mul(by, z, out=feats[8])
+    torch.mul(b.mul_(z), z, out=feats[9])
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def exp(v: torch.Tensor) -> torch.Tensor:
     """Exponential map so(3) -> SO(3): rotation vector ``[..., 3]`` -> rotation matrix ``[..., 3, 3]``."""
     check_shape("v", v, (3,))
     check_finite("v", v)
     lead = v.shape[:-1]
-    feats, *_ = _rodrigues_features(v.reshape(-1, 3))
+    flat = v.reshape(-1, 3)
     basis = _rodrigues_basis(v.dtype, v.device)
-    return (torch.stack(feats, 0).T @ basis).view(*lead, 3, 3)
+    if _needs_grad(v):
+        feats, *_ = _rodrigues_features(flat)
+        return (torch.stack(feats, 0).T @ basis).view(*lead, 3, 3)
+    n = flat.shape[0]
+    out = torch.empty(n, 9, dtype=v.dtype, device=v.device)
+    # cache-sized chunks: the temporaries stay in L2 and come from the allocator's free lists
+    chunk = _CHUNK if v.device.type == "cpu" else max(n, 1)
+    feats = torch.empty(10, min(chunk, n), dtype=v.dtype, device=v.device)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        f = feats[:, : stop - start]
+        _exp_features_inplace(flat[start:stop], f)
+        torch.mm(f.T, basis, out=out[start:stop])
+    return out.view(*lead, 3, 3)
 
 
 def matrix_to_quaternion(r: torch.Tensor) -> torch.Tensor:
