@@ -84,8 +84,10 @@ def main() -> None:
         ("SE(3) exp", lambda: se3.exp(xi_t), lambda: scipy_se3_exp(xi_np)),
         ("SE(3) log", lambda: se3.log(T_t), lambda: scipy_se3_log(T_np)),
     ]
-    print(f"n = {args.n:,} elements, {args.dtype}, torch threads = {torch.get_num_threads()}, "
-          f"median of {args.repeats}")
+    print(
+        f"n = {args.n:,} elements, {args.dtype}, torch threads = {torch.get_num_threads()}, "
+        f"median of {args.repeats}"
+    )
     print(f"{'operation':<11} {'geodiff (s)':>12} {'scipy (s)':>10} {'scipy/geodiff':>14}")
     results = []
     with torch.no_grad():
@@ -95,8 +97,11 @@ def main() -> None:
             print(f"{name:<11} {a:>12.4f} {b:>10.4f} {b / a:>13.2f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"n": args.n, "dtype": args.dtype, "threads": torch.get_num_threads(), "rows": results}, f,
-                      indent=2)
+            json.dump(
+                {"n": args.n, "dtype": args.dtype, "threads": torch.get_num_threads(), "rows": results},
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -146,7 +146,10 @@ def cmd_info(overrides: list[str]) -> int:
 
 
 COMMANDS = {
-    "schedule": (cmd_schedule, "build a scheduler from configs/scheduler/*, print, save (output=DIR), plot (plot=PNG)"),
+    "schedule": (
+        cmd_schedule,
+        "build a scheduler from configs/scheduler/*, print, save (output=DIR), plot (plot=PNG)",
+    ),
     "info": (cmd_info, "versions and available config groups"),
 }
 

@@ -81,7 +81,8 @@ def igso3_check(out: Path, seed: int) -> dict:
         dens = igso3.igso3_angle_density(grid, sigma)
         cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
                          torch.cumsum((dens[1:] + dens[:-1]) / 2 * torch.diff(grid), 0)])  # fmt: skip
-        p = stats.kstest(ang.numpy(), lambda w: np.interp(w, grid.numpy(), (cdf / cdf[-1]).numpy())).pvalue
+        grid_np, cdf_np = grid.numpy(), (cdf / cdf[-1]).numpy()
+        p = stats.kstest(ang.numpy(), lambda w, x=grid_np, y=cdf_np: np.interp(w, x, y)).pvalue
         result[f"sigma={sigma}"] = {"ks_pvalue": float(p), "mean_angle": float(ang.mean())}
         a.hist(ang.numpy(), bins=60, density=True, alpha=0.5, label="samples")
         a.plot(grid, dens, "k", lw=1.2, label="density")
@@ -106,7 +107,9 @@ def scatter(ax, pos: np.ndarray, symbols: list[str], bonds: list[tuple[int, int]
     """Atoms coloured by (possibly noised) type, joined by the molecule's true bonds."""
     for i, j in bonds:
         ax.plot(*zip(pos[i], pos[j], strict=True), c="#888888", lw=0.8)
-    ax.scatter(pos[:, 0], pos[:, 1], pos[:, 2], c=[COLORS.get(s, "m") for s in symbols], s=28, depthshade=False)
+    ax.scatter(
+        pos[:, 0], pos[:, 1], pos[:, 2], c=[COLORS.get(s, "m") for s in symbols], s=28, depthshade=False
+    )
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
     lim = 0.75 * float(np.abs(pos).max())
@@ -138,7 +141,9 @@ def molecule_round_trip(out: Path, seed: int) -> dict:
     with atomic_path(out / "forward.xyz") as tmp, open(tmp, "w") as f:
         for t, xt, sym in frames:
             f.write(f"{len(sym)}\ncaffeine forward diffusion t={t}\n")
-            f.writelines(f"{s} {p[0]:.5f} {p[1]:.5f} {p[2]:.5f}\n" for s, p in zip(sym, xt.tolist(), strict=True))
+            f.writelines(
+                f"{s} {p[0]:.5f} {p[1]:.5f} {p[2]:.5f}\n" for s, p in zip(sym, xt.tolist(), strict=True)
+            )
 
     # reverse: 50 DDIM steps for positions, D3PM steps for types, oracle denoiser
     ddim = E3DDIMScheduler.from_config(pos_sched.config, eta=0.0)
@@ -162,10 +167,18 @@ def molecule_round_trip(out: Path, seed: int) -> dict:
     for k, (t, xt, sym) in enumerate(frames):
         scatter(fig.add_subplot(2, 5, k + 1, projection="3d"), xt.numpy(), sym, bonds, f"forward: t = {t}")
     for k, (t, xt, sym) in enumerate(rev):
-        label = "reverse: prior sample" if k == 0 else f"reverse: t = {t}" if t >= 0 else "reverse: clean (t = -1)"
+        label = (
+            "reverse: prior sample"
+            if k == 0
+            else f"reverse: t = {t}"
+            if t >= 0
+            else "reverse: clean (t = -1)"
+        )
         scatter(fig.add_subplot(2, 5, 6 + k, projection="3d"), xt.numpy(), sym, bonds, label)
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9, wspace=0, hspace=0.1)
-    fig.suptitle("caffeine: E(3) DDPM positions + D3PM atom types; reverse with an oracle denoiser", fontsize=10)
+    fig.suptitle(
+        "caffeine: E(3) DDPM positions + D3PM atom types; reverse with an oracle denoiser", fontsize=10
+    )
     savefig(fig, out / "diffusion.png")
 
     rec = Chem.Mol(mol)
@@ -190,7 +203,9 @@ def registration_round_trip(seed: int) -> dict:
     for deg in (45.0, 179.0):
         axis = torch.randn(3, generator=g, dtype=torch.float64)
         angle = math.radians(deg)
-        truth = se3.from_rt(so3.exp(axis / axis.norm() * angle), torch.randn(3, generator=g, dtype=torch.float64))
+        truth = se3.from_rt(
+            so3.exp(axis / axis.norm() * angle), torch.randn(3, generator=g, dtype=torch.float64)
+        )
         h = sched.sample_prior((), noise=False, dtype=torch.float64)
         for t in sched.timesteps:  # oracle surrogate: the exact correction dH = H0 H_t^-1
             h = sched.step(truth @ se3.inverse(h), t, h, generator=g).prev_sample
@@ -202,14 +217,17 @@ def registration_round_trip(seed: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="geodiff foundation demo (schedulers and manifolds on real molecules)")
+    ap = argparse.ArgumentParser(
+        description="geodiff foundation demo (schedulers and manifolds on real molecules)"
+    )
     ap.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    steps = [("noise schedules", lambda: plot_schedules(out)), ("IGSO(3) sampling", lambda: igso3_check(out, args.seed)),
+    steps = [("noise schedules", lambda: plot_schedules(out)),
+             ("IGSO(3) sampling", lambda: igso3_check(out, args.seed)),
              ("molecule diffusion", lambda: molecule_round_trip(out, args.seed)),
              ("SE(3) registration", lambda: registration_round_trip(args.seed))]  # fmt: skip
     summary = {}
@@ -222,16 +240,30 @@ def main() -> None:
     print("\ngeodiff foundation demo")
     print("-" * 72)
     for k, v in summary["IGSO(3) sampling"].items():
-        print(f"IGSO(3) {k:<11} KS p-value vs exact density {v['ks_pvalue']:.3f}   mean angle {v['mean_angle']:.4f}")
+        print(
+            f"IGSO(3) {k:<11} KS p-value vs exact density {v['ks_pvalue']:.3f}   "
+            f"mean angle {v['mean_angle']:.4f}"
+        )
     m = summary["molecule diffusion"]
-    print(f"caffeine ({m['atoms']} atoms): {m['reverse_steps']} reverse steps, oracle denoiser -> "
-          f"RMSD {m['rmsd_to_truth_A']:.2e} A, atom types recovered: {m['atom_types_recovered']}")
+    print(
+        f"caffeine ({m['atoms']} atoms): {m['reverse_steps']} reverse steps, oracle denoiser -> "
+        f"RMSD {m['rmsd_to_truth_A']:.2e} A, atom types recovered: {m['atom_types_recovered']}"
+    )
     for r in summary["SE(3) registration"]["pairs"]:
-        print(f"SE(3) 5-step registration (oracle), {r['true_angle_deg']:6.1f} deg: rotation error "
-              f"{r['rotation_error_deg']:.2e} deg, ADD {r['ADD_A']:.2e} A")
+        print(
+            f"SE(3) 5-step registration (oracle), {r['true_angle_deg']:6.1f} deg: rotation error "
+            f"{r['rotation_error_deg']:.2e} deg, ADD {r['ADD_A']:.2e} A"
+        )
     print("-" * 72)
     print(f"done in {summary['seconds']:.1f} s; outputs:")
-    for name in ("schedules.png", "igso3.png", "diffusion.png", "forward.xyz", "reconstructed.sdf", "summary.json"):
+    for name in (
+        "schedules.png",
+        "igso3.png",
+        "diffusion.png",
+        "forward.xyz",
+        "reconstructed.sdf",
+        "summary.json",
+    ):
         print(f"  {out / name}")
 
 

@@ -1,4 +1,6 @@
-"""Isotropic Gaussian on SO(3), IGSO(3) (Nikolayev & Savyolov 1970; Leach et al. 2022; FrameDiff, Yim et al. 2023).
+"""Isotropic Gaussian on SO(3), IGSO(3).
+
+Nikolayev & Savyolov 1970; Leach et al. 2022; FrameDiff (Yim et al. 2023).
 
 With ``sigma`` the standard deviation of the Brownian motion on SO(3) that produces it, the density with
 respect to the normalised Haar measure depends only on the rotation angle ``omega`` in ``[0, pi]``::
@@ -13,16 +15,19 @@ Two evaluations are implemented:
 
 * ``"series"``: the sum above, truncated at ``l_max``. It converges fast for ``sigma >= 1`` (48 terms reach
   round-off) but needs about ``10 / sigma`` terms, so it fails for small sigma (measured here: 1,000 terms
-  are off by 31 % at ``sigma = 0.002`` and 2,000 terms by 31 % at ``sigma = 0.001``: the pitfall users report).
+  are off by 31 % at ``sigma = 0.002`` and 2,000 terms by 31 % at ``sigma = 0.001``: the pitfall users
+  report).
 * ``"closed_form"``: Poisson summation turns the half-integer series into a sum over images
   ``omega + 2 pi n``; with ``eps = sigma^2 / 2``::
 
-      f = exp(eps/4) sqrt(pi) eps^(-3/2) / (2 sin(omega/2)) * sum_n (-1)^n (omega + 2 pi n) exp(-(omega + 2 pi n)^2 / (4 eps))
+      f = exp(eps/4) sqrt(pi) eps^(-3/2) / (2 sin(omega/2))
+          * sum_n (-1)^n (omega + 2 pi n) exp(-(omega + 2 pi n)^2 / (4 eps))
 
   which with ``|n| <= 2`` is exact to round-off for ``sigma <= 1`` (the small-sigma form of Leach et al.)
   and is evaluated here in log space so it neither under- nor overflows down to ``sigma = 1e-3`` and below.
 
-``"auto"`` picks the closed form below ``sigma = 1`` (the series also loses relative accuracy in the far tail near pi for smaller sigma) and the series above. Everything is computed in
+``"auto"`` picks the closed form below ``sigma = 1`` (the series also loses relative accuracy in the far
+tail near pi for smaller sigma) and the series above. Everything is computed in
 float64 internally and returned in the dtype of the input.
 """
 

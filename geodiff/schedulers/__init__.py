@@ -4,7 +4,7 @@
 |---|---|---|
 | :class:`E3DDPMScheduler` | zero-CoM R^3 coordinates | Ho et al. 2020; EDM; EQGAT-diff; GeoTDM |
 | :class:`E3DDIMScheduler` | zero-CoM R^3 coordinates | Song et al. 2021 |
-| :class:`CategoricalD3PMScheduler` | atom types, charges, bond orders | Austin et al. 2021; MiDi; EQGAT-diff |
+| :class:`CategoricalD3PMScheduler` | atom types, charges, bonds | Austin et al. 2021; MiDi; EQGAT-diff |
 | :class:`SE3DiffusionScheduler` | SE(3) poses via se(3) | Jiang et al. 2023 (registration) |
 | :class:`SO3R3DiffusionScheduler` | SO(3) x R^3 frames, IGSO(3) | Yim et al. 2023 (FrameDiff) |
 

@@ -123,12 +123,14 @@ class TimestepMixin:
         if batch is not None:
             if batch.numel() and values.shape[0] <= int(batch.max()):
                 raise GeodiffValueError(
-                    f"timestep: got {values.shape[0]} per-graph timesteps but batch has {int(batch.max()) + 1} graphs"
+                    f"timestep: got {values.shape[0]} per-graph timesteps but batch has "
+                    f"{int(batch.max()) + 1} graphs"
                 )
             values = values[batch]
         if values.shape[0] != like.shape[0]:
             raise GeodiffValueError(
-                f"timestep: expected one timestep per sample ({like.shape[0]}) or per graph, got {values.shape[0]}"
+                f"timestep: expected one timestep per sample ({like.shape[0]}) or per graph, "
+                f"got {values.shape[0]}"
             )
         return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
@@ -141,4 +143,6 @@ class TimestepMixin:
     @staticmethod
     def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
         gen_device = generator.device if generator is not None else like.device
-        return torch.randn(tuple(shape), generator=generator, dtype=like.dtype, device=gen_device).to(like.device)
+        return torch.randn(tuple(shape), generator=generator, dtype=like.dtype, device=gen_device).to(
+            like.device
+        )

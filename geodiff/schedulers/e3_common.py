@@ -87,7 +87,8 @@ class E3GaussianMixin(TimestepMixin):
         self._check_sample("noise", noise)
         if noise.shape != original_samples.shape:
             raise GeodiffValueError(
-                f"noise: shape {list(noise.shape)} differs from original_samples {list(original_samples.shape)}"
+                f"noise: shape {list(noise.shape)} differs from original_samples "
+                f"{list(original_samples.shape)}"
             )
         a, s = self._coefs(timesteps, original_samples, batch)
         x0 = self.project(original_samples, batch, mask)

@@ -48,18 +48,24 @@ def make_alphas_cumprod(
         raise GeodiffValueError(f"num_train_timesteps: must be >= 1, got {num_timesteps}")
     if schedule == "linear":
         if not 0 < beta_start <= beta_end < 1:
-            raise GeodiffValueError(f"beta_start/beta_end: need 0 < start <= end < 1, got {beta_start}, {beta_end}")
+            raise GeodiffValueError(
+                f"beta_start/beta_end: need 0 < start <= end < 1, got {beta_start}, {beta_end}"
+            )
         betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
         return torch.cumprod(1 - betas, dim=0)
     if schedule == "cosine":
+
         def f(tau):
             return torch.cos((tau + cosine_s) / (1 + cosine_s) * math.pi / 2) ** 2
+
         return _from_continuous(lambda tau: f(tau) / f(torch.zeros(())), num_timesteps)
     if schedule == "adaptive_cosine":
         if nu <= 0:
             raise GeodiffValueError(f"nu: must be > 0, got {nu}")
+
         def g(tau):
             return torch.cos((tau**nu + cosine_s) / (1 + cosine_s) * math.pi / 2) ** 2
+
         return _from_continuous(lambda tau: g(tau) / g(torch.zeros(())), num_timesteps)
     if schedule == "polynomial":
         tau = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps

@@ -77,7 +77,9 @@ class CategoricalD3PMScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
                 raise GeodiffValueError("prior_probs: must be finite, non-negative and not all zero")
             m = m / m.sum()
         else:
-            raise GeodiffValueError(f"prior_type: expected uniform, marginal or absorbing, got {prior_type!r}")
+            raise GeodiffValueError(
+                f"prior_type: expected uniform, marginal or absorbing, got {prior_type!r}"
+            )
         self.prior = m
         self.alphas_cumprod = make_alphas_cumprod(
             beta_schedule, num_train_timesteps, beta_start, beta_end, cosine_s, power, nu

@@ -21,7 +21,8 @@ class E3DDPMScheduler(E3GaussianMixin, SchedulerMixin, ConfigMixin):
 
     Args:
         num_train_timesteps: T, the number of forward steps (EQGAT-diff: 500, GeoTDM: 1000).
-        beta_schedule: ``linear``, ``cosine``, ``polynomial`` (EDM) or ``adaptive_cosine`` (MiDi, uses ``nu``).
+        beta_schedule: ``linear``, ``cosine``, ``polynomial`` (EDM) or ``adaptive_cosine`` (MiDi, with
+            exponent ``nu``).
         beta_start, beta_end: endpoints of the ``linear`` schedule.
         cosine_s: offset ``s`` of the cosine schedules.
         power: exponent of the ``polynomial`` schedule.
@@ -48,7 +49,9 @@ class E3DDPMScheduler(E3GaussianMixin, SchedulerMixin, ConfigMixin):
         center_of_mass: bool = True,
     ):
         if variance_type not in ("fixed_small", "fixed_large"):
-            raise GeodiffValueError(f"variance_type: expected fixed_small or fixed_large, got {variance_type!r}")
+            raise GeodiffValueError(
+                f"variance_type: expected fixed_small or fixed_large, got {variance_type!r}"
+            )
         self._init_gaussian()
 
     def step(

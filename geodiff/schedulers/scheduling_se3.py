@@ -63,7 +63,9 @@ class SE3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
         if sigma_r <= 0 or sigma_t <= 0:
             raise GeodiffValueError(f"sigma_r/sigma_t: must be > 0, got {sigma_r}, {sigma_t}")
         if prediction_type not in ("sample", "left_correction"):
-            raise GeodiffValueError(f"prediction_type: expected sample or left_correction, got {prediction_type!r}")
+            raise GeodiffValueError(
+                f"prediction_type: expected sample or left_correction, got {prediction_type!r}"
+            )
         self.alphas_cumprod = make_alphas_cumprod(
             beta_schedule, num_train_timesteps, beta_start, beta_end, cosine_s, power, nu
         )

@@ -3,8 +3,9 @@
 Frames are ``[..., 4, 4]`` poses ``[[R, x], [0, 1]]``. The two parts diffuse independently:
 
 * rotations: Brownian motion on SO(3), ``R_t = R_0 exp(nu)`` with ``nu ~ IGSO(3)(sigma_t)`` and the
-  logarithmic schedule ``sigma(tau) = log(tau e^sigma_max + (1 - tau) e^sigma_min)`` (or linear), ``tau = (t+1)/T``.
-  Reverse: a geodesic random walk, ``R_t' = R_t exp(d score + sqrt(d) z)`` with ``d = sigma_t^2 - sigma_t'^2`` and
+  logarithmic schedule ``sigma(tau) = log(tau e^sigma_max + (1 - tau) e^sigma_min)`` (or linear),
+  ``tau = (t+1)/T``. Reverse: a geodesic random walk, ``R_t' = R_t exp(d score + sqrt(d) z)`` with
+  ``d = sigma_t^2 - sigma_t'^2`` and
   the IGSO(3) score at ``log(R0_hat^T R_t)``, the Euler-Maruyama step of the reverse SDE in "time" sigma^2.
 * translations: a VP/DDPM process on ``translation_scale * x`` (FrameDiff scales Angstrom by 0.1) with the
   DDPM posterior mean and variance in reverse.
@@ -72,7 +73,9 @@ class SO3R3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
         elif rotation_schedule == "linear":
             self.sigmas = min_sigma + tau * (max_sigma - min_sigma)
         else:
-            raise GeodiffValueError(f"rotation_schedule: expected logarithmic or linear, got {rotation_schedule!r}")
+            raise GeodiffValueError(
+                f"rotation_schedule: expected logarithmic or linear, got {rotation_schedule!r}"
+            )
         self.alphas_cumprod = make_alphas_cumprod(
             beta_schedule, num_train_timesteps, beta_start, beta_end, cosine_s, power, nu
         )
@@ -149,7 +152,9 @@ class SO3R3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
         x_t = (abar.sqrt() * s * x0 + (1 - abar).sqrt() * translation_noise) / s
         return se3.from_rt(r0 @ so3.exp(rotation_noise), x_t)
 
-    def rotation_score(self, sample: torch.Tensor, pred_original_sample: torch.Tensor, timesteps) -> torch.Tensor:
+    def rotation_score(
+        self, sample: torch.Tensor, pred_original_sample: torch.Tensor, timesteps
+    ) -> torch.Tensor:
         """IGSO(3) score (rotation vector, body frame at R_t) of R_t given R_0: the training target."""
         t = self._per_frame(self._as_timesteps(timesteps, "timesteps"), sample)
         rel = so3.log(pred_original_sample[..., :3, :3].transpose(-1, -2) @ sample[..., :3, :3])

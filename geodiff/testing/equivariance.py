@@ -197,7 +197,9 @@ def assert_equivariant(
                 want = tr.apply(y, kind)
                 have = got[key][0]
                 if want.shape != have.shape:
-                    raise AssertionError(f"{name}: {key} changed shape {list(want.shape)} -> {list(have.shape)}")
+                    raise AssertionError(
+                        f"{name}: {key} changed shape {list(want.shape)} -> {list(have.shape)}"
+                    )
                 if not want.is_floating_point():
                     if not torch.equal(want, have):
                         raise AssertionError(f"{name}: {key} (integer) is not {kind}-equivariant")

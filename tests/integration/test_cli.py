@@ -13,8 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "geodiff.cli", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "geodiff.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=300,
+    )
 
 
 SCHEDULER_CONFIGS = sorted(p.stem for p in (ROOT / "configs" / "scheduler").glob("*.yaml"))

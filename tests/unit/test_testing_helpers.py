@@ -22,7 +22,9 @@ def test_accepts_an_egnn_like_update():
         return h + dh, x + dx, euclidean.remove_mean(x, batch)
 
     errs = assert_equivariant(
-        layer, [H, X, BATCH, EDGES], ["node_scalar", "node_position", "node_index", "edge_index"],
+        layer,
+        [H, X, BATCH, EDGES],
+        ["node_scalar", "node_position", "node_index", "edge_index"],
         ["node_scalar", "node_position", "node_vector"],
     )
     assert set(errs) == {"rotation", "reflection", "translation", "permutation", "combined"}
@@ -31,14 +33,27 @@ def test_accepts_an_egnn_like_update():
 
 def test_rejects_a_fixed_direction():
     with pytest.raises(AssertionError, match="rotation"):
-        assert_equivariant(lambda x: x + torch.tensor([1.0, 0, 0], dtype=x.dtype), [X], ["node_position"],
-                           "node_position", translations=False, permutations=False)
+        assert_equivariant(
+            lambda x: x + torch.tensor([1.0, 0, 0], dtype=x.dtype),
+            [X],
+            ["node_position"],
+            "node_position",
+            translations=False,
+            permutations=False,
+        )
 
 
 def test_rejects_order_dependence():
     with pytest.raises(AssertionError, match="permutation"):
-        assert_equivariant(lambda x: x - x[0], [X], ["node_position"], "node_vector",
-                           rotations=False, reflections=False, translations=False)
+        assert_equivariant(
+            lambda x: x - x[0],
+            [X],
+            ["node_position"],
+            "node_vector",
+            rotations=False,
+            reflections=False,
+            translations=False,
+        )
 
 
 def test_cross_product_is_a_pseudovector_not_a_vector():

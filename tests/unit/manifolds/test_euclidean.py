@@ -30,7 +30,9 @@ def test_masked_matches_flattened():
 def test_zero_com_gaussian_has_right_variance():
     n_graphs, n = 20000, 4
     batch = torch.arange(n_graphs).repeat_interleave(n)
-    eps = euclidean.sample_zero_com_gaussian((n_graphs * n, 3), batch, torch.Generator().manual_seed(0), torch.float64)
+    eps = euclidean.sample_zero_com_gaussian(
+        (n_graphs * n, 3), batch, torch.Generator().manual_seed(0), torch.float64
+    )
     assert euclidean.center_of_mass(eps, batch).abs().max() < 1e-12
     assert abs(float(eps.var()) - (n - 1) / n) < 0.02
     m = euclidean.sample_zero_com_gaussian_masked(torch.ones(5, 3, dtype=torch.bool), dtype=torch.float64)

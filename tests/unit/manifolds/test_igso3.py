@@ -43,7 +43,9 @@ def test_series_fails_for_small_sigma_where_closed_form_holds():
 
 def test_large_sigma_tends_to_uniform():
     w = torch.linspace(0.1, 3.0, 20, dtype=torch.float64)
-    torch.testing.assert_close(igso3.igso3_density(w, 5.0), torch.ones(20, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        igso3.igso3_density(w, 5.0), torch.ones(20, dtype=torch.float64), atol=1e-4, rtol=0
+    )
 
 
 @pytest.mark.parametrize("sigma", [1e-3, 0.05, 0.7, 1.8])

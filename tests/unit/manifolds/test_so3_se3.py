@@ -102,7 +102,9 @@ def test_compose_inverse_apply():
 def test_left_jacobian_and_inverse():
     w = torch.cat([torch.zeros(1, 3), 1e-5 * torch.ones(1, 3), torch.randn(20, 3) * 1.5]).double()
     V = se3.left_jacobian(w)
-    torch.testing.assert_close(V @ se3.left_jacobian_inverse(w), torch.eye(3, dtype=torch.float64).expand(22, 3, 3))
+    torch.testing.assert_close(
+        V @ se3.left_jacobian_inverse(w), torch.eye(3, dtype=torch.float64).expand(22, 3, 3)
+    )
 
 
 def test_quaternions():
@@ -139,7 +141,9 @@ def test_random_rotation_is_uniform():
 def test_geodesic_distance():
     a = so3.random_rotation((5,), torch.Generator().manual_seed(0), torch.float64)
     w = torch.tensor([[0.0, 0.0, 0.3]], dtype=torch.float64).expand(5, 3)
-    torch.testing.assert_close(so3.geodesic_distance(a, a @ so3.exp(w)), torch.full((5,), 0.3, dtype=torch.float64))
+    torch.testing.assert_close(
+        so3.geodesic_distance(a, a @ so3.exp(w)), torch.full((5,), 0.3, dtype=torch.float64)
+    )
 
 
 def test_bad_input_names_the_argument():

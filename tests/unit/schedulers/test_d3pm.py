@@ -54,8 +54,12 @@ def _matrices(s, a):
 
 @pytest.mark.parametrize("prior_type", ["uniform", "marginal", "absorbing"])
 def test_closed_forms_match_explicit_transition_matrices(prior_type):
-    s = CategoricalD3PMScheduler(num_classes=K, num_train_timesteps=40, prior_type=prior_type,
-                                 prior_probs=MARGINAL if prior_type == "marginal" else None)
+    s = CategoricalD3PMScheduler(
+        num_classes=K,
+        num_train_timesteps=40,
+        prior_type=prior_type,
+        prior_probs=MARGINAL if prior_type == "marginal" else None,
+    )
     ab = s.alphas_cumprod
     # q(x_t | x_0) = x0 Qbar_t with Qbar_t the product of the one-step matrices
     qbar = torch.eye(K, dtype=torch.float64)
@@ -83,8 +87,12 @@ def test_closed_forms_match_explicit_transition_matrices(prior_type):
 
 @pytest.mark.parametrize("prior_type", ["uniform", "marginal", "absorbing"])
 def test_marginals_sum_to_one_and_reach_the_prior(prior_type):
-    s = CategoricalD3PMScheduler(num_classes=K, num_train_timesteps=500, prior_type=prior_type,
-                                 prior_probs=MARGINAL if prior_type == "marginal" else None)
+    s = CategoricalD3PMScheduler(
+        num_classes=K,
+        num_train_timesteps=500,
+        prior_type=prior_type,
+        prior_probs=MARGINAL if prior_type == "marginal" else None,
+    )
     x0 = torch.eye(K, dtype=torch.float64)
     for t in (0, 100, 250, 499):
         q = s.q_probs(x0, t)
@@ -113,7 +121,9 @@ def test_per_graph_timesteps_and_edge_tensors():
     q = s.q_probs(edges, t)
     for b in range(6):
         torch.testing.assert_close(q[b], s.q_probs(edges[b], int(t[b])))
-    out = s.step(torch.randn(6, 4, 4, K, dtype=torch.float64), t, edges, generator=torch.Generator().manual_seed(0))
+    out = s.step(
+        torch.randn(6, 4, 4, K, dtype=torch.float64), t, edges, generator=torch.Generator().manual_seed(0)
+    )
     assert out.prev_sample.shape == edges.shape
     torch.testing.assert_close(out.prev_sample.sum(-1), torch.ones(6, 4, 4, dtype=torch.float64))
 

@@ -20,7 +20,9 @@ class _E3Hooks(SchedulerTesterMixin):
         return dict(num_train_timesteps=60, beta_schedule="cosine", prediction_type=self.prediction_type)
 
     def make_clean_sample(self, generator):
-        x0 = euclidean.remove_mean(torch.randn(len(BATCH), 3, generator=generator, dtype=torch.float64), BATCH)
+        x0 = euclidean.remove_mean(
+            torch.randn(len(BATCH), 3, generator=generator, dtype=torch.float64), BATCH
+        )
         return x0, {"batch": BATCH}
 
     def draw_prior(self, scheduler, x0, generator, kw):
@@ -79,8 +81,10 @@ def test_schedules_are_monotone_and_reach_noise(name):
 def test_cosine_matches_closed_form():
     T, s = 500, 0.008
     ac = make_alphas_cumprod("cosine", T, cosine_s=s)
+
     def f(tau):
         return math.cos((tau + s) / (1 + s) * math.pi / 2) ** 2
+
     for t in (0, 100, 250, 400):
         assert ac[t].item() == pytest.approx(f((t + 1) / T) / f(0), rel=1e-9)
 
@@ -132,7 +136,9 @@ def test_forward_and_reverse_keep_zero_com_per_graph(cls):
     t = torch.tensor([10, 50, 99])
     xt = s.add_noise(x0, noise, t, batch=BATCH)
     assert euclidean.center_of_mass(xt, BATCH).abs().max() < 1e-12
-    out = s.step(torch.randn(len(BATCH), 3, generator=g, dtype=torch.float64), 40, xt, batch=BATCH, generator=g)
+    out = s.step(
+        torch.randn(len(BATCH), 3, generator=g, dtype=torch.float64), 40, xt, batch=BATCH, generator=g
+    )
     assert euclidean.center_of_mass(out.prev_sample, BATCH).abs().max() < 1e-12
     assert euclidean.center_of_mass(out.pred_original_sample, BATCH).abs().max() < 1e-12
 
@@ -156,8 +162,14 @@ def test_forward_process_commutes_with_e3_and_permutations():
     )
     assert max(errs.values()) < 1e-12
     perm_errs = assert_equivariant(
-        forward, [x0, eps, BATCH], ["node_position", "node_vector", "node_index"], "node_vector",
-        rotations=False, reflections=False, translations=False, permutations=True,
+        forward,
+        [x0, eps, BATCH],
+        ["node_position", "node_vector", "node_index"],
+        "node_vector",
+        rotations=False,
+        reflections=False,
+        translations=False,
+        permutations=True,
     )
     assert max(perm_errs.values()) < 1e-12
 
@@ -176,8 +188,15 @@ def test_reverse_step_is_equivariant(cls, timestep):
 
     kinds = ["node_vector", "node_vector", "node_index"]
     assert_equivariant(step, [xt, eps, BATCH], kinds, ["node_vector", "node_vector"], permutations=False)
-    assert_equivariant(step, [xt, eps, BATCH], kinds, ["node_vector", "node_vector"],
-                       rotations=False, reflections=False, translations=False)
+    assert_equivariant(
+        step,
+        [xt, eps, BATCH],
+        kinds,
+        ["node_vector", "node_vector"],
+        rotations=False,
+        reflections=False,
+        translations=False,
+    )
 
 
 def test_padded_mask_and_node_flattened_agree():
@@ -188,7 +207,12 @@ def test_padded_mask_and_node_flattened_agree():
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
     eps = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
     padded = s.add_noise(x, eps, torch.tensor([7, 30]), mask=mask)
-    flat = s.add_noise(x[mask], eps[mask], torch.tensor([7, 30]), batch=torch.repeat_interleave(torch.arange(2), torch.tensor(sizes)))
+    flat = s.add_noise(
+        x[mask],
+        eps[mask],
+        torch.tensor([7, 30]),
+        batch=torch.repeat_interleave(torch.arange(2), torch.tensor(sizes)),
+    )
     torch.testing.assert_close(padded[mask], flat)
     assert padded[~mask].abs().max() == 0
 

@@ -1,0 +1,37 @@
+"""Atomic outputs: complete file or nothing, usual permissions, no temp files left."""
+
+import os
+import stat
+
+import pytest
+
+from geodiff.io import atomic_path, atomic_save_pretrained
+from geodiff.schedulers import E3DDPMScheduler
+
+
+def test_atomic_path_writes_with_usual_mode(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("hello")
+        assert not target.exists()
+    assert target.read_text() == "hello"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_leaves_old_file_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_save_pretrained(tmp_path):
+    out = atomic_save_pretrained(E3DDPMScheduler(num_train_timesteps=7), tmp_path / "s")
+    assert [p.name for p in out.iterdir()] == ["scheduler_config.json"]
+    assert E3DDPMScheduler.from_pretrained(out).config.num_train_timesteps == 7
