@@ -17,6 +17,7 @@ import torch
 from diffusers.utils import BaseOutput
 
 from geodiff.errors import GeodiffValueError, check_finite
+from geodiff.schedulers.noise_schedules import betas_from_alphas_cumprod, make_alphas_cumprod
 
 __all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing"]
 
@@ -41,6 +42,31 @@ class TimestepMixin:
 
     alphas_cumprod: torch.Tensor
     order = 1
+
+    def _init_schedule(self) -> None:
+        """Build ``alphas_cumprod`` / ``betas`` / ``alphas`` from the config's schedule fields, then the
+        default timestep grid (every scheduler calls this at the end of ``__init__``)."""
+        c = self.config
+        self.alphas_cumprod = make_alphas_cumprod(
+            c.beta_schedule, c.num_train_timesteps, c.beta_start, c.beta_end, c.cosine_s, c.power, c.nu
+        )
+        self.betas = betas_from_alphas_cumprod(self.alphas_cumprod)
+        self.alphas = 1 - self.betas
+        self._init_timesteps()
+
+    def _posterior(self, t: torch.Tensor, prev_t: torch.Tensor, expand):
+        """DDPM posterior q(x_t' | x_t, x0) between timesteps ``t`` and ``t' = prev_t`` (Ho et al. eq. 7).
+
+        ``expand`` broadcasts per-element float64 values onto the sample. Returns
+        ``(coef_x0, coef_xt, variance)`` with mean ``coef_x0 x0 + coef_xt x_t``; the variance is 0 when
+        ``t'`` is clean data.
+        """
+        abar_t, abar_prev = expand(self._abar(t)), expand(self._abar(prev_t))
+        alpha = abar_t / abar_prev  # effective one-step alpha over the (possibly skipped) interval
+        beta = 1 - alpha
+        coef_x0 = abar_prev.sqrt() * beta / (1 - abar_t)
+        coef_xt = alpha.sqrt() * (1 - abar_prev) / (1 - abar_t)
+        return coef_x0, coef_xt, beta * (1 - abar_prev) / (1 - abar_t)
 
     def _init_timesteps(self) -> None:
         T = self.config.num_train_timesteps

@@ -16,7 +16,6 @@ import torch
 from geodiff.errors import GeodiffValueError
 from geodiff.manifolds import euclidean
 from geodiff.schedulers.base import TimestepMixin
-from geodiff.schedulers.noise_schedules import betas_from_alphas_cumprod, make_alphas_cumprod
 
 PredictionType = Literal["epsilon", "sample", "v_prediction"]
 
@@ -30,12 +29,7 @@ class E3GaussianMixin(TimestepMixin):
             raise GeodiffValueError(
                 f"prediction_type: expected epsilon, sample or v_prediction, got {c.prediction_type!r}"
             )
-        self.alphas_cumprod = make_alphas_cumprod(
-            c.beta_schedule, c.num_train_timesteps, c.beta_start, c.beta_end, c.cosine_s, c.power, c.nu
-        )
-        self.betas = betas_from_alphas_cumprod(self.alphas_cumprod)
-        self.alphas = 1 - self.betas
-        self._init_timesteps()
+        self._init_schedule()
 
     # ------------------------------------------------------------------------------ zero-CoM projection
     def project(

@@ -27,7 +27,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from geodiff.errors import GeodiffValueError
 from geodiff.schedulers.base import GeodiffSchedulerOutput, TimestepMixin
-from geodiff.schedulers.noise_schedules import BetaSchedule, betas_from_alphas_cumprod, make_alphas_cumprod
+from geodiff.schedulers.noise_schedules import BetaSchedule
 
 __all__ = ["CategoricalD3PMScheduler"]
 
@@ -81,11 +81,7 @@ class CategoricalD3PMScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
                 f"prior_type: expected uniform, marginal or absorbing, got {prior_type!r}"
             )
         self.prior = m
-        self.alphas_cumprod = make_alphas_cumprod(
-            beta_schedule, num_train_timesteps, beta_start, beta_end, cosine_s, power, nu
-        )
-        self.betas = betas_from_alphas_cumprod(self.alphas_cumprod)
-        self._init_timesteps()
+        self._init_schedule()
 
     # ------------------------------------------------------------------------------------------ helpers
     def _check_probs(self, name: str, x: torch.Tensor) -> None:

@@ -66,22 +66,15 @@ class E3DDPMScheduler(E3GaussianMixin, SchedulerMixin, ConfigMixin):
     ) -> GeodiffSchedulerOutput | tuple:
         """One ancestral step x_t -> x_{t'} (t' = previous timestep, possibly several training steps back)."""
         t, prev_t = self._step_inputs(model_output, timestep, sample, batch)
-        # 1. cumulative signal at t and t'; the effective one-step alpha/beta between them
-        abar_t = self._expand(self._abar(t), sample, batch)
-        abar_prev = self._expand(self._abar(prev_t), sample, batch)
-        alpha = abar_t / abar_prev
-        beta = 1 - alpha
+        # 1. posterior q(x_t' | x_t, x0) between t and t' (Ho et al. eq. 7), per node
+        coef_x0, coef_xt, var = self._posterior(t, prev_t, lambda v: self._expand(v, sample, batch))
         # 2. the model's x0 estimate (Ho et al. eq. 15 for epsilon), in the zero-CoM subspace
         x0, _ = self.convert_model_output(model_output, t, sample, batch, mask)
-        # 3. posterior mean of q(x_{t'} | x_t, x0) (Ho et al. eq. 7)
-        coef_x0 = abar_prev.sqrt() * beta / (1 - abar_t)
-        coef_xt = alpha.sqrt() * (1 - abar_prev) / (1 - abar_t)
+        # 3. posterior mean
         mean = coef_x0 * x0 + coef_xt * self.project(sample, batch, mask)
         # 4. add zero-CoM noise with the posterior (fixed_small) or forward (fixed_large) variance
-        if self.config.variance_type == "fixed_small":
-            var = beta * (1 - abar_prev) / (1 - abar_t)
-        else:
-            var = beta
+        if self.config.variance_type == "fixed_large":
+            var = self._expand(1 - self._abar(t) / self._abar(prev_t), sample, batch)
         has_noise = self._expand((prev_t >= 0).to(torch.float64), sample, batch)
         noise = self.project(self._randn(sample.shape, generator, sample), batch, mask)
         prev_sample = mean + has_noise * var.sqrt() * noise

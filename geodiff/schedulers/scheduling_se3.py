@@ -30,7 +30,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from geodiff.errors import GeodiffValueError, check_shape
 from geodiff.manifolds import se3
 from geodiff.schedulers.base import GeodiffSchedulerOutput, TimestepMixin
-from geodiff.schedulers.noise_schedules import BetaSchedule, betas_from_alphas_cumprod, make_alphas_cumprod
+from geodiff.schedulers.noise_schedules import BetaSchedule
 
 __all__ = ["SE3DiffusionScheduler"]
 
@@ -66,11 +66,7 @@ class SE3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
             raise GeodiffValueError(
                 f"prediction_type: expected sample or left_correction, got {prediction_type!r}"
             )
-        self.alphas_cumprod = make_alphas_cumprod(
-            beta_schedule, num_train_timesteps, beta_start, beta_end, cosine_s, power, nu
-        )
-        self.betas = betas_from_alphas_cumprod(self.alphas_cumprod)
-        self._init_timesteps()
+        self._init_schedule()
 
     def noise_scales(self, dtype=torch.float32, device=None) -> torch.Tensor:
         """``[s_r, s_r, s_r, s_t, s_t, s_t]``."""
@@ -81,9 +77,9 @@ class SE3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
         self._check_sample(name, h)
         check_shape(name, h, (4, 4))
 
-    def _abar_for(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """abar at validated timesteps ``t`` (``-1`` = clean), broadcast to ``like.shape[:-2] + (1,)``."""
-        abar = self._abar(t).to(like.dtype)
+    def _per_pose(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Scalar or per-pose values broadcast to ``like.shape[:-2] + (1,)`` (to scale twists)."""
+        abar = values.to(like.dtype)
         lead = like.shape[:-2]
         if abar.dim() == 0:
             return abar.expand(*lead, 1)
@@ -124,7 +120,7 @@ class SE3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
             raise GeodiffValueError(
                 f"noise: expected shape {[*original_samples.shape[:-2], 6]}, got {list(noise.shape)}"
             )
-        abar = self._abar_for(self._as_timesteps(timesteps, "timesteps"), original_samples)
+        abar = self._per_pose(self._abar(self._as_timesteps(timesteps, "timesteps")), original_samples)
         mean = se3.exp(abar.sqrt() * se3.log(original_samples))
         xi = (1 - abar).sqrt() * self.noise_scales(noise.dtype, noise.device) * noise
         return se3.exp(xi) @ mean
@@ -147,17 +143,12 @@ class SE3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
             h0 = model_output
         else:
             h0 = model_output @ sample
-        # 2. cumulative signal at t and t', effective one-step alpha/beta between them
-        abar_t = self._abar_for(t, sample)
-        abar_prev = self._abar_for(prev_t, sample)
-        alpha = abar_t / abar_prev
-        beta = 1 - alpha
-        # 3. DDPM posterior mean taken in the Lie algebra: exp(g0 log H0_hat + g1 log H_t)
-        g0 = abar_prev.sqrt() * beta / (1 - abar_t)
-        g1 = alpha.sqrt() * (1 - abar_prev) / (1 - abar_t)
+        # 2. DDPM posterior coefficients between t and t', one per pose
+        g0, g1, var = self._posterior(t, prev_t, lambda v: self._per_pose(v, sample))
+        # 3. posterior mean taken in the Lie algebra: exp(g0 log H0_hat + g1 log H_t)
         mean = se3.exp(g0 * se3.log(h0) + g1 * se3.log(sample))
-        # 4. left-multiplied noise with the posterior variance, none on the final step
-        std = (beta * (1 - abar_prev) / (1 - abar_t)).sqrt() * (abar_prev < 1).to(sample.dtype)
+        # 4. left-multiplied noise with the posterior variance (zero on the final step)
+        std = var.sqrt()
         z = self._randn((*sample.shape[:-2], 6), generator, sample)
         prev_sample = se3.exp(std * self.noise_scales(sample.dtype, sample.device) * z) @ mean
         if not return_dict:

@@ -27,7 +27,7 @@ from geodiff.errors import GeodiffValueError, check_shape
 from geodiff.manifolds import se3, so3
 from geodiff.manifolds.igso3 import IGSO3AngleSampler, igso3_score
 from geodiff.schedulers.base import GeodiffSchedulerOutput, TimestepMixin
-from geodiff.schedulers.noise_schedules import BetaSchedule, betas_from_alphas_cumprod, make_alphas_cumprod
+from geodiff.schedulers.noise_schedules import BetaSchedule
 
 __all__ = ["SO3R3DiffusionScheduler"]
 
@@ -76,12 +76,8 @@ class SO3R3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
             raise GeodiffValueError(
                 f"rotation_schedule: expected logarithmic or linear, got {rotation_schedule!r}"
             )
-        self.alphas_cumprod = make_alphas_cumprod(
-            beta_schedule, num_train_timesteps, beta_start, beta_end, cosine_s, power, nu
-        )
-        self.betas = betas_from_alphas_cumprod(self.alphas_cumprod)
         self._angle_sampler: IGSO3AngleSampler | None = None
-        self._init_timesteps()
+        self._init_schedule()
 
     @property
     def angle_sampler(self) -> IGSO3AngleSampler:
@@ -184,14 +180,9 @@ class SO3R3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
         r_prev = r_t @ so3.exp(d * score + self.config.noise_scale * d.sqrt() * z)
         # 2. translation: DDPM posterior q(x_t' | x_t, x0_hat) in scaled units
         s = self.config.translation_scale
-        abar_t = self._abar(t).to(sample.dtype).unsqueeze(-1)
-        abar_prev = self._abar(prev_t).to(sample.dtype).unsqueeze(-1)
-        alpha = abar_t / abar_prev
-        beta = 1 - alpha
-        mean = (abar_prev.sqrt() * beta * s * x0 + alpha.sqrt() * (1 - abar_prev) * s * x_t) / (1 - abar_t)
-        std = (beta * (1 - abar_prev) / (1 - abar_t)).sqrt()
+        c0, ct, var = self._posterior(t, prev_t, lambda v: v.to(sample.dtype).unsqueeze(-1))
         z_x = self._randn(x_t.shape, generator, x_t)
-        x_prev = (mean + self.config.noise_scale * std * z_x) / s
+        x_prev = (c0 * s * x0 + ct * s * x_t + self.config.noise_scale * var.sqrt() * z_x) / s
         # 3. the final step (t' = -1) returns the model's clean frames
         prev_sample = se3.from_rt(r_prev, x_prev)
         final = (prev_t < 0).view(*prev_t.shape, 1, 1)

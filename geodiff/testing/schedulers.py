@@ -61,6 +61,15 @@ class SchedulerTesterMixin:
         """The user-facing config (diffusers adds private ``_*`` bookkeeping keys)."""
         return {k: v for k, v in sched.config.items() if not k.startswith("_")}
 
+    def one_step_inputs(self, seed: int = 0):
+        """A scheduler, its first timestep, a prior sample, the oracle output there and the step kwargs."""
+        sched = self.make_scheduler()
+        g = torch.Generator().manual_seed(seed)
+        x0, kw = self.make_clean_sample(g)
+        x = self.draw_prior(sched, x0, g, kw)
+        t = sched.timesteps[0]
+        return sched, t, x, self.oracle_output(sched, x0, x, t, kw), kw
+
     # ------------------------------------------------------------------------------------- tests
     def test_config_round_trip(self, tmp_path):
         sched = self.make_scheduler()
@@ -101,13 +110,8 @@ class SchedulerTesterMixin:
         assert bool((ac[1:] <= ac[:-1]).all()) and 0 < float(ac[-1]) < float(ac[0]) <= 1
 
     def test_step_shapes_and_tuple(self):
-        sched = self.make_scheduler()
-        g = torch.Generator().manual_seed(0)
-        x0, kw = self.make_clean_sample(g)
-        x = self.draw_prior(sched, x0, g, kw)
-        t = sched.timesteps[0]
-        out = self.oracle_output(sched, x0, x, t, kw)
-        res = sched.step(out, t, x, generator=g, **kw)
+        sched, t, x, out, kw = self.one_step_inputs()
+        res = sched.step(out, t, x, generator=torch.Generator().manual_seed(0), **kw)
         assert res.prev_sample.shape == x.shape and res.pred_original_sample.shape == x.shape
         assert res.prev_sample.dtype == x.dtype
         tup = sched.step(out, t, x, generator=torch.Generator().manual_seed(1), return_dict=False, **kw)
@@ -135,23 +139,14 @@ class SchedulerTesterMixin:
             torch.testing.assert_close(x, x0, atol=self.atol, rtol=0, msg=f"oracle loop with {n} steps")
 
     def test_bad_timestep_is_a_clear_error(self):
-        sched = self.make_scheduler()
-        g = torch.Generator().manual_seed(0)
-        x0, kw = self.make_clean_sample(g)
-        x = self.draw_prior(sched, x0, g, kw)
-        out = self.oracle_output(sched, x0, x, sched.timesteps[0], kw)
+        sched, _, x, out, kw = self.one_step_inputs()
         T = sched.config.num_train_timesteps
         for bad in (T, -1):
             with pytest.raises(ValueError, match="timestep"):
                 sched.step(out, bad, x, **kw)
 
     def test_nan_input_is_a_clear_error(self):
-        sched = self.make_scheduler()
-        g = torch.Generator().manual_seed(0)
-        x0, kw = self.make_clean_sample(g)
-        x = self.draw_prior(sched, x0, g, kw)
-        t = sched.timesteps[0]
-        out = self.oracle_output(sched, x0, x, t, kw)
+        sched, t, x, out, kw = self.one_step_inputs()
         bad = x.clone()
         bad.view(-1)[0] = float("nan")
         with pytest.raises(ValueError, match="sample"):
