@@ -1,0 +1,24 @@
+"""Shared fixtures: real data from ../shared/data when present."""
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def qm9_npz() -> Path:
+    path = SHARED_DATA / "qm9" / "test.npz"
+    if not path.is_file():
+        pytest.skip("../shared/data/qm9/test.npz not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qm9_small(qm9_npz, tmp_path_factory):
+    """The first 300 real QM9 molecules with RDKit-perceived bonds (cached for the session)."""
+    from geodiff.data.molecules import MoleculeDataset
+
+    cache = tmp_path_factory.mktemp("qm9_cache")
+    return MoleculeDataset.from_qm9_npz(qm9_npz, cache_dir=cache, limit=300, num_workers=1, progress=False)
