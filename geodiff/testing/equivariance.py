@@ -204,9 +204,9 @@ def assert_equivariant(
                     if not torch.equal(want, have):
                         raise AssertionError(f"{name}: {key} (integer) is not {kind}-equivariant")
                     continue
-                err = float((want - have).abs().max()) if want.numel() else 0.0
+                err = float((want - have).detach().abs().max()) if want.numel() else 0.0
                 worst[name] = max(worst.get(name, 0.0), err)
-                if not torch.allclose(have, want, atol=atol, rtol=rtol):
+                if not torch.allclose(have.detach(), want.detach(), atol=atol, rtol=rtol):
                     raise AssertionError(
                         f"{name}: {key} is not {kind if isinstance(kind, str) else 'custom'}-equivariant "
                         f"(max abs error {err:.3e}, atol {atol:g}, rtol {rtol:g})"
