@@ -80,7 +80,9 @@ class MoleculeVocabulary:
         try:
             return self.charges.index(int(charge))
         except ValueError:
-            raise GeodiffValueError(f"formal charge {charge:+d} is outside the vocabulary {self.charges}") from None
+            raise GeodiffValueError(
+                f"formal charge {charge:+d} is outside the vocabulary {self.charges}"
+            ) from None
 
     def to_dict(self) -> dict:
         return {"atoms": list(self.atoms), "charges": list(self.charges), "bonds": list(self.bonds)}
@@ -115,7 +117,9 @@ def perceive_bonds(atomic_numbers: Sequence[int], positions: np.ndarray, charge:
     """
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 2 or positions.shape[1] != 3 or len(positions) != len(atomic_numbers):
-        raise GeodiffValueError(f"positions: expected [{len(atomic_numbers)}, 3], got {list(positions.shape)}")
+        raise GeodiffValueError(
+            f"positions: expected [{len(atomic_numbers)}, 3], got {list(positions.shape)}"
+        )
     if not np.isfinite(positions).all():
         raise GeodiffValueError("positions: contain NaN/inf")
     rw = Chem.RWMol()
@@ -130,7 +134,8 @@ def perceive_bonds(atomic_numbers: Sequence[int], positions: np.ndarray, charge:
         rdDetermineBonds.DetermineBonds(mol, charge=charge)
         Chem.SanitizeMol(mol)
     except Exception as exc:  # RDKit raises ValueError / RuntimeError / its own sanitisation errors
-        raise GeodiffError(f"bond perception failed: {str(exc).strip().splitlines()[0] if str(exc) else exc}")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GeodiffError(f"bond perception failed: {reason}") from None
     return mol
 
 
@@ -140,7 +145,9 @@ def mol_to_record(mol: Chem.Mol, vocab: MoleculeVocabulary, name: str = "") -> M
         raise GeodiffValueError(f"molecule {name or ''}: has no 3D conformer".replace("  ", " "))
     pos = torch.tensor(mol.GetConformer().GetPositions(), dtype=torch.float32)
     atoms = torch.tensor([vocab.atom_index(a.GetSymbol()) for a in mol.GetAtoms()], dtype=torch.long)
-    charges = torch.tensor([vocab.charge_index(a.GetFormalCharge()) for a in mol.GetAtoms()], dtype=torch.long)
+    charges = torch.tensor(
+        [vocab.charge_index(a.GetFormalCharge()) for a in mol.GetAtoms()], dtype=torch.long
+    )
     pairs, types = [], []
     for b in mol.GetBonds():
         i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
@@ -248,7 +255,8 @@ class MoleculeDataset(torch.utils.data.Dataset):
     saved one (:meth:`load`). ``failures`` lists ``(source index, reason)`` of molecules that were skipped.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], vocab: MoleculeVocabulary, names: list[str] | None = None,
+    def __init__(self, tensors: dict[str, torch.Tensor], vocab: MoleculeVocabulary,
+                 names: list[str] | None = None,
                  failures: list[tuple[int, str]] | None = None, source: str = ""):  # fmt: skip
         self.t = tensors
         self.vocab = vocab
@@ -258,7 +266,9 @@ class MoleculeDataset(torch.utils.data.Dataset):
 
     # ---------------------------------------------------------------------------------- construction
     @classmethod
-    def from_records(cls, records: Sequence[MoleculeRecord], vocab: MoleculeVocabulary, **kw) -> MoleculeDataset:
+    def from_records(
+        cls, records: Sequence[MoleculeRecord], vocab: MoleculeVocabulary, **kw
+    ) -> MoleculeDataset:
         if not records:
             raise GeodiffValueError("records: the dataset is empty (no molecule could be read)")
         n_atoms = torch.tensor([r.num_atoms for r in records])
@@ -291,7 +301,9 @@ class MoleculeDataset(torch.utils.data.Dataset):
         cache = None
         if cache_dir is not None:
             stat = path.stat()
-            key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{count}".encode()).hexdigest()
+            key = hashlib.sha1(
+                f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{count}".encode()
+            ).hexdigest()
             cache = Path(cache_dir) / f"qm9_{path.stem}_{count}_{key[:10]}"
             if (cache / "molecules.safetensors").is_file():
                 return cls.load(cache)
@@ -307,7 +319,9 @@ class MoleculeDataset(torch.utils.data.Dataset):
                 results = list(tqdm(pool.map(_perceive_one, jobs, chunksize=64), total=count,
                                     desc="perceiving QM9 bonds", disable=not progress))  # fmt: skip
         else:
-            results = [_perceive_one(j) for j in tqdm(jobs, desc="perceiving QM9 bonds", disable=not progress)]
+            results = [
+                _perceive_one(j) for j in tqdm(jobs, desc="perceiving QM9 bonds", disable=not progress)
+            ]
         for idx, block, err in results:
             if block is None:
                 failures.append((idx, err))
@@ -348,7 +362,9 @@ class MoleculeDataset(torch.utils.data.Dataset):
             tensors = load_file(str(directory / "molecules.safetensors"))
             meta = json.loads((directory / "molecules.json").read_text())
         except FileNotFoundError as exc:
-            raise GeodiffError(f"{directory}: not a saved molecule dataset ({exc.filename} missing)") from None
+            raise GeodiffError(
+                f"{directory}: not a saved molecule dataset ({exc.filename} missing)"
+            ) from None
         except Exception as exc:
             raise GeodiffError(f"{directory}: unreadable molecule dataset ({type(exc).__name__})") from None
         return cls(tensors, MoleculeVocabulary.from_dict(meta["vocab"]), meta["names"],

@@ -24,7 +24,7 @@ __all__ = ["EQGATDiffDenoiser", "reverse_edge_permutation"]
 
 
 def reverse_edge_permutation(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
-    """``rev`` with ``edge_index[:, rev[k]] == edge_index[:, k].flip(0)`` (every edge's reverse must exist)."""
+    """``rev`` with ``edge_index[:, rev[k]] == edge_index[:, k].flip(0)``; every edge needs its reverse."""
     ids = edge_index[0] * num_nodes + edge_index[1]
     rev_ids = edge_index[1] * num_nodes + edge_index[0]
     order = torch.argsort(ids)
@@ -66,7 +66,9 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         self.layers = nn.ModuleList(EQGATLayer(s_dim, v_dim, e_dim) for _ in range(num_layers))
         self.atom_head = nn.Sequential(nn.LayerNorm(s_dim), nn.Linear(s_dim, s_dim), nn.SiLU(),
                                        nn.Linear(s_dim, num_atom_types + num_charge_classes))  # fmt: skip
-        self.bond_head = nn.Sequential(nn.Linear(e_dim + s_dim + 1, s_dim), nn.SiLU(), nn.Linear(s_dim, num_bond_types))
+        self.bond_head = nn.Sequential(
+            nn.Linear(e_dim + s_dim + 1, s_dim), nn.SiLU(), nn.Linear(s_dim, num_bond_types)
+        )
 
     def forward(
         self,
@@ -86,7 +88,9 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
                 f"got {list(atom_types.shape)} and {list(charges.shape)}"
             )
         if bonds.shape != (edge_index.shape[1], c.num_bond_types):
-            raise GeodiffValueError(f"bonds: expected [{edge_index.shape[1]}, {c.num_bond_types}], got {list(bonds.shape)}")
+            raise GeodiffValueError(
+                f"bonds: expected [{edge_index.shape[1]}, {c.num_bond_types}], got {list(bonds.shape)}"
+            )
         check_finite("pos", pos)
         num_graphs = int(batch.max()) + 1 if n else 0
         t = torch.as_tensor(t, dtype=pos.dtype, device=pos.device).reshape(-1)

@@ -77,7 +77,9 @@ class EQGATLayer(nn.Module):
         self.update_positions = update_positions
         self.update_edges = update_edges
         if update_edges:
-            self.edge_update = nn.Sequential(nn.Linear(e_dim + s_dim + 1, e_dim), nn.SiLU(), nn.Linear(e_dim, e_dim))
+            self.edge_update = nn.Sequential(
+                nn.Linear(e_dim + s_dim + 1, e_dim), nn.SiLU(), nn.Linear(e_dim, e_dim)
+            )
 
     @staticmethod
     def geometry(p: torch.Tensor, edge_index: torch.Tensor):

@@ -39,8 +39,21 @@ def test_denoiser_is_e3_and_permutation_equivariant(qm9_small):
         errs = assert_equivariant(
             run,
             list(inputs),
-            ["node_position", "node_scalar", "node_scalar", "invariant", "invariant", "node_index", "edge_index"],
-            ["node_vector", "node_scalar", "node_scalar", "invariant"],  # x0 is zero-CoM: ignores translations
+            [
+                "node_position",
+                "node_scalar",
+                "node_scalar",
+                "invariant",
+                "invariant",
+                "node_index",
+                "edge_index",
+            ],
+            [
+                "node_vector",
+                "node_scalar",
+                "node_scalar",
+                "invariant",
+            ],  # x0 is zero-CoM: ignores translations
         )
     assert max(errs.values()) < 1e-10
 

@@ -12,7 +12,9 @@ from geodiff.testing import assert_equivariant
 def test_scatter_ops():
     src = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, -1.0]], dtype=torch.float64)
     idx = torch.tensor([0, 0, 2])
-    torch.testing.assert_close(scatter_sum(src, idx, 3), torch.tensor([[4.0, 2.0], [0, 0], [5.0, -1.0]]).double())
+    torch.testing.assert_close(
+        scatter_sum(src, idx, 3), torch.tensor([[4.0, 2.0], [0, 0], [5.0, -1.0]]).double()
+    )
     torch.testing.assert_close(scatter_mean(src, idx, 3)[0], torch.tensor([2.0, 1.0]).double())
     sm = scatter_softmax(src, idx, 3)
     torch.testing.assert_close(sm[:2, 0], torch.softmax(torch.tensor([1.0, 3.0]).double(), 0))
