@@ -51,5 +51,7 @@ def test_loss_is_finite_and_decreases_when_overfitting(qm9_small):
         opt.step()
         first = first if first is not None else out["loss"].item()
     with torch.no_grad():
-        final = eqgat_diff_loss(model, batch, sch, generator=torch.Generator().manual_seed(0), t=t)["loss"].item()
+        final = eqgat_diff_loss(model, batch, sch, generator=torch.Generator().manual_seed(0), t=t)[
+            "loss"
+        ].item()
     assert final < 0.5 * first, (first, final)
