@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from geodiff.data.molecules import (
@@ -200,10 +199,8 @@ def write_sdf(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: st
 def draw_grid(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: str | os.PathLike,
               n: int = 16, per_row: int = 4) -> Path:  # fmt: skip
     """A PNG grid of 2D depictions of the first ``n`` molecules (labelled valid / invalid)."""
-    from rdkit import Chem
+    from rdkit import Chem, RDLogger
     from rdkit.Chem import Draw
-
-    from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")
     mols, legends = [], []

@@ -44,7 +44,8 @@ class MoleculeDataModule(L.LightningDataModule):
     """QM9 (EDM npz layout) with RDKit-perceived bonds, cached; a seeded random validation split."""
 
     def __init__(self, path: str, cache_dir: str | None = ".cache/geodiff", limit: int | None = None,
-                 val_fraction: float = 0.05, batch_size: int = 32, num_workers: int = 0, seed: int = 0):  # fmt: skip
+                 val_fraction: float = 0.05, batch_size: int = 32, num_workers: int = 0,
+                 seed: int = 0):  # fmt: skip
         super().__init__()
         self.path, self.cache_dir, self.limit = path, cache_dir, limit
         self.val_fraction, self.batch_size, self.num_workers, self.seed = (
@@ -61,7 +62,8 @@ class MoleculeDataModule(L.LightningDataModule):
                 raise GeodiffError(f"data: {self.path} not found (point data.path at a QM9 npz)")
             self.dataset = MoleculeDataset.from_qm9_npz(self.path, cache_dir=self.cache_dir, limit=self.limit)
             if self.dataset.failures:
-                print(f"data: skipped {len(self.dataset.failures)} of {len(self.dataset) + len(self.dataset.failures)} "
+                total = len(self.dataset) + len(self.dataset.failures)
+                print(f"data: skipped {len(self.dataset.failures)} of {total} "
                       "molecules whose bonds RDKit could not perceive")  # fmt: skip
             n = len(self.dataset)
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
@@ -79,7 +81,7 @@ class MoleculeDataModule(L.LightningDataModule):
 
     def _loader(self, idx, shuffle):
         return DataLoader(Subset(self.prepare(), idx), batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=collate_molecules, num_workers=self.num_workers, drop_last=False)  # fmt: skip
+                          collate_fn=collate_molecules, num_workers=self.num_workers)  # fmt: skip
 
     def train_dataloader(self):
         return self._loader(self.train_idx, True)

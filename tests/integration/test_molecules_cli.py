@@ -18,8 +18,9 @@ def geodiff(*args):
 def test_train_then_sample(qm9_npz, tmp_path):
     out = tmp_path / "run"
     r = geodiff("train", "experiment=qm9_eqgat_small", f"data.path={qm9_npz}", "data.limit=48",
-                f"data.cache_dir={tmp_path / 'cache'}", "data.batch_size=16", "model.s_dim=16", "model.v_dim=4",
-                "model.e_dim=4", "model.num_layers=1", "module.num_train_timesteps=20", "trainer.max_epochs=1",
+                f"data.cache_dir={tmp_path / 'cache'}", "data.batch_size=16", "model.s_dim=16",
+                "model.v_dim=4", "model.e_dim=4", "model.num_layers=1", "module.num_train_timesteps=20",
+                "trainer.max_epochs=1",
                 "trainer.accelerator=cpu", f"output_dir={out}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "export" / "model" / "diffusion_pytorch_model.safetensors").is_file()

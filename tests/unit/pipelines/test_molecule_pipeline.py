@@ -39,7 +39,8 @@ def test_sampling_sizes_seed_and_outputs(export_dir, qm9_small, tmp_path):
         assert bool((r.bond_index[0] < r.bond_index[1]).all()) and bool((r.bond_types > 0).all())
     again = pipe(num_samples=7, sampler="ddim", num_inference_steps=5, batch_size=3, seed=3, progress=False)
     assert all(
-        torch.equal(a.pos, b.pos) and torch.equal(a.atom_types, b.atom_types) for a, b in zip(recs, again)
+        torch.equal(a.pos, b.pos) and torch.equal(a.atom_types, b.atom_types)
+        for a, b in zip(recs, again, strict=True)
     )
     fixed = pipe(num_samples=2, num_atoms=9, num_inference_steps=3, progress=False)
     assert [r.num_atoms for r in fixed] == [9, 9]
