@@ -111,9 +111,8 @@ class MoleculeDiffusionPipeline:
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
         if sampler == "ddim":
-            keys = inspect.signature(
-                E3DDIMScheduler.__init__
-            ).parameters  # follows register_to_config's wrapper
+            # same schedule, DDIM steps; inspect.signature sees through register_to_config's wrapper
+            keys = inspect.signature(E3DDIMScheduler.__init__).parameters
             pos_sched = E3DDIMScheduler(**{k: v for k, v in s.pos.config.items() if k in keys}, eta=0.0)
         else:
             pos_sched = s.pos

@@ -100,6 +100,7 @@ class MoleculeDiffusionModule(L.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients
         self.weights = LossWeights(weight_pos, weight_atoms, weight_bonds, weight_charges)
         self.stats: DatasetStatistics | None = None
         self.vocab: MoleculeVocabulary | None = None
