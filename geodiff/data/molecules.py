@@ -485,7 +485,7 @@ def _parse_qm9_xyz(text: str, name: str) -> tuple[list[int], np.ndarray]:
 
 
 def iter_qm9_xyz(path: str | os.PathLike):
-    """Yield ``(name, atomic numbers, positions)`` from a folder of QM9 xyz files or the ``.tar.bz2`` archive."""
+    """Yield ``(name, atomic numbers, positions)`` from a folder of QM9 xyz files or their .tar.bz2."""
     import tarfile
 
     path = Path(path)
@@ -497,9 +497,8 @@ def iter_qm9_xyz(path: str | os.PathLike):
             yield (f.stem, *_parse_qm9_xyz(f.read_text(), f.name))
     elif path.is_file() and tarfile.is_tarfile(path):
         with tarfile.open(path) as tar:
-            for member in sorted(
-                (m for m in tar.getmembers() if m.name.endswith(".xyz")), key=lambda m: m.name
-            ):
+            members = [m for m in tar.getmembers() if m.name.endswith(".xyz")]
+            for member in sorted(members, key=lambda m: m.name):
                 text = tar.extractfile(member).read().decode()
                 yield (Path(member.name).stem, *_parse_qm9_xyz(text, member.name))
     else:
