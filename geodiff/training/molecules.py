@@ -95,7 +95,8 @@ class MoleculeDiffusionModule(L.LightningModule):
 
     def __init__(self, model: EQGATDiffDenoiser, num_train_timesteps: int = 500, lr: float = 5e-4,
                  ema_decay: float = 0.9999, weight_pos: float = 3.0, weight_atoms: float = 0.4,
-                 weight_bonds: float = 2.0, weight_charges: float = 1.0):  # fmt: skip
+                 weight_bonds: float = 2.0, weight_charges: float = 1.0, val_sample_every_n_epochs: int = 0,
+                 val_num_samples: int = 32, val_sampling_steps: int = 50):  # fmt: skip
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
@@ -129,6 +130,22 @@ class MoleculeDiffusionModule(L.LightningModule):
         out = eqgat_diff_loss(self.ema.module, batch, self.schedulers_, self.weights, generator=g)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, batch_size=batch.num_graphs, prog_bar=False)
         self.log("val_loss", out["loss"], prog_bar=True, batch_size=batch.num_graphs)
+
+    def on_validation_epoch_end(self) -> None:
+        """Every ``val_sample_every_n_epochs`` epochs: sample with the EMA model (DDIM), log RDKit validity."""
+        every = self.hparams.val_sample_every_n_epochs
+        if not every or self.trainer.sanity_checking or (self.current_epoch + 1) % every:
+            return
+        from geodiff.metrics.chemistry import rdkit_validity
+        from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
+
+        pipe = MoleculeDiffusionPipeline(self.ema.module, self.schedulers_, self.vocab, self.stats)
+        records = pipe(num_samples=self.hparams.val_num_samples, sampler="ddim", seed=0, progress=False,
+                       num_inference_steps=self.hparams.val_sampling_steps)  # fmt: skip
+        self.ema.module.train(self.model.training)
+        scores = rdkit_validity(records, self.vocab)
+        self.log("val/validity", scores["validity"])
+        self.log("val/connected_validity", scores["connected_validity"], prog_bar=True)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr, amsgrad=True)

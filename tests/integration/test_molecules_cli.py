@@ -20,10 +20,13 @@ def test_train_then_sample(qm9_npz, tmp_path):
     r = geodiff("train", "experiment=qm9_eqgat_small", f"data.path={qm9_npz}", "data.limit=48",
                 f"data.cache_dir={tmp_path / 'cache'}", "data.batch_size=16", "model.s_dim=16",
                 "model.v_dim=4", "model.e_dim=4", "model.num_layers=1", "module.num_train_timesteps=20",
-                "trainer.max_epochs=1",
+                "trainer.max_epochs=1", "module.val_sample_every_n_epochs=1", "module.val_num_samples=3",
+                "module.val_sampling_steps=3",
                 "trainer.accelerator=cpu", f"output_dir={out}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "export" / "model" / "diffusion_pytorch_model.safetensors").is_file()
+    metrics = (out / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    assert "val/connected_validity" in metrics  # validation sampled molecules and scored them
     assert (out / "checkpoints" / "last.ckpt").is_file()
     sdf = tmp_path / "mols.sdf"
     r = geodiff("sample", f"ckpt={out / 'export'}", "num_samples=5", "sampler=ddim", "num_inference_steps=4",
