@@ -132,7 +132,7 @@ class MoleculeDiffusionModule(L.LightningModule):
         self.log("val_loss", out["loss"], prog_bar=True, batch_size=batch.num_graphs)
 
     def on_validation_epoch_end(self) -> None:
-        """Every ``val_sample_every_n_epochs`` epochs: sample with the EMA model (DDIM), log RDKit validity."""
+        """Every ``val_sample_every_n_epochs`` epochs: sample with the EMA model, log RDKit validity."""
         every = self.hparams.val_sample_every_n_epochs
         if not every or self.trainer.sanity_checking or (self.current_epoch + 1) % every:
             return
