@@ -41,6 +41,15 @@ def compose(config_name: str, overrides: list[str]):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
+def resolve_path(path: str) -> Path:
+    """``path`` as given when it exists, else relative to the project root (where shipped models live)."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    shipped = config_dir().parent / p
+    return shipped if shipped.exists() else p
+
+
 def instantiate(cfg, **kwargs):
     """Build the object a config describes (``_target_``), with plain Python containers as arguments
     (OmegaConf lists would not survive ``save_pretrained``'s JSON), and user errors as ``GeodiffError``."""
@@ -145,13 +154,13 @@ def cmd_train(overrides: list[str]) -> int:
 def cmd_sample(overrides: list[str]) -> int:
     import time
 
-    from geodiff.metrics.chemistry import rdkit_validity
+    from geodiff.metrics.chemistry import molecule_metrics
     from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, draw_grid, write_sdf
 
     cfg = compose("sample", overrides)
     if not isinstance(cfg.num_samples, int) or cfg.num_samples <= 0:
         raise GeodiffError(f"num_samples: must be a positive integer, got {cfg.num_samples!r}")
-    pipe = MoleculeDiffusionPipeline.from_pretrained(cfg.ckpt)
+    pipe = MoleculeDiffusionPipeline.from_pretrained(resolve_path(cfg.ckpt))
     pipe.model.to(cfg.device)
     t0 = time.time()
     records = pipe(num_samples=int(cfg.num_samples), num_atoms=cfg.num_atoms, sampler=cfg.sampler,
@@ -163,15 +172,19 @@ def cmd_sample(overrides: list[str]) -> int:
     grid = Path(cfg.grid) if cfg.grid else out.with_suffix(".png")
     draw_grid(records, pipe.vocab, grid)
     n = len(records)
-    valid = round(rdkit_validity(records, pipe.vocab)["connected_validity"] * n)
+    m = molecule_metrics(records, pipe.vocab)
     print(
         f"sampled {n} molecules in {seconds:.1f} s ({n / seconds:.2f} molecules/s, {cfg.sampler}, "
         f"{cfg.num_inference_steps or pipe.schedulers.num_train_timesteps} steps)"
     )
     print(
-        f"RDKit-valid and connected: {valid}/{n} ({100 * valid / n:.1f} %)"
-        + (f"; {tagged} written with neutral charges (charges not representable)" if tagged else "")
+        f"molecule stability {100 * m['mol_stability']:.1f} %, "
+        f"atom stability {100 * m['atom_stability']:.1f} %, "
+        f"validity {100 * m['validity']:.1f} %, connected validity {100 * m['connected_validity']:.1f} %, "
+        f"uniqueness {100 * m['uniqueness']:.1f} % (generated bonds; aromatic = 1.5)"
     )
+    if tagged:
+        print(f"{tagged} molecules written with neutral charges (their charges are not representable)")
     print(f"SDF  {out}\nPNG  {grid}")
     return 0
 

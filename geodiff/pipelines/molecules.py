@@ -216,6 +216,10 @@ def draw_grid(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: st
             label = "invalid"
         m2 = Chem.Mol(mol)
         m2.RemoveAllConformers()
+        try:  # RDKit's 2D depiction can fail on odd generated graphs: one bad molecule must not sink the grid
+            Draw.MolToImage(m2, size=(50, 50))
+        except Exception:
+            m2, label = Chem.Mol(), f"{label} (not drawable)"
         mols.append(m2)
         legends.append(label if len(label) < 30 else label[:27] + "...")
     RDLogger.EnableLog("rdApp.error")
