@@ -117,8 +117,8 @@ def main() -> None:
         pipe = MoleculeDiffusionPipeline(model, sch, ds.vocab, stats)
         for sampler, steps in (("ddpm", 500), ("ddim", 50)):
             t0 = time.perf_counter()
-            pipe(num_samples=args.sample_n, sampler=sampler, num_inference_steps=steps, batch_size=args.sample_n,
-                 seed=0, progress=False)  # fmt: skip
+            pipe(num_samples=args.sample_n, sampler=sampler, num_inference_steps=steps,
+                 batch_size=args.sample_n, seed=0, progress=False)  # fmt: skip
             dt = time.perf_counter() - t0
             print(f"sampling {args.sample_n} molecules, {sampler} {steps} steps: {dt:.1f} s -> "
                   f"{args.sample_n / dt:.2f} molecules/s")  # fmt: skip
