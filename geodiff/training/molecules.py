@@ -90,15 +90,34 @@ class MoleculeDataModule(L.LightningDataModule):
         return self._loader(self.val_idx, False)
 
 
+def _load_exported_weights(model: EQGATDiffDenoiser, directory: str) -> None:
+    """Warm start from an exported model (e.g. the shipped one): CPU training goes on across sessions."""
+    from geodiff.cli import resolve_path
+
+    path = resolve_path(directory) / "model"
+    if not (path / "config.json").is_file():
+        raise GeodiffError(f"init_from: {path.parent} is not an exported model (no model/config.json)")
+    src = EQGATDiffDenoiser.from_pretrained(path, low_cpu_mem_usage=False)
+    mine = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    theirs = {k: v for k, v in src.config.items() if not k.startswith("_")}
+    if mine != theirs:
+        diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
+        raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")
+    model.load_state_dict(src.state_dict())
+
+
 class MoleculeDiffusionModule(L.LightningModule):
     """EQGAT-diff training: loss 3/0.4/2/1 with clamp(SNR, 0.05, 1.5), Adam, EMA of the weights."""
 
     def __init__(self, model: EQGATDiffDenoiser, num_train_timesteps: int = 500, lr: float = 5e-4,
                  ema_decay: float = 0.9999, weight_pos: float = 3.0, weight_atoms: float = 0.4,
                  weight_bonds: float = 2.0, weight_charges: float = 1.0, val_sample_every_n_epochs: int = 0,
-                 val_num_samples: int = 32, val_sampling_steps: int = 50):  # fmt: skip
+                 val_num_samples: int = 32, val_sampling_steps: int = 50,
+                 init_from: str | None = None):  # fmt: skip
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
+        if init_from:
+            _load_exported_weights(model, init_from)
         self.model = model
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients

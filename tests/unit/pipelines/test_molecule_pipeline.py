@@ -61,3 +61,17 @@ def test_bad_requests(export_dir, tmp_path):
         pipe(num_samples=2, num_atoms=[3, 4, 5])
     with pytest.raises(GeodiffError, match="not a molecule checkpoint"):
         MoleculeDiffusionPipeline.from_pretrained(tmp_path)
+
+
+def test_warm_start_from_export(export_dir):
+    from geodiff.errors import GeodiffError
+
+    model = EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=4, num_layers=1)
+    module = MoleculeDiffusionModule(model, init_from=str(export_dir))
+    saved = EQGATDiffDenoiser.from_pretrained(export_dir / "model", low_cpu_mem_usage=False)
+    for (k, a), b in zip(module.model.state_dict().items(), saved.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert torch.equal(next(module.ema.module.parameters()), next(saved.parameters()))
+    with pytest.raises(GeodiffError, match="another architecture"):
+        other = EQGATDiffDenoiser(s_dim=8, v_dim=4, e_dim=4, num_layers=1)
+        MoleculeDiffusionModule(other, init_from=str(export_dir))
