@@ -40,14 +40,26 @@ def make_schedulers(stats: DatasetStatistics, num_train_timesteps: int = 500) ->
     )
 
 
-class MoleculeDataModule(L.LightningDataModule):
-    """QM9 (EDM npz layout) with RDKit-perceived bonds, cached; a seeded random validation split."""
+def _detect_format(path: Path) -> str:
+    if path.suffix == ".npz":
+        return "qm9_npz"
+    if path.suffix == ".sdf" or (path.is_dir() and any(path.glob("*.sdf"))):
+        return "sdf"
+    if path.name.endswith((".tar.bz2", ".tar")) or (path.is_dir() and any(path.glob("*.xyz"))):
+        return "qm9_xyz"
+    raise GeodiffError(f"data: cannot tell the format of {path} (set data.format to qm9_npz, qm9_xyz or sdf)")
 
-    def __init__(self, path: str, cache_dir: str | None = ".cache/geodiff", limit: int | None = None,
+
+class MoleculeDataModule(L.LightningDataModule):
+    """Molecules from a QM9 npz (EDM layout, cached), QM9 xyz files, or SDF (GEOM-Drugs style, your own);
+    bonds are perceived with RDKit where the format has none; a seeded random validation split."""
+
+    def __init__(self, path: str, format: str = "auto", cache_dir: str | None = ".cache/geodiff",
+                 limit: int | None = None,
                  val_fraction: float = 0.05, batch_size: int = 32, num_workers: int = 0,
                  seed: int = 0):  # fmt: skip
         super().__init__()
-        self.path, self.cache_dir, self.limit = path, cache_dir, limit
+        self.path, self.format, self.cache_dir, self.limit = path, format, cache_dir, limit
         self.val_fraction, self.batch_size, self.num_workers, self.seed = (
             val_fraction,
             batch_size,
@@ -58,9 +70,20 @@ class MoleculeDataModule(L.LightningDataModule):
 
     def prepare(self) -> MoleculeDataset:
         if self.dataset is None:
-            if not Path(self.path).exists():
-                raise GeodiffError(f"data: {self.path} not found (point data.path at a QM9 npz)")
-            self.dataset = MoleculeDataset.from_qm9_npz(self.path, cache_dir=self.cache_dir, limit=self.limit)
+            from geodiff.data.molecules import dataset_from_qm9_xyz, dataset_from_sdf
+
+            path = Path(self.path)
+            if not path.exists():
+                raise GeodiffError(f"data: {self.path} not found (point data.path at a QM9 npz, xyz or SDF)")
+            fmt = _detect_format(path) if self.format == "auto" else self.format
+            if fmt == "qm9_npz":
+                self.dataset = MoleculeDataset.from_qm9_npz(path, cache_dir=self.cache_dir, limit=self.limit)
+            elif fmt == "qm9_xyz":
+                self.dataset = dataset_from_qm9_xyz(path, limit=self.limit)
+            elif fmt == "sdf":
+                self.dataset = dataset_from_sdf(path, limit=self.limit)
+            else:
+                raise GeodiffError(f"data.format: expected auto, qm9_npz, qm9_xyz or sdf, got {fmt!r}")
             if self.dataset.failures:
                 total = len(self.dataset) + len(self.dataset.failures)
                 print(f"data: skipped {len(self.dataset.failures)} of {total} "
@@ -134,6 +157,15 @@ class MoleculeDiffusionModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if self.stats is None and dm is not None:
             self.set_statistics(dm.statistics, dm.prepare().vocab)
+        c, v = self.model.config, self.vocab
+        want = (len(v.atoms), len(v.charges), len(v.bonds))
+        have = (c.num_atom_types, c.num_charge_classes, c.num_bond_types)
+        if want != have:
+            raise GeodiffError(
+                f"model: built for {have[0]} atom types / {have[1]} charges / {have[2]} bond types, the data "
+                f"has {want[0]} ({', '.join(v.atoms)}) / {want[1]} / {want[2]}: "
+                f"set model.num_atom_types={want[0]}"
+            )
 
     def training_step(self, batch, batch_idx):
         out = eqgat_diff_loss(self.model, batch, self.schedulers_, self.weights)

@@ -54,3 +54,23 @@ def test_molecule_cli_errors(args, message):
     r = geodiff(*args)
     assert r.returncode == 2, (r.stdout[-500:], r.stderr[-1500:])
     assert "Traceback" not in r.stderr and message in r.stderr.strip().splitlines()[-1]
+
+
+def test_train_on_an_sdf_and_vocabulary_mismatch(tmp_path):
+    from rdkit.Chem import AllChem
+
+    sdf = tmp_path / "drugs.sdf"
+    w = Chem.SDWriter(str(sdf))
+    for k, smi in enumerate(["CC(=O)Oc1ccccc1C(=O)O", "Clc1ccc(cc1)S(N)(=O)=O", "CCSCC", "OCCCl"] * 4):
+        mol = Chem.AddHs(Chem.MolFromSmiles(smi))
+        AllChem.EmbedMolecule(mol, randomSeed=k)
+        w.write(mol)
+    w.close()
+    common = [f"data.path={sdf}", "data.batch_size=8", "model.s_dim=16", "model.v_dim=4", "model.e_dim=4",
+              "model.num_layers=1", "module.num_train_timesteps=10", "trainer.max_epochs=1",
+              "trainer.accelerator=cpu", f"output_dir={tmp_path / 'run'}"]  # fmt: skip
+    r = geodiff("train", *common)  # the default model has QM9's 5 atom types; the SDF has H C N O S Cl
+    assert r.returncode == 2, r.stderr[-1500:]
+    assert "Traceback" not in r.stderr and "set model.num_atom_types=6" in r.stderr.strip().splitlines()[-1]
+    r = geodiff("train", *common, "model.num_atom_types=6")
+    assert r.returncode == 0, r.stderr[-1500:]
