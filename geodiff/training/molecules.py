@@ -55,11 +55,12 @@ class MoleculeDataModule(L.LightningDataModule):
     bonds are perceived with RDKit where the format has none; a seeded random validation split."""
 
     def __init__(self, path: str, format: str = "auto", cache_dir: str | None = ".cache/geodiff",
-                 limit: int | None = None,
+                 limit: int | None = None, atoms: list[str] | None = None,
                  val_fraction: float = 0.05, batch_size: int = 32, num_workers: int = 0,
                  seed: int = 0):  # fmt: skip
         super().__init__()
         self.path, self.format, self.cache_dir, self.limit = path, format, cache_dir, limit
+        self.atoms = tuple(atoms) if atoms else None  # fixed element vocabulary for SDF input
         self.val_fraction, self.batch_size, self.num_workers, self.seed = (
             val_fraction,
             batch_size,
@@ -81,7 +82,8 @@ class MoleculeDataModule(L.LightningDataModule):
             elif fmt == "qm9_xyz":
                 self.dataset = dataset_from_qm9_xyz(path, limit=self.limit)
             elif fmt == "sdf":
-                self.dataset = dataset_from_sdf(path, limit=self.limit)
+                vocab = MoleculeVocabulary(self.atoms) if self.atoms else None
+                self.dataset = dataset_from_sdf(path, vocab=vocab, limit=self.limit)
             else:
                 raise GeodiffError(f"data.format: expected auto, qm9_npz, qm9_xyz or sdf, got {fmt!r}")
             if self.dataset.failures:

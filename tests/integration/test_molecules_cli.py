@@ -74,3 +74,7 @@ def test_train_on_an_sdf_and_vocabulary_mismatch(tmp_path):
     assert "Traceback" not in r.stderr and "set model.num_atom_types=6" in r.stderr.strip().splitlines()[-1]
     r = geodiff("train", *common, "model.num_atom_types=6")
     assert r.returncode == 0, r.stderr[-1500:]
+    r = geodiff("train", "experiment=geom_eqgat_small", *common)  # fixed 16-element GEOM vocabulary
+    assert r.returncode == 0, r.stderr[-1500:]
+    meta = (tmp_path / "run" / "export" / "molecules.json").read_text()
+    assert '"Bi"' in meta and '"Cl"' in meta
