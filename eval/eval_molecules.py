@@ -1,0 +1,57 @@
+"""Sample molecules from a checkpoint and score them; writes the numbers that README.md reports.
+
+    .venv/bin/python eval/eval_molecules.py --ckpt checkpoints/qm9_eqgat_small --n 1000 \
+        --sampler ddim --steps 100 --json eval/results/qm9_eqgat_small_ddim100.json
+
+Metrics (geodiff.metrics.chemistry, on the bonds the model generated, aromatic = 1.5): molecule and atom
+stability, RDKit validity, connected validity, uniqueness among connected-valid molecules. Published
+QM9 numbers to compare with (molecule stability / validity): EDM 82.0 / 91.9, EQGAT-diff 98.7 / 99.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import torch
+
+from geodiff.cli import resolve_path
+from geodiff.io import atomic_path
+from geodiff.metrics.chemistry import molecule_metrics
+from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ckpt", default="checkpoints/qm9_eqgat_small")
+    ap.add_argument("--n", type=int, default=1000, help="number of molecules")
+    ap.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
+    ap.add_argument("--steps", type=int, default=None, help="inference steps (default: all training steps)")
+    ap.add_argument("--batch-size", type=int, default=250)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+    pipe = MoleculeDiffusionPipeline.from_pretrained(resolve_path(args.ckpt))
+    t0 = time.time()
+    records = pipe(num_samples=args.n, sampler=args.sampler, num_inference_steps=args.steps,
+                   batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+    seconds = time.time() - t0
+    m = molecule_metrics(records, pipe.vocab)
+    steps = args.steps or pipe.schedulers.num_train_timesteps
+    print(f"{args.ckpt}: {args.n} molecules, {args.sampler} {steps} steps, {seconds:.0f} s "
+          f"({args.n / seconds:.2f} molecules/s, {torch.get_num_threads()} CPU threads)")  # fmt: skip
+    for k in ("mol_stability", "atom_stability", "validity", "connected_validity", "uniqueness"):
+        print(f"  {k:<19} {100 * m[k]:6.2f} %")
+    if args.json:
+        result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "sampler": args.sampler, "steps": steps,
+                  "seed": args.seed, "seconds": seconds, "machine": platform.machine(),
+                  "torch": torch.__version__, **m}  # fmt: skip
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
