@@ -46,8 +46,8 @@ def main() -> None:
     for k in ("mol_stability", "atom_stability", "validity", "connected_validity", "uniqueness"):
         print(f"  {k:<19} {100 * m[k]:6.2f} %")
     if args.json:
-        result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "sampler": args.sampler, "steps": steps,
-                  "seed": args.seed, "seconds": seconds, "machine": platform.machine(),
+        result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "sampler": args.sampler,
+                  "steps": steps, "seed": args.seed, "seconds": seconds, "machine": platform.machine(),
                   "torch": torch.__version__, **m}  # fmt: skip
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
