@@ -282,6 +282,8 @@ def main() -> None:
         "diffusion.png",
         "forward.xyz",
         "reconstructed.sdf",
+        "qm9_samples.sdf",
+        "qm9_samples.png",
         "summary.json",
     ):
         print(f"  {out / name}")
