@@ -9,7 +9,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_save_pretrained"]
+__all__ = ["atomic_path", "atomic_save_pretrained", "public_config"]
+
+
+def public_config(obj) -> dict:
+    """The user-facing config of a diffusers ConfigMixin object (without its private ``_*`` bookkeeping)."""
+    return {k: v for k, v in obj.config.items() if not k.startswith("_")}
 
 
 @contextlib.contextmanager

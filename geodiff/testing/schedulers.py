@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from geodiff.errors import GeodiffValueError
+from geodiff.io import public_config
 
 __all__ = ["SchedulerTesterMixin"]
 
@@ -56,10 +57,7 @@ class SchedulerTesterMixin:
             x = scheduler.step(out, t, x, generator=g, **step_kwargs).prev_sample
         return x
 
-    @staticmethod
-    def public_config(sched) -> dict:
-        """The user-facing config (diffusers adds private ``_*`` bookkeeping keys)."""
-        return {k: v for k, v in sched.config.items() if not k.startswith("_")}
+    public_config = staticmethod(public_config)
 
     def one_step_inputs(self, seed: int = 0):
         """A scheduler, its first timestep, a prior sample, the oracle output there and the step kwargs."""

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Subset
 
 from geodiff.data.molecules import DatasetStatistics, MoleculeDataset, MoleculeVocabulary, collate_molecules
 from geodiff.errors import GeodiffError
-from geodiff.io import atomic_path, atomic_save_pretrained
+from geodiff.io import atomic_path, atomic_save_pretrained, public_config
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
 from geodiff.training.molecule_loss import LossWeights, MoleculeSchedulers, eqgat_diff_loss
@@ -123,8 +123,7 @@ def _load_exported_weights(model: EQGATDiffDenoiser, directory: str) -> None:
     if not (path / "config.json").is_file():
         raise GeodiffError(f"init_from: {path.parent} is not an exported model (no model/config.json)")
     src = EQGATDiffDenoiser.from_pretrained(path, low_cpu_mem_usage=False)
-    mine = {k: v for k, v in model.config.items() if not k.startswith("_")}
-    theirs = {k: v for k, v in src.config.items() if not k.startswith("_")}
+    mine, theirs = public_config(model), public_config(src)
     if mine != theirs:
         diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
         raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")
