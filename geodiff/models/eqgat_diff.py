@@ -18,7 +18,7 @@ from torch import nn
 
 from geodiff.errors import GeodiffValueError, check_finite
 from geodiff.manifolds import euclidean
-from geodiff.nn.eqgat import EQGATLayer
+from geodiff.nn.eqgat import EQGATLayer, GaussianRBF
 
 __all__ = ["EQGATDiffDenoiser", "reverse_edge_permutation"]
 
@@ -43,6 +43,9 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         num_atom_types, num_charge_classes, num_bond_types: vocabulary sizes (QM9: 5, 6, 5).
         s_dim, v_dim, e_dim: scalar, vector and edge channels (paper: 256, 64, 32).
         num_layers: EQGAT layers (paper: 7).
+        rbf_dim: Gaussian distance features per edge (0: the raw distance only).
+        position_update: ``"scaled"`` (EGNN-style, unbounded, starts as the identity) or ``"unit"``
+            (bounded ``tanh`` steps along unit vectors, the first shipped model's form).
     """
 
     config_name = "config.json"
@@ -57,17 +60,23 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         v_dim: int = 64,
         e_dim: int = 32,
         num_layers: int = 7,
+        rbf_dim: int = 32,
+        position_update: str = "scaled",
     ):
         super().__init__()
         self.atom_embed = nn.Linear(num_atom_types + num_charge_classes, s_dim)
         self.edge_embed = nn.Linear(num_bond_types, e_dim)
         self.time_atom = nn.Linear(1, s_dim)
         self.time_edge = nn.Linear(1, e_dim)
-        self.layers = nn.ModuleList(EQGATLayer(s_dim, v_dim, e_dim) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            EQGATLayer(s_dim, v_dim, e_dim, rbf_dim=rbf_dim, position_update=position_update)
+            for _ in range(num_layers)
+        )
+        self.rbf = GaussianRBF(rbf_dim)
         self.atom_head = nn.Sequential(nn.LayerNorm(s_dim), nn.Linear(s_dim, s_dim), nn.SiLU(),
                                        nn.Linear(s_dim, num_atom_types + num_charge_classes))  # fmt: skip
         self.bond_head = nn.Sequential(
-            nn.Linear(e_dim + s_dim + 1, s_dim), nn.SiLU(), nn.Linear(s_dim, num_bond_types)
+            nn.Linear(e_dim + s_dim + 1 + rbf_dim, s_dim), nn.SiLU(), nn.Linear(s_dim, num_bond_types)
         )
 
     def forward(
@@ -108,7 +117,7 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         node = self.atom_head(s)
         rev = reverse_edge_permutation(edge_index, n)
         d = (p[i] - p[j]).norm(dim=-1, keepdim=True)
-        bond_logits = self.bond_head(torch.cat([e + e[rev], s[i] + s[j], d], dim=-1))
+        bond_logits = self.bond_head(torch.cat([e + e[rev], s[i] + s[j], self.rbf(d), d], dim=-1))
         return {
             "pos": euclidean.remove_mean(p, batch, num_graphs),
             "atoms": node[:, : c.num_atom_types],

@@ -5,13 +5,17 @@ Nodes carry scalars ``s`` [N, S], vectors ``v`` [N, 3, V] and positions ``p`` [N
 features ``e`` [E, D]. Edge ``k`` goes from ``j = edge_index[0, k]`` to ``i = edge_index[1, k]``. One layer:
 
 1. normalise: LayerNorm on ``s``; ``v`` divided by the RMS of its channel norms (rotation-equivariant);
-2. an edge MLP on ``[s_i, s_j, d_ij, p_i . p_j, e_ij]`` (rotation/reflection invariant; ``p`` is zero-CoM)
-   gives per-channel attention logits, softmax over the neighbours ``j`` of ``i``;
+2. an edge MLP on ``[s_i, s_j, rbf(d_ij), d_ij, p_i . p_j, e_ij]`` (rotation/reflection invariant; ``p`` is
+   zero-CoM; ``rbf`` are Gaussians on a grid of distances) gives per-channel attention logits, softmax over
+   the neighbours ``j`` of ``i``;
 3. scalar message ``sum_j a_ij * W s_j``; vector message ``mean_j (g_ij u_ij + h_ij * W v_j)`` with the unit
    bond direction ``u_ij = (p_i - p_j)/d_ij``;
 4. a gated equivariant block mixes ``s`` and ``|v|`` (scalars) and gates ``v`` (vectors);
-5. positions move along bond directions, ``p_i += mean_j w_ij u_ij``; edges are updated from
-   ``[e_ij, s_i + s_j, d_ij]`` (symmetric in i and j, so symmetric edges stay symmetric).
+5. positions move along the atom-pair vectors, ``p_i += mean_j w_ij (p_i - p_j) / (1 + d_ij)`` (EGNN's
+   normalised update; ``w`` starts at zero, so an untrained layer keeps positions); with
+   ``position_update="unit"``, ``p_i += mean_j tanh(w_ij) u_ij`` (bounded, 1 A per layer at most). Edges are
+   updated from ``[e_ij, s_i + s_j, rbf(d_ij), d_ij]`` (symmetric in i and j, so symmetric edges stay
+   symmetric).
 
 Every operation is E(3)-equivariant (no cross products, so reflections too) and permutation-equivariant;
 ``tests/unit/nn/test_eqgat.py`` checks it in float64.
@@ -24,7 +28,25 @@ from torch import nn
 
 from geodiff.nn.scatter import scatter_mean, scatter_softmax, scatter_sum
 
-__all__ = ["EQGATLayer", "GatedEquivariantBlock", "VectorNorm"]
+__all__ = ["EQGATLayer", "GatedEquivariantBlock", "GaussianRBF", "VectorNorm"]
+
+
+class GaussianRBF(nn.Module):
+    """``num`` Gaussians ``exp(-((d - mu_k) / w)^2)`` on an even grid ``mu`` in [0, cutoff], ``w`` = spacing;
+    ``num = 0`` gives an empty feature. Invariant, smooth, and fine enough (0.2 A at 32 / 6 A) to tell single
+    from double from triple bond lengths."""
+
+    def __init__(self, num: int = 32, cutoff: float = 6.0):
+        super().__init__()
+        self.num = num
+        self.register_buffer("centers", torch.linspace(0.0, cutoff, num) if num else torch.zeros(0),
+                             persistent=False)  # fmt: skip
+        self.width = cutoff / max(num - 1, 1)
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        # clamp the exponent: far-away Gaussians would underflow to denormal floats, which make every
+        # matrix product that reads them several times slower on CPUs
+        return torch.exp(-(((d - self.centers.to(d.dtype)) / self.width) ** 2).clamp_max(50.0))
 
 
 class VectorNorm(nn.Module):
@@ -60,17 +82,28 @@ class EQGATLayer(nn.Module):
     """One EQGAT layer on a (fully connected) molecular graph; returns updated ``(s, v, p, e)``."""
 
     def __init__(self, s_dim: int, v_dim: int, e_dim: int, hidden: int | None = None,
-                 update_positions: bool = True, update_edges: bool = True):  # fmt: skip
+                 update_positions: bool = True, update_edges: bool = True, rbf_dim: int = 0,
+                 rbf_cutoff: float = 6.0, position_update: str = "scaled"):  # fmt: skip
         super().__init__()
+        if position_update not in ("scaled", "unit"):
+            raise ValueError(f"position_update must be 'scaled' or 'unit', got {position_update!r}")
         hidden = hidden or s_dim
         self.s_dim, self.v_dim, self.e_dim = s_dim, v_dim, e_dim
+        self.position_update = position_update
         self.norm_s = nn.LayerNorm(s_dim)
         self.norm_v = VectorNorm()
         self.norm_e = nn.LayerNorm(e_dim)
+        self.rbf = GaussianRBF(rbf_dim, rbf_cutoff)
         # edge MLP -> [attention logits S | direction gate V | vector gate V | position gate 1]
         self.edge_mlp = nn.Sequential(
-            nn.Linear(2 * s_dim + 2 + e_dim, hidden), nn.SiLU(), nn.Linear(hidden, s_dim + 2 * v_dim + 1)
+            nn.Linear(2 * s_dim + 2 + rbf_dim + e_dim, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, s_dim + 2 * v_dim + 1),
         )
+        if position_update == "scaled":  # start as the identity on positions
+            with torch.no_grad():
+                self.edge_mlp[-1].weight[-1].zero_()
+                self.edge_mlp[-1].bias[-1].zero_()
         self.w_s = nn.Linear(s_dim, s_dim)
         self.w_v = nn.Linear(v_dim, v_dim, bias=False)
         self.gated = GatedEquivariantBlock(s_dim, v_dim)
@@ -78,7 +111,7 @@ class EQGATLayer(nn.Module):
         self.update_edges = update_edges
         if update_edges:
             self.edge_update = nn.Sequential(
-                nn.Linear(e_dim + s_dim + 1, e_dim), nn.SiLU(), nn.Linear(e_dim, e_dim)
+                nn.Linear(e_dim + s_dim + 1 + rbf_dim, e_dim), nn.SiLU(), nn.Linear(e_dim, e_dim)
             )
 
     @staticmethod
@@ -93,7 +126,7 @@ class EQGATLayer(nn.Module):
         j, i = edge_index
         s_n, v_n, e_n = self.norm_s(s), self.norm_v(v), self.norm_e(e)
         u, d, dot = self.geometry(p, edge_index)
-        out = self.edge_mlp(torch.cat([s_n[i], s_n[j], d, dot, e_n], dim=-1))
+        out = self.edge_mlp(torch.cat([s_n[i], s_n[j], self.rbf(d), d, dot, e_n], dim=-1))
         S, V = self.s_dim, self.v_dim
         logits, g_dir, g_vec, w_pos = out[:, :S], out[:, S : S + V], out[:, S + V : S + 2 * V], out[:, -1:]
         attn = scatter_softmax(logits, i, n)
@@ -103,8 +136,11 @@ class EQGATLayer(nn.Module):
         ds, dv = self.gated(self.norm_s(s), self.norm_v(v))
         s, v = s + ds, v + dv
         if self.update_positions:
-            p = p + scatter_mean(torch.tanh(w_pos) * u, i, n)
+            if self.position_update == "unit":
+                p = p + scatter_mean(torch.tanh(w_pos) * u, i, n)
+            else:
+                p = p + scatter_mean(w_pos * u * (d / (1.0 + d)), i, n)
         if self.update_edges:
             d_new = self.geometry(p, edge_index)[1]
-            e = e + self.edge_update(torch.cat([e_n, s[i] + s[j], d_new], dim=-1))
+            e = e + self.edge_update(torch.cat([e_n, s[i] + s[j], self.rbf(d_new), d_new], dim=-1))
         return s, v, p, e
