@@ -1,24 +1,44 @@
-"""Chemistry metrics of generated molecules (first part; the metrics issue adds bonds from 3D, novelty and
-distribution metrics).
+"""Chemistry metrics of generated 3D molecules, computed the way the papers compute them.
 
-* validity: RDKit sanitisation succeeds on the molecule as generated (atoms, charges, bonds);
-* connected validity: valid and a single fragment (EQGAT-diff / MiDi convention);
-* stability, on the bonds the model generated (EQGAT-diff / MiDi convention): an atom is stable when the
-  sum of its bond orders, with aromatic bonds counted as 1.5 (never truncated to 1), equals a valence its
-  element allows at its formal charge (charge-aware table, MiDi style); a molecule is stable when all
-  its atoms are;
-* uniqueness: distinct canonical SMILES among the connected-valid molecules.
+Bonds come from the model (``generated``, EQGAT-diff / MiDi), from 3D by EDM's lookup table (``edm``,
+for comparison with EDM / GeoLDM) or by RDKit (``rdkit``): :mod:`geodiff.metrics.bonds`.
+
+* **atom / molecule stability**: an atom is stable when the sum of its bond orders, aromatic bonds counted
+  as 1.5 (never truncated to 1, the known pitfall), is a valence its element allows. Two tables:
+  ``edm`` (EDM's, by element only) and ``charged`` (by element and formal charge, MiDi style, e.g. N+ with 4
+  bonds). A molecule is stable when all its atoms are. Vectorised over all atoms of all molecules.
+* **validity**: RDKit sanitisation of the molecule as given succeeds (EDM then keeps the largest fragment).
+  As in EDM, MiDi and EQGAT-diff, RDKit may fill open valences with implicit hydrogens, so validity does not
+  penalise under-bonded atoms (radicals); stability does;
+  **connected validity**: valid and one fragment (EQGAT-diff / MiDi); **connected**: the bond graph is one
+  component (whether or not it sanitises).
+* **uniqueness**: distinct canonical SMILES (largest fragment) / valid molecules; **novelty**: unique valid
+  SMILES absent from a reference set / unique valid SMILES.
+* **distributions** against reference molecules: total variation of atom types, atom counts and bond types;
+  Wasserstein-1 of bond lengths per bond type and of bond angles per central element.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.data.molecules import MoleculeRecord, MoleculeVocabulary, record_to_mol
+from geodiff.metrics.structures import Molecule3D, element_symbol, from_records, to_rdkit
 
-__all__ = ["rdkit_validity", "stability", "ALLOWED_VALENCES", "molecule_metrics"]
+__all__ = [
+    "ALLOWED_VALENCES",
+    "EDM_VALENCES",
+    "stability",
+    "rdkit_validity",
+    "connected_fraction",
+    "uniqueness_novelty",
+    "distribution_metrics",
+    "molecule_metrics",
+    "canonical_smiles",
+]
 
 #: valences allowed per element and formal charge (charge-aware, as in MiDi's table)
 ALLOWED_VALENCES: dict[str, dict[int, tuple[int, ...]]] = {
@@ -35,55 +55,224 @@ ALLOWED_VALENCES: dict[str, dict[int, tuple[int, ...]]] = {
     "Br": {0: (1,)},
     "I": {0: (1,)},
 }
-_ORDER = {1: 1.0, 2: 2.0, 3: 3.0, 4: 1.5}
+#: EDM's valence table (by element only; formal charges are ignored)
+EDM_VALENCES: dict[str, tuple[int, ...]] = {
+    "H": (1,), "C": (4,), "N": (3,), "O": (2,), "F": (1,), "B": (3,), "Al": (3,), "Si": (4,), "P": (3, 5),
+    "S": (4,), "Cl": (1,), "As": (3,), "Br": (1,), "I": (1,), "Hg": (1, 2), "Bi": (3, 5),
+}  # fmt: skip
+BOND_ORDER = np.array([0.0, 1.0, 2.0, 3.0, 1.5])  # by bond type code; aromatic = 1.5
+BOND_NAMES = {1: "single", 2: "double", 3: "triple", 4: "aromatic"}
+_CHARGE_OFFSET, _CHARGE_SPAN = 8, 17  # charges -8..8
 
 
-def stability(records: Sequence[MoleculeRecord], vocab: MoleculeVocabulary) -> dict[str, float]:
-    """Atom and molecule stability (fractions) from the generated bond orders."""
-    import torch
+def _valence_lookup(table: str) -> np.ndarray:
+    """``[119 * 17, 2]`` allowed valences by ``z * 17 + charge + 8``; NaN = not allowed."""
+    from geodiff.metrics.structures import atomic_number
 
-    stable_atoms = total_atoms = stable_mols = 0
-    for r in records:
-        order = torch.tensor([_ORDER[int(t)] for t in r.bond_types.tolist()], dtype=torch.float64)
-        valence = torch.zeros(r.num_atoms, dtype=torch.float64)
-        if order.numel():
-            valence.index_add_(0, r.bond_index[0], order).index_add_(0, r.bond_index[1], order)
-        ok = 0
-        for v, a, c in zip(valence.tolist(), r.atom_types.tolist(), r.charges.tolist(), strict=True):
-            allowed = ALLOWED_VALENCES.get(vocab.atoms[a], {}).get(vocab.charges[c], ())
-            ok += any(abs(v - x) < 1e-6 for x in allowed)
-        stable_atoms += ok
-        total_atoms += r.num_atoms
-        stable_mols += ok == r.num_atoms
+    lut = np.full((119 * _CHARGE_SPAN, 2), np.nan)
+    if table == "edm":
+        for sym, vals in EDM_VALENCES.items():
+            z = atomic_number(sym)
+            lut[z * _CHARGE_SPAN : (z + 1) * _CHARGE_SPAN, : len(vals)] = vals
+    elif table == "charged":
+        for sym, by_charge in ALLOWED_VALENCES.items():
+            z = atomic_number(sym)
+            for q, vals in by_charge.items():
+                lut[z * _CHARGE_SPAN + q + _CHARGE_OFFSET, : len(vals)] = vals
+    else:
+        raise ValueError(f"valence table must be 'edm' or 'charged', got {table!r}")
+    return lut
+
+
+def _as_molecules(items, vocab=None) -> list[Molecule3D]:
+    items = list(items)
+    if items and not isinstance(items[0], Molecule3D):
+        if vocab is None:
+            raise ValueError("pipeline records need their vocabulary: pass vocab=pipe.vocab")
+        return from_records(items, vocab)
+    return items
+
+
+def _flat(mols: Sequence[Molecule3D]):
+    """Concatenated atoms and bonds (global indices) of all molecules, and the molecule of every atom."""
+    sizes = np.array([m.num_atoms for m in mols], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if len(mols) else np.zeros(0, np.int64)
+    z = np.concatenate([m.atomic_numbers for m in mols]) if mols else np.zeros(0, np.int64)
+    q = np.concatenate([m.charges for m in mols]) if mols else np.zeros(0, np.int64)
+    bonds = [m.bonds + np.array([o, o, 0]) for m, o in zip(mols, offsets.tolist(), strict=True)
+             if m.bonds is not None and len(m.bonds)]  # fmt: skip
+    b = np.concatenate(bonds) if bonds else np.zeros((0, 3), np.int64)
+    return z, q, b, np.repeat(np.arange(len(mols)), sizes), sizes
+
+
+def stability(items, vocab=None, table: str = "charged") -> dict:
+    """Atom and molecule stability (fractions) and the per-molecule ``stable`` flags, from the bonds given."""
+    mols = _as_molecules(items, vocab)
+    z, q, b, mol_of_atom, sizes = _flat(mols)
+    valence = np.zeros(len(z))
+    if len(b):
+        order = BOND_ORDER[b[:, 2]]
+        valence += np.bincount(b[:, 0], order, len(z)) + np.bincount(b[:, 1], order, len(z))
+    key = z * _CHARGE_SPAN + np.clip(q, -_CHARGE_OFFSET, _CHARGE_OFFSET) + _CHARGE_OFFSET
+    allowed = _valence_lookup(table)[key]  # [atoms, 2]
+    with np.errstate(invalid="ignore"):
+        atom_ok = (np.abs(allowed - valence[:, None]) < 1e-6).any(axis=1)
+    bad_per_mol = np.bincount(mol_of_atom, ~atom_ok, len(mols)) if len(mols) else np.zeros(0)
+    mol_ok = bad_per_mol == 0
     return {
-        "atom_stability": stable_atoms / max(total_atoms, 1),
-        "mol_stability": stable_mols / max(len(records), 1),
+        "atom_stability": float(atom_ok.mean()) if len(z) else 0.0,
+        "mol_stability": float(mol_ok.mean()) if len(mols) else 0.0,
+        "stable": mol_ok,
     }
 
 
-def molecule_metrics(records: Sequence[MoleculeRecord], vocab: MoleculeVocabulary) -> dict[str, float]:
-    """Stability, validity, connected validity and uniqueness (unique / connected-valid) of a sample."""
-    val = rdkit_validity(records, vocab)
-    uniq = len(set(val["smiles"])) / max(len(val["smiles"]), 1)
-    return {**stability(records, vocab), "validity": val["validity"],
-            "connected_validity": val["connected_validity"], "uniqueness": uniq,
-            "num_molecules": val["num_molecules"]}  # fmt: skip
+def canonical_smiles(mol: Chem.Mol) -> str:
+    return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
 
 
-def rdkit_validity(records: Sequence[MoleculeRecord], vocab: MoleculeVocabulary) -> dict[str, float]:
-    """Fractions of valid and of connected-valid molecules, plus the count and their canonical SMILES."""
+def _validity_one(m: Molecule3D) -> str | None:
+    """Canonical SMILES of the largest fragment when ``m`` sanitises, else None (one molecule at a time)."""
+    try:
+        mol = to_rdkit(m, sanitize=True, conformer=False, implicit_hydrogens=True)
+    except Exception:  # RDKit raises several error types for impossible valences / kekulisation
+        return None
+    largest = max(Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False), key=lambda f: f.GetNumAtoms())
+    return canonical_smiles(largest)
+
+
+def rdkit_validity(items, vocab=None) -> dict:
+    """Validity, connected validity, canonical SMILES of the valid molecules' largest fragments and the
+    per-molecule ``valid`` / ``single_fragment`` flags (fragments from the bond graph)."""
     RDLogger.DisableLog("rdApp.*")
-    valid = connected = 0
+    mols = _as_molecules(items, vocab)
+    single = connected_fraction(mols)[1]
+    valid = np.zeros(len(mols), bool)
     smiles: list[str] = []
-    for r in records:
-        try:
-            mol = record_to_mol(r, vocab, sanitize=True)
-        except Exception:  # RDKit raises several error types for impossible valences / kekulisation
+    for k, m in enumerate(mols):
+        s = _validity_one(m)
+        valid[k] = s is not None
+        smiles += [s] if s is not None else []
+    n = max(len(mols), 1)
+    return {
+        "num_molecules": len(mols),
+        "validity": float(valid.sum()) / n,
+        "connected_validity": float((valid & single).sum()) / n,
+        "smiles": smiles,
+        "valid": valid,
+        "single_fragment": single,
+    }
+
+
+def connected_fraction(items, vocab=None) -> tuple[float, np.ndarray]:
+    """Fraction of molecules whose bond graph is a single component (and the per-molecule flags)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    mols = _as_molecules(items, vocab)
+    if not mols:
+        return 0.0, np.zeros(0, bool)
+    z, _, b, mol_of_atom, _ = _flat(mols)
+    adj = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(len(z), len(z)))
+    _, labels = connected_components(adj, directed=False)
+    comps = np.zeros(len(mols), np.int64)
+    first = np.unique(labels, return_index=True)[1]  # one atom per component
+    np.add.at(comps, mol_of_atom[first], 1)
+    ok = comps == 1
+    return float(ok.mean()), ok
+
+
+def uniqueness_novelty(smiles: Sequence[str], reference: Iterable[str] | None = None) -> dict:
+    """Uniqueness = distinct / valid SMILES; novelty = distinct SMILES not in ``reference`` / distinct."""
+    distinct = set(smiles)
+    out = {"uniqueness": len(distinct) / len(smiles) if smiles else 0.0}
+    if reference is not None:
+        ref = set(reference)
+        out["novelty"] = len(distinct - ref) / len(distinct) if distinct else 0.0
+    return out
+
+
+def _tv(a: Counter, b: Counter) -> float:
+    na, nb = sum(a.values()), sum(b.values())
+    if not na or not nb:
+        return float("nan")
+    return 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in set(a) | set(b))
+
+
+def _geometry(mols: Sequence[Molecule3D]) -> tuple[dict[int, list], dict[str, list]]:
+    """Bond lengths by bond type and bond angles (degrees) by central element."""
+    lengths: dict[int, list] = {}
+    angles: dict[str, list] = {}
+    for m in mols:
+        if m.bonds is None or not len(m.bonds):
             continue
-        valid += 1
-        if len(Chem.GetMolFrags(mol)) == 1:
-            connected += 1
-            smiles.append(Chem.MolToSmiles(Chem.RemoveHs(mol)))
-    n = max(len(records), 1)
-    return {"num_molecules": len(records), "validity": valid / n, "connected_validity": connected / n,
-            "smiles": smiles}  # fmt: skip
+        i, j, t = m.bonds.T
+        d = np.linalg.norm(m.pos[i] - m.pos[j], axis=1)
+        for code in np.unique(t):
+            lengths.setdefault(int(code), []).append(d[t == code])
+        # angles a-c-b for every pair of bonds sharing the centre c
+        ends = np.concatenate([np.stack([i, j], 1), np.stack([j, i], 1)])  # (centre, neighbour)
+        order = np.argsort(ends[:, 0], kind="stable")
+        ends = ends[order]
+        centres, starts, counts = np.unique(ends[:, 0], return_index=True, return_counts=True)
+        for c, s, n in zip(centres.tolist(), starts.tolist(), counts.tolist(), strict=True):
+            if n < 2:
+                continue
+            nb = ends[s : s + n, 1]
+            u = m.pos[nb] - m.pos[c]
+            u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-12
+            iu = np.triu_indices(n, 1)
+            cos = np.clip((u[iu[0]] * u[iu[1]]).sum(1), -1, 1)
+            angles.setdefault(element_symbol(m.atomic_numbers[c]), []).append(np.degrees(np.arccos(cos)))
+    cat = lambda d: {k: np.concatenate(v) for k, v in d.items()}  # noqa: E731
+    return cat(lengths), cat(angles)
+
+
+def distribution_metrics(mols: Sequence[Molecule3D], reference: Sequence[Molecule3D]) -> dict:
+    """Total variation of atom types, atom counts and bond types; Wasserstein-1 of bond lengths per bond
+    type (Angstrom) and of bond angles per central element (degrees), with count-weighted means."""
+    from scipy.stats import wasserstein_distance
+
+    def counts(ms):
+        atoms = Counter(element_symbol(z) for m in ms for z in m.atomic_numbers.tolist())
+        sizes = Counter(m.num_atoms for m in ms)
+        bonds = Counter(BOND_NAMES[int(t)] for m in ms if m.bonds is not None for t in m.bonds[:, 2].tolist())
+        return atoms, sizes, bonds
+
+    (a1, n1, b1), (a2, n2, b2) = counts(mols), counts(reference)
+    out = {"atom_type_tv": _tv(a1, a2), "num_atoms_tv": _tv(n1, n2), "bond_type_tv": _tv(b1, b2)}
+    (l1, g1), (l2, g2) = _geometry(mols), _geometry(reference)
+    per_len = {BOND_NAMES[k]: float(wasserstein_distance(l1[k], l2[k])) for k in sorted(l1) if k in l2}
+    per_ang = {k: float(wasserstein_distance(g1[k], g2[k])) for k in sorted(g1) if k in g2}
+    w_len = {BOND_NAMES[k]: len(l1[k]) for k in l1 if k in l2}
+    w_ang = {k: len(g1[k]) for k in g1 if k in g2}
+
+    def mean(per, w):
+        tot = sum(w[k] for k in per)
+        return sum(per[k] * w[k] for k in per) / tot if tot else float("nan")
+
+    out.update({"bond_length_w1": mean(per_len, w_len), "bond_angle_w1": mean(per_ang, w_ang),
+                "bond_length_w1_by_type": per_len, "bond_angle_w1_by_element": per_ang})  # fmt: skip
+    return out
+
+
+def molecule_metrics(items, vocab=None, table: str = "charged", reference_smiles: Iterable[str] | None = None,
+                     reference: Sequence[Molecule3D] | None = None) -> dict:  # fmt: skip
+    """Stability (``table``), validity, connected validity, connected fraction, uniqueness, novelty (with
+    ``reference_smiles``), distribution metrics (with ``reference`` molecules), on the bonds the molecules
+    carry (perceive them first with :func:`geodiff.metrics.bonds.perceive` when they have none)."""
+    mols = _as_molecules(items, vocab)
+    stab = stability(mols, table=table)
+    val = rdkit_validity(mols)
+    out = {
+        "num_molecules": len(mols),
+        "atom_stability": stab["atom_stability"],
+        "mol_stability": stab["mol_stability"],
+        "validity": val["validity"],
+        "connected_validity": val["connected_validity"],
+        "connected": connected_fraction(mols)[0],
+        **uniqueness_novelty(val["smiles"], reference_smiles),
+        "valence_table": table,
+    }
+    if reference is not None:
+        out["distributions"] = distribution_metrics(mols, reference)
+    return out

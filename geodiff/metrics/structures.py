@@ -1,0 +1,262 @@
+"""Molecules to evaluate, whatever they came from: SDF (with or without bonds), XYZ (one or many frames),
+the QM9 npz layout, RDKit molecules, or the records a sampling pipeline returns.
+
+:class:`Molecule3D` is element-agnostic (atomic numbers, not a model vocabulary), so molecules with S, Cl or
+P evaluate as well as QM9's five elements. Bonds are ``[M, 3]`` rows ``(i, j, type)`` with ``i < j`` and
+type 1 single, 2 double, 3 triple, 4 aromatic; ``bonds is None`` means the file had none (perceive them).
+
+Readers never stop at a bad record: :func:`read_molecules` returns the molecules it could read and a list of
+``(record, reason)`` failures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, RDLogger
+
+from geodiff.errors import GeodiffError
+
+__all__ = [
+    "Molecule3D",
+    "read_molecules",
+    "read_sdf",
+    "read_xyz",
+    "read_npz",
+    "from_rdkit",
+    "from_records",
+    "to_rdkit",
+    "element_symbol",
+    "atomic_number",
+]
+
+_PT = Chem.GetPeriodicTable()
+BOND_TYPES = {
+    Chem.BondType.SINGLE: 1,
+    Chem.BondType.DOUBLE: 2,
+    Chem.BondType.TRIPLE: 3,
+    Chem.BondType.AROMATIC: 4,
+}
+_RDKIT_BOND = {v: k for k, v in BOND_TYPES.items()}
+
+
+def element_symbol(z: int) -> str:
+    return _PT.GetElementSymbol(int(z))
+
+
+def atomic_number(symbol: str) -> int:
+    try:
+        z = _PT.GetAtomicNumber(symbol.strip().capitalize())
+    except Exception:
+        z = 0
+    if z <= 0:
+        raise GeodiffError(f"unknown element {symbol!r}")
+    return z
+
+
+@dataclass
+class Molecule3D:
+    """One molecule: atomic numbers [N], positions [N, 3] (Angstrom), formal charges [N], bonds or None."""
+
+    atomic_numbers: np.ndarray
+    pos: np.ndarray
+    charges: np.ndarray = None  # type: ignore[assignment]
+    bonds: np.ndarray | None = None
+    name: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.atomic_numbers = np.asarray(self.atomic_numbers, dtype=np.int64).reshape(-1)
+        n = len(self.atomic_numbers)
+        self.pos = np.asarray(self.pos, dtype=np.float64).reshape(n, 3)
+        self.charges = (np.zeros(n, dtype=np.int64) if self.charges is None
+                        else np.asarray(self.charges, dtype=np.int64).reshape(n))  # fmt: skip
+        if self.bonds is not None:
+            b = np.asarray(self.bonds, dtype=np.int64).reshape(-1, 3)
+            lo, hi = np.minimum(b[:, 0], b[:, 1]), np.maximum(b[:, 0], b[:, 1])
+            self.bonds = np.stack([lo, hi, b[:, 2]], axis=1)
+
+    @property
+    def num_atoms(self) -> int:
+        return len(self.atomic_numbers)
+
+    @property
+    def symbols(self) -> list[str]:
+        return [element_symbol(z) for z in self.atomic_numbers]
+
+    def with_bonds(self, bonds: np.ndarray) -> Molecule3D:
+        return Molecule3D(self.atomic_numbers, self.pos, self.charges, bonds, self.name, dict(self.meta))
+
+    def permuted(self, perm: Sequence[int]) -> Molecule3D:
+        """The same molecule with atom ``k`` of the result being atom ``perm[k]`` of this one."""
+        perm = np.asarray(perm)
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(len(perm))
+        bonds = None
+        if self.bonds is not None:
+            bonds = np.stack([inv[self.bonds[:, 0]], inv[self.bonds[:, 1]], self.bonds[:, 2]], axis=1)
+        return Molecule3D(self.atomic_numbers[perm], self.pos[perm], self.charges[perm], bonds, self.name)
+
+
+def from_rdkit(mol: Chem.Mol, name: str = "", keep_bonds: bool = True) -> Molecule3D:
+    """Atoms, the first conformer and (when the molecule has any) bonds of an RDKit molecule."""
+    if mol.GetNumConformers() == 0:
+        raise GeodiffError(f"{name or 'molecule'}: no 3D coordinates")
+    z = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    if any(v == 0 for v in z):
+        raise GeodiffError(f"{name or 'molecule'}: dummy atom (atomic number 0)")
+    pos = mol.GetConformer().GetPositions()
+    charges = [a.GetFormalCharge() for a in mol.GetAtoms()]
+    bonds = None
+    if keep_bonds and mol.GetNumBonds() > 0:
+        rows = []
+        for b in mol.GetBonds():
+            t = BOND_TYPES.get(b.GetBondType())
+            if t is None:
+                raise GeodiffError(f"{name or 'molecule'}: unsupported bond type {b.GetBondType()}")
+            rows.append((b.GetBeginAtomIdx(), b.GetEndAtomIdx(), t))
+        bonds = np.array(rows, dtype=np.int64)
+    return Molecule3D(z, pos, charges, bonds, name)
+
+
+def to_rdkit(m: Molecule3D, sanitize: bool = False, conformer: bool = True,
+             implicit_hydrogens: bool = False) -> Chem.Mol:  # fmt: skip
+    """An RDKit molecule with the atoms, charges, bonds (if any) and (``conformer``) coordinates of ``m``.
+
+    Hydrogens are explicit in 3D molecules, so RDKit adds none unless ``implicit_hydrogens`` (the validity
+    convention of EDM, MiDi and EQGAT-diff, whose molecule builders let RDKit fill open valences)."""
+    rw = Chem.RWMol()
+    for z, c in zip(m.atomic_numbers.tolist(), m.charges.tolist(), strict=True):
+        a = Chem.Atom(int(z))
+        a.SetFormalCharge(int(c))
+        a.SetNoImplicit(not implicit_hydrogens)
+        rw.AddAtom(a)
+    if m.bonds is not None:
+        for i, j, t in m.bonds.tolist():
+            rw.AddBond(int(i), int(j), _RDKIT_BOND[int(t)])
+            if t == 4:
+                rw.GetBondBetweenAtoms(int(i), int(j)).SetIsAromatic(True)
+                rw.GetAtomWithIdx(int(i)).SetIsAromatic(True)
+                rw.GetAtomWithIdx(int(j)).SetIsAromatic(True)
+    mol = rw.GetMol()
+    if conformer:
+        conf = Chem.Conformer(m.num_atoms)
+        for k, p in enumerate(m.pos.tolist()):
+            conf.SetAtomPosition(k, p)
+        mol.AddConformer(conf, assignId=True)
+    if sanitize:
+        Chem.SanitizeMol(mol)
+    return mol
+
+
+def from_records(records, vocab) -> list[Molecule3D]:
+    """The molecules a :class:`~geodiff.pipelines.molecules.MoleculeDiffusionPipeline` returned."""
+    z_of = np.array([atomic_number(s) for s in vocab.atoms], dtype=np.int64)
+    q_of = np.array(vocab.charges, dtype=np.int64)
+    out = []
+    for r in records:
+        bonds = np.concatenate([r.bond_index.numpy().T, r.bond_types.numpy()[:, None]], axis=1)
+        out.append(Molecule3D(z_of[r.atom_types.numpy()], r.pos.double().numpy(), q_of[r.charges.numpy()],
+                              bonds, getattr(r, "name", "")))  # fmt: skip
+    return out
+
+
+def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
+    """All records of an SDF (or every ``*.sdf`` in a folder), unsanitised so invalid molecules stay in;
+    records RDKit cannot parse are returned as failures."""
+    path = Path(path)
+    files = sorted(path.glob("*.sdf")) if path.is_dir() else [path]
+    RDLogger.DisableLog("rdApp.*")
+    mols, failures = [], []
+    for f in files:
+        supplier = Chem.SDMolSupplier(str(f), sanitize=False, removeHs=False, strictParsing=False)
+        for k in range(len(supplier)):
+            label = f"{f.name}#{k + 1}"
+            try:
+                mol = supplier[k]
+            except Exception as exc:  # some malformed blocks raise instead of returning None
+                failures.append((label, f"unreadable record ({type(exc).__name__})"))
+                continue
+            if mol is None:
+                failures.append((label, "unreadable record"))
+                continue
+            try:
+                mol.UpdatePropertyCache(strict=False)
+                name = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
+                mols.append(from_rdkit(mol, name or label))
+            except GeodiffError as exc:
+                failures.append((label, str(exc)))
+    return mols, failures
+
+
+def read_xyz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
+    """Every frame of an XYZ file (count line, comment line, ``symbol x y z`` lines), or every ``*.xyz`` of a
+    folder. QM9's ``*^`` exponent notation is accepted."""
+    path = Path(path)
+    files = sorted(path.glob("*.xyz")) if path.is_dir() else [path]
+    mols, failures = [], []
+    for f in files:
+        lines = f.read_text(errors="replace").splitlines()
+        k = frame = 0
+        while k < len(lines):
+            if not lines[k].strip():
+                k += 1
+                continue
+            frame += 1
+            label = f"{f.name}#{frame}"
+            try:
+                n = int(lines[k].split()[0])
+            except (ValueError, IndexError):
+                failures.append((label, f"line {k + 1}: expected an atom count, got {lines[k][:40]!r}"))
+                break  # the frame boundaries are lost; nothing after this can be trusted
+            block = lines[k + 2 : k + 2 + n]
+            name = lines[k + 1].strip() if k + 1 < len(lines) else ""
+            k += 2 + n
+            try:
+                if len(block) != n:
+                    raise GeodiffError(f"expected {n} atom lines, found {len(block)}")
+                z, pos = [], []
+                for line in block:
+                    parts = line.split()
+                    sym = parts[0]
+                    z.append(int(sym) if sym.isdigit() else atomic_number(sym))
+                    pos.append([float(x.replace("*^", "e")) for x in parts[1:4]])
+                mols.append(Molecule3D(z, pos, name=name or label))
+            except (GeodiffError, ValueError, IndexError) as exc:
+                failures.append((label, str(exc)))
+    return mols, failures
+
+
+def read_npz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
+    """Molecules of an npz in the QM9/EDM layout (``num_atoms``, ``charges`` = atomic numbers, ``positions``)."""
+    from geodiff.data.molecules import read_qm9_npz
+
+    n, z, pos = read_qm9_npz(path)
+    mols, failures = [], []
+    for k in range(len(n)):
+        zk = z[k, : n[k]]
+        if (zk <= 0).any():
+            failures.append((f"#{k}", "atomic number 0 inside num_atoms"))
+            continue
+        mols.append(Molecule3D(zk, pos[k, : n[k]], name=f"{Path(path).stem}#{k}"))
+    return mols, failures
+
+
+def read_molecules(path: str | os.PathLike, format: str = "auto"):
+    """``(molecules, failures)`` from an SDF, XYZ or QM9-layout npz file (or a folder of SDF / XYZ files)."""
+    path = Path(path)
+    if not path.exists():
+        raise GeodiffError(f"{path}: not found")
+    if format == "auto":
+        if path.is_dir():
+            format = "sdf" if any(path.glob("*.sdf")) else "xyz" if any(path.glob("*.xyz")) else "?"
+        else:
+            format = {".sdf": "sdf", ".mol": "sdf", ".xyz": "xyz", ".npz": "npz"}.get(path.suffix.lower(), "?")
+    readers = {"sdf": read_sdf, "xyz": read_xyz, "npz": read_npz}
+    if format not in readers:
+        raise GeodiffError(f"{path}: cannot tell the format (use an .sdf, .xyz or .npz file, or format=...)")
+    return readers[format](path)
