@@ -2,6 +2,7 @@
 
     geodiff train experiment=NAME [...]      train a denoiser (Lightning + Hydra), export safetensors
     geodiff sample ckpt=DIR num_samples=N    sample 3D molecules to SDF (+ PNG grid)
+    geodiff evaluate samples=PATH            chemistry metrics of molecules (stability, validity, ...)
     geodiff schedule [hydra overrides ...]   build, save and plot a diffusion scheduler
     geodiff info                             versions and the config groups available
 
@@ -189,6 +190,27 @@ def cmd_sample(overrides: list[str]) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- evaluate
+def cmd_evaluate(overrides: list[str]) -> int:
+    from geodiff.metrics.evaluate import evaluate_molecule_file, format_report, write_report
+
+    cfg = compose("evaluate", overrides)
+    if cfg.task != "molecules":
+        raise GeodiffError(f"task: unknown task {cfg.task!r} (molecules)")
+    if cfg.bonds not in ("auto", "edm", "rdkit", "generated"):
+        raise GeodiffError(f"bonds: {cfg.bonds!r} is not one of auto, edm, rdkit, generated")
+    if cfg.valence_table not in ("charged", "edm"):
+        raise GeodiffError(f"valence_table: {cfg.valence_table!r} is not one of charged, edm")
+    report = evaluate_molecule_file(resolve_path(cfg.samples), resolve_path(cfg.reference) if cfg.reference
+                                    else None, cfg.bonds, cfg.valence_table, cfg.reference_limit)  # fmt: skip
+    print(format_report(report))
+    for item in report["unreadable"][:5]:
+        print(f"  unreadable: {item['record']}: {item['reason']}")
+    if cfg.output:
+        print(f"JSON {write_report(report, cfg.output)}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- info
 def cmd_info(overrides: list[str]) -> int:
     import diffusers
@@ -215,6 +237,10 @@ COMMANDS = {
         "build a scheduler from configs/scheduler/*, print, save (output=DIR), plot (plot=PNG)",
     ),
     "sample": (cmd_sample, "sample molecules from an exported model: geodiff sample ckpt=DIR num_samples=N"),
+    "evaluate": (
+        cmd_evaluate,
+        "chemistry metrics: geodiff evaluate samples=mols.sdf [reference=train.npz] [bonds=edm] output=r.json",
+    ),
     "info": (cmd_info, "versions and available config groups"),
 }
 

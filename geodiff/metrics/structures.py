@@ -173,8 +173,13 @@ def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str,
     RDLogger.DisableLog("rdApp.*")
     mols, failures = [], []
     for f in files:
-        supplier = Chem.SDMolSupplier(str(f), sanitize=False, removeHs=False, strictParsing=False)
-        for k in range(len(supplier)):
+        try:
+            supplier = Chem.SDMolSupplier(str(f), sanitize=False, removeHs=False, strictParsing=False)
+            count = len(supplier)
+        except OSError as exc:  # RDKit refuses empty or unreadable files outright
+            failures.append((f.name, f"unreadable file ({exc})"))
+            continue
+        for k in range(count):
             label = f"{f.name}#{k + 1}"
             try:
                 mol = supplier[k]
