@@ -1,0 +1,276 @@
+"""AutoDock Vina docking of molecules against a protein pocket (``vina`` Python package; ligands and
+receptors prepared with RDKit + meeko; no openbabel).
+
+    box = DockingBox.from_ligand("1iep_ligand.sdf")             # centre of the ligand, 20 A cube
+    results, summary = dock_molecules(mols, "1iep_receptor.pdbqt", box, mode="dock", exhaustiveness=8)
+
+Modes: ``score_only`` (the pose as generated), ``local_only`` (local optimisation of that pose) and ``dock``
+(global search: exhaustiveness, number of poses, seed). The box is one for all ligands, or centred on each
+ligand (``box="each"``, the EQGAT-diff / DiffSBDD protocol for generated ligands in a pocket).
+
+Molecules are docked in a process pool sized to the machine (Vina's own ``cpu`` = cores / processes),
+each with a timeout; a molecule that fails preparation or docking is reported with its reason and the
+others go on. Hydrogens missing from a ligand are added (with coordinates) and that is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, RDLogger
+
+from geodiff.errors import GeodiffError
+from geodiff.io import atomic_path
+
+__all__ = ["DockingBox", "prepare_ligand", "prepare_receptor", "dock_one", "dock_molecules", "summarise"]
+
+MODES = ("score_only", "local_only", "dock")
+
+
+@dataclass
+class DockingBox:
+    center: tuple[float, float, float]
+    size: tuple[float, float, float] = (20.0, 20.0, 20.0)
+
+    @classmethod
+    def around(cls, coords: np.ndarray, size=(20.0, 20.0, 20.0)) -> DockingBox:
+        c = np.asarray(coords, dtype=float).reshape(-1, 3).mean(0)
+        return cls(tuple(float(x) for x in c), tuple(float(s) for s in size))
+
+    @classmethod
+    def from_ligand(cls, path: str | os.PathLike, size=(20.0, 20.0, 20.0)) -> DockingBox:
+        """Centre of a reference ligand's coordinates (SDF / MOL / PDBQT / PDB)."""
+        path = Path(path)
+        if not path.is_file():
+            raise GeodiffError(f"reference ligand {path} not found")
+        if path.suffix.lower() in (".pdbqt", ".pdb"):
+            xyz = [[float(line[30:38]), float(line[38:46]), float(line[46:54])]
+                   for line in path.read_text().splitlines() if line.startswith(("ATOM", "HETATM"))]  # fmt: skip
+        else:
+            mol = Chem.MolFromMolFile(str(path), sanitize=False, removeHs=False)
+            xyz = mol.GetConformer().GetPositions() if mol is not None and mol.GetNumConformers() else []
+        if not len(xyz):
+            raise GeodiffError(f"reference ligand {path}: no atom coordinates")
+        return cls.around(np.array(xyz), size)
+
+    @classmethod
+    def from_vina_config(cls, path: str | os.PathLike) -> DockingBox:
+        """A Vina box file (``center_x = ...`` / ``size_x = ...`` lines)."""
+        values = {}
+        for line in Path(path).read_text().splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                values[k.strip()] = float(v)
+        try:
+            return cls(tuple(values[f"center_{a}"] for a in "xyz"), tuple(values[f"size_{a}"] for a in "xyz"))
+        except KeyError as exc:
+            raise GeodiffError(f"{path}: Vina box file lacks {exc.args[0]}") from None
+
+
+def prepare_receptor(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A receptor PDBQT: given as is, or made from a PDB (with hydrogens) by meeko's polymer tools."""
+    path = Path(path)
+    if not path.is_file():
+        raise GeodiffError(f"receptor {path} not found")
+    if path.suffix.lower() == ".pdbqt":
+        if not any(line.startswith(("ATOM", "HETATM")) for line in path.read_text().splitlines()):
+            raise GeodiffError(f"receptor {path}: no ATOM records")
+        return path
+    if path.suffix.lower() != ".pdb":
+        raise GeodiffError(f"receptor {path}: expected a .pdbqt or a .pdb file")
+    from meeko import MoleculePreparation, PDBQTWriterLegacy, Polymer, ResidueChemTemplates
+
+    out = Path(cache_dir or path.parent) / (path.stem + ".geodiff.pdbqt")
+    if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
+        return out
+    try:
+        polymer = Polymer.from_pdb_string(path.read_text(), ResidueChemTemplates.create_from_defaults(),
+                                          MoleculePreparation(), allow_bad_res=True,
+                                          default_altloc="A")  # fmt: skip
+        rigid, _ = PDBQTWriterLegacy.write_string_from_polymer(polymer)
+    except Exception as exc:
+        raise GeodiffError(f"receptor {path}: meeko could not prepare it ({type(exc).__name__}: {exc})") from None
+    with atomic_path(out) as tmp:
+        tmp.write_text(rigid)
+    return out
+
+
+def prepare_ligand(mol: Chem.Mol) -> tuple[str, list[str]]:
+    """``(PDBQT string, notes)`` for a 3D ligand: sanitised, hydrogens added with coordinates if missing
+    (protonation as given), meeko atom typing and torsion tree."""
+    from meeko import MoleculePreparation, PDBQTWriterLegacy
+
+    notes = []
+    if mol is None:
+        raise GeodiffError("unreadable molecule")
+    if mol.GetNumConformers() == 0:
+        raise GeodiffError("no 3D coordinates")
+    mol = Chem.Mol(mol)
+    try:
+        Chem.SanitizeMol(mol)
+    except Exception as exc:
+        raise GeodiffError(f"RDKit cannot sanitise it ({exc})") from None
+    missing = sum(a.GetTotalNumHs() for a in mol.GetAtoms())
+    if missing:
+        mol = Chem.AddHs(mol, addCoords=True)
+        notes.append(f"added {missing} hydrogens")
+    try:
+        setups = MoleculePreparation().prepare(mol)
+        text, ok, err = PDBQTWriterLegacy.write_string(setups[0])
+    except Exception as exc:
+        raise GeodiffError(f"meeko could not prepare it ({type(exc).__name__}: {exc})") from None
+    if not ok:
+        raise GeodiffError(f"meeko could not write PDBQT ({err.strip()})")
+    return text, notes
+
+
+def _pose_to_sdf_block(pdbqt_pose: str) -> str:
+    from meeko import PDBQTMolecule, RDKitMolCreate
+
+    pmol = PDBQTMolecule(pdbqt_pose, skip_typing=True)
+    mols = RDKitMolCreate.from_pdbqt_mol(pmol)
+    return Chem.MolToMolBlock(mols[0]) if mols and mols[0] is not None else ""
+
+
+def dock_one(job: dict) -> dict:
+    """Dock (or score) one ligand; ``job`` holds the molecule block, receptor, box and settings. Runs in a
+    worker process; never raises: failures come back as ``{"ok": False, "reason": ...}``."""
+    t0 = time.time()
+    out = {"index": job["index"], "name": job["name"], "ok": False}
+    try:
+        RDLogger.DisableLog("rdApp.*")
+        mol = Chem.MolFromMolBlock(job["molblock"], sanitize=False, removeHs=False) if job["molblock"] else None
+        ligand, notes = prepare_ligand(mol)
+        from vina import Vina
+
+        v = Vina(sf_name="vina", cpu=job["cpu"], seed=job["seed"], verbosity=0)
+        v.set_receptor(rigid_pdbqt_filename=job["receptor"])
+        v.set_ligand_from_string(ligand)
+        v.compute_vina_maps(center=list(job["center"]), box_size=list(job["size"]))
+        mode = job["mode"]
+        if mode == "score_only":
+            score = float(v.score()[0])
+            pose = None
+        elif mode == "local_only":
+            score = float(v.optimize()[0])
+            pose = _current_pose(v)  # Vina keeps the optimised pose as the ligand's current state
+        else:
+            v.dock(exhaustiveness=job["exhaustiveness"], n_poses=job["num_poses"])
+            energies = v.energies(n_poses=job["num_poses"])
+            score = float(energies[0][0])
+            pose = v.poses(n_poses=1)
+        out.update(ok=True, score=score, notes=notes)
+        if pose:
+            out["pose_sdf"] = _pose_to_sdf_block(pose)
+    except GeodiffError as exc:
+        out["reason"] = f"preparation: {exc}"
+    except Exception as exc:  # Vina raises RuntimeError / TypeError for ligands outside the box etc.
+        out["reason"] = f"vina: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    out["seconds"] = time.time() - t0
+    return out
+
+
+def _current_pose(v) -> str | None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "pose.pdbqt"
+        v.write_pose(str(p), overwrite=True)
+        return p.read_text()
+
+
+def summarise(results: Sequence[dict]) -> dict:
+    scores = np.array([r["score"] for r in results if r.get("ok")])
+    out = {"num_molecules": len(results), "num_docked": int(len(scores)),
+           "num_failed": int(sum(not r.get("ok") for r in results))}  # fmt: skip
+    if len(scores):
+        k = max(1, int(np.ceil(0.1 * len(scores))))
+        out.update(mean=float(scores.mean()), median=float(np.median(scores)), best=float(scores.min()),
+                   best_10_percent_mean=float(np.sort(scores)[:k].mean()))  # fmt: skip
+    return out
+
+
+def dock_molecules(
+    mols: Sequence[Chem.Mol],
+    receptor: str | os.PathLike,
+    box: DockingBox | str,
+    mode: str = "dock",
+    exhaustiveness: int = 8,
+    num_poses: int = 9,
+    seed: int = 0,
+    processes: int | None = None,
+    timeout: float = 600.0,
+    pose_dir: str | os.PathLike | None = None,
+    names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], dict]:
+    """Dock every molecule; returns per-molecule results (score, reason, seconds, pose file) and a summary.
+
+    ``box``: a :class:`DockingBox` for all, or ``"each"`` for a 20 A box centred on each ligand.
+    """
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    if mode not in MODES:
+        raise GeodiffError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    if not mols:
+        raise GeodiffError("no molecules to dock")
+    receptor = prepare_receptor(receptor)
+    rec_xyz = np.array([[float(line[30:38]), float(line[38:46]), float(line[46:54])]
+                        for line in receptor.read_text().splitlines()
+                        if line.startswith(("ATOM", "HETATM"))])  # fmt: skip
+    jobs = []
+    names = list(names) if names is not None else [f"mol{k}" for k in range(len(mols))]
+    cores = os.cpu_count() or 1
+    processes = max(1, min(processes or cores, len(mols)))
+    cpu = max(1, cores // processes)
+    for k, mol in enumerate(mols):
+        if isinstance(box, DockingBox):
+            b = box
+        elif mol is not None and mol.GetNumConformers():
+            b = DockingBox.around(mol.GetConformer().GetPositions())
+        else:
+            b = DockingBox((0.0, 0.0, 0.0))
+        try:
+            block = Chem.MolToMolBlock(mol, kekulize=False) if mol is not None else ""
+        except Exception:  # RDKit cannot even write it: preparation will report it
+            block = ""
+        jobs.append({"index": k, "name": names[k], "molblock": block,
+                     "receptor": str(receptor), "center": b.center, "size": b.size, "mode": mode,
+                     "exhaustiveness": exhaustiveness, "num_poses": num_poses, "seed": seed, "cpu": cpu})  # fmt: skip
+    if isinstance(box, DockingBox):
+        lo, hi = np.array(box.center) - np.array(box.size) / 2, np.array(box.center) + np.array(box.size) / 2
+        if not ((rec_xyz >= lo) & (rec_xyz <= hi)).all(1).any():
+            raise GeodiffError(f"the box (centre {box.center}, size {box.size}) holds no receptor atom")
+    results: list[dict] = [None] * len(jobs)  # type: ignore[list-item]
+    ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no torch / SWIG state from the parent
+    with ctx.Pool(processes) as pool:
+        pending = [(job, pool.apply_async(dock_one, (job,))) for job in jobs]
+        bar = tqdm(total=len(jobs), desc=f"vina {mode}", disable=not progress, unit="mol")
+        for job, res in pending:
+            try:
+                results[job["index"]] = res.get(timeout=timeout)
+            except mp.TimeoutError:
+                results[job["index"]] = {"index": job["index"], "name": job["name"], "ok": False,
+                                         "reason": f"timeout after {timeout:.0f} s"}  # fmt: skip
+            bar.update(1)
+        bar.close()
+        pool.terminate()
+    if pose_dir:
+        pose_dir = Path(pose_dir)
+        pose_dir.mkdir(parents=True, exist_ok=True)
+        for r in results:
+            block = r.pop("pose_sdf", "")
+            if block:
+                path = pose_dir / f"{r['index']:05d}.sdf"
+                with atomic_path(path) as tmp:
+                    tmp.write_text(block + "$$$$\n")
+                r["pose_file"] = str(path)
+    return results, summarise(results)
+

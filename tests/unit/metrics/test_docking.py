@@ -1,0 +1,64 @@
+"""AutoDock Vina on the real 1iep system (imatinib in c-Abl kinase), ligands prepared with RDKit + meeko."""
+
+from pathlib import Path
+
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem, rdMolAlign
+
+from geodiff.errors import GeodiffError
+from geodiff.metrics.docking import DockingBox, dock_molecules, prepare_ligand, summarise
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "docking" / "1iep"
+
+
+@pytest.fixture(scope="module")
+def system():
+    if not (DATA / "1iep_receptor.pdbqt").is_file():
+        pytest.skip("../shared/data/docking/1iep not present")
+    lig = Chem.MolFromMolFile(str(DATA / "1iep_ligand.sdf"), removeHs=False)
+    return lig, DATA / "1iep_receptor.pdbqt", DockingBox.from_vina_config(DATA / "1iep_receptor.box.txt")
+
+
+def test_boxes(system):
+    lig, _, box = system
+    assert box.center == (15.19, 53.903, 16.917) and box.size == (20.0, 20.0, 20.0)
+    ref = DockingBox.from_ligand(DATA / "1iep_ligand.sdf")
+    assert sum((a - b) ** 2 for a, b in zip(ref.center, box.center, strict=True)) ** 0.5 < 2.5
+    with pytest.raises(GeodiffError, match="not found"):
+        DockingBox.from_ligand(DATA / "nope.sdf")
+
+
+def test_ligand_preparation_adds_missing_hydrogens():
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)Nc1ccc(O)cc1"))
+    AllChem.EmbedMolecule(mol, randomSeed=0)
+    text, notes = prepare_ligand(mol)
+    assert "ROOT" in text and notes == []
+    heavy = Chem.RemoveHs(mol)
+    text, notes = prepare_ligand(heavy)
+    assert notes == ["added 9 hydrogens"] and "ROOT" in text
+
+
+def test_score_and_local_optimisation_of_the_crystal_pose_and_failures_reported(system, tmp_path):
+    lig, receptor, box = system
+    broken = Chem.RWMol(lig)
+    broken.GetAtomWithIdx(0).SetFormalCharge(3)  # an impossible carbon: preparation fails, the rest goes on
+    res, summ = dock_molecules([lig, broken.GetMol()], receptor, box, mode="score_only", progress=False)
+    assert res[0]["ok"] and -14.0 < res[0]["score"] < -11.0  # Vina scores the crystal pose about -12.5
+    assert not res[1]["ok"] and res[1]["reason"].startswith("preparation")
+    assert summ["num_docked"] == 1 and summ["num_failed"] == 1
+    res, _ = dock_molecules([lig], receptor, box, mode="local_only", pose_dir=tmp_path, progress=False)
+    assert res[0]["score"] <= -12.5
+    pose = Chem.MolFromMolFile(res[0]["pose_file"], removeHs=False)
+    assert rdMolAlign.CalcRMS(Chem.RemoveHs(pose), Chem.RemoveHs(lig)) < 1.0
+    far = DockingBox((100.0, 100.0, 100.0))
+    with pytest.raises(GeodiffError, match="no receptor atom"):
+        dock_molecules([lig], receptor, far, progress=False)
+    with pytest.raises(GeodiffError, match="not found"):
+        dock_molecules([lig], DATA / "missing.pdbqt", box, progress=False)
+
+
+def test_summary():
+    s = summarise([{"ok": True, "score": -5.0}, {"ok": True, "score": -7.0}, {"ok": False}])
+    assert s == {"num_molecules": 3, "num_docked": 2, "num_failed": 1, "mean": -6.0, "median": -6.0,
+                 "best": -7.0, "best_10_percent_mean": -7.0}  # fmt: skip
