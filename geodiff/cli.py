@@ -195,8 +195,10 @@ def cmd_evaluate(overrides: list[str]) -> int:
     from geodiff.metrics.evaluate import evaluate_molecule_file, format_report, write_report
 
     cfg = compose("evaluate", overrides)
+    if cfg.task == "docking":
+        return _evaluate_docking(cfg)
     if cfg.task != "molecules":
-        raise GeodiffError(f"task: unknown task {cfg.task!r} (molecules)")
+        raise GeodiffError(f"task: unknown task {cfg.task!r} (molecules or docking)")
     if cfg.bonds not in ("auto", "edm", "rdkit", "generated"):
         raise GeodiffError(f"bonds: {cfg.bonds!r} is not one of auto, edm, rdkit, generated")
     if cfg.valence_table not in ("charged", "edm"):
@@ -208,6 +210,56 @@ def cmd_evaluate(overrides: list[str]) -> int:
         print(f"  unreadable: {item['record']}: {item['reason']}")
     if cfg.output:
         print(f"JSON {write_report(report, cfg.output)}")
+    return 0
+
+
+def _evaluate_docking(cfg) -> int:
+    import json
+
+    from geodiff.io import atomic_path
+    from geodiff.metrics.docking import DockingBox, dock_molecules
+    from geodiff.metrics.structures import read_sdf_rdkit
+
+    if not cfg.receptor:
+        raise GeodiffError("task=docking needs receptor=PATH (.pdbqt or .pdb)")
+    size = [float(x) for x in cfg.size]
+    if cfg.ligand:
+        box = DockingBox.from_ligand(resolve_path(cfg.ligand), size)
+    elif cfg.center is not None:
+        if len(cfg.center) != 3:
+            raise GeodiffError(f"center: need [x, y, z], got {list(cfg.center)}")
+        box = DockingBox(tuple(float(x) for x in cfg.center), tuple(size))
+    elif cfg.box == "each":
+        box = "each"
+    elif cfg.box:
+        box = DockingBox.from_vina_config(resolve_path(cfg.box))
+    else:
+        raise GeodiffError("task=docking needs a box: ligand=REF.sdf, center=[x,y,z], box=FILE or box=each")
+    mols, names, failures = read_sdf_rdkit(resolve_path(cfg.samples))
+    if not mols:
+        raise GeodiffError(f"{cfg.samples}: no readable molecules ({len(failures)} unreadable records)")
+    pose_dir = cfg.pose_dir or (str(Path(cfg.output).with_suffix("")) + "_poses" if cfg.output else None)
+    results, summary = dock_molecules(mols, resolve_path(cfg.receptor), box, mode=cfg.mode,
+                                      exhaustiveness=int(cfg.exhaustiveness), num_poses=int(cfg.num_poses),
+                                      seed=int(cfg.seed), processes=cfg.processes, timeout=float(cfg.timeout),
+                                      pose_dir=pose_dir, names=names)  # fmt: skip
+    for r in results:
+        state = f"{r['score']:8.3f} kcal/mol" if r.get("ok") else f"failed: {r.get('reason')}"
+        notes = f"  ({'; '.join(r['notes'])})" if r.get("notes") else ""
+        print(f"{r['index']:5d}  {r['name'][:30]:<30}  {state}{notes}")
+    keys = ("mean", "median", "best", "best_10_percent_mean")
+    stats = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if k in summary)
+    print(f"docked {summary['num_docked']}/{summary['num_molecules']} ({cfg.mode}); {stats}")
+    for name, reason in failures[:5]:
+        print(f"  unreadable: {name}: {reason}")
+    if cfg.output:
+        report = {"task": "docking", "mode": cfg.mode, "receptor": str(cfg.receptor),
+                  "box": box if isinstance(box, str) else {"center": box.center, "size": box.size},
+                  "summary": summary, "molecules": results,
+                  "unreadable": [{"record": n, "reason": r} for n, r in failures]}  # fmt: skip
+        with atomic_path(cfg.output) as tmp:
+            tmp.write_text(json.dumps(report, indent=1))
+        print(f"JSON {cfg.output}")
     return 0
 
 

@@ -89,7 +89,7 @@ def prepare_receptor(path: str | os.PathLike, cache_dir: str | os.PathLike | Non
     if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
         return out
     try:
-        polymer = Polymer.from_pdb_string(path.read_text(), ResidueChemTemplates.create_from_defaults(),
+        polymer = Polymer.from_pdb_string(_group_residues(path.read_text()), ResidueChemTemplates.create_from_defaults(),
                                           MoleculePreparation(), allow_bad_res=True,
                                           default_altloc="A")  # fmt: skip
         rigid, _ = PDBQTWriterLegacy.write_string_from_polymer(polymer)
@@ -98,6 +98,15 @@ def prepare_receptor(path: str | os.PathLike, cache_dir: str | os.PathLike | Non
     with atomic_path(out) as tmp:
         tmp.write_text(rigid)
     return out
+
+
+def _group_residues(pdb: str) -> str:
+    """The atom records of each residue together (some files list a stray atom away from its residue)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for line in pdb.splitlines():
+        if line.startswith(("ATOM", "HETATM")):
+            groups.setdefault((line[21], line[22:27]), []).append(line)
+    return "\n".join(line for lines in groups.values() for line in lines) + "\nEND\n"
 
 
 def prepare_ligand(mol: Chem.Mol) -> tuple[str, list[str]]:

@@ -25,6 +25,7 @@ __all__ = [
     "Molecule3D",
     "read_molecules",
     "read_sdf",
+    "read_sdf_rdkit",
     "read_xyz",
     "read_npz",
     "from_rdkit",
@@ -196,6 +197,35 @@ def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str,
             except GeodiffError as exc:
                 failures.append((label, str(exc)))
     return mols, failures
+
+
+def read_sdf_rdkit(path: str | os.PathLike) -> tuple[list[Chem.Mol], list[str], list[tuple[str, str]]]:
+    """``(RDKit molecules, names, failures)`` of an SDF (or a folder of them), unsanitised, hydrogens kept."""
+    path = Path(path)
+    if not path.exists():
+        raise GeodiffError(f"{path}: not found")
+    files = sorted(path.glob("*.sdf")) if path.is_dir() else [path]
+    RDLogger.DisableLog("rdApp.*")
+    mols, names, failures = [], [], []
+    for f in files:
+        try:
+            supplier = Chem.SDMolSupplier(str(f), sanitize=False, removeHs=False, strictParsing=False)
+            count = len(supplier)
+        except OSError as exc:
+            failures.append((f.name, f"unreadable file ({exc})"))
+            continue
+        for k in range(count):
+            label = f"{f.name}#{k + 1}"
+            try:
+                mol = supplier[k]
+            except Exception:
+                mol = None
+            if mol is None:
+                failures.append((label, "unreadable record"))
+                continue
+            mols.append(mol)
+            names.append(mol.GetProp("_Name") if mol.HasProp("_Name") and mol.GetProp("_Name") else label)
+    return mols, names, failures
 
 
 def read_xyz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:

@@ -79,3 +79,22 @@ def test_evaluate_errors_are_one_line(tmp_path):
     write_sdf(sdf, ["CCO"])
     r = geodiff("evaluate", f"samples={sdf}", "bonds=magic")
     assert r.returncode == 2 and "bonds" in r.stderr
+
+
+def test_evaluate_docking_cli(tmp_path):
+    data = ROOT.parent / "shared" / "data" / "docking" / "1iep"
+    if not (data / "1iep_receptor.pdbqt").is_file():
+        import pytest
+
+        pytest.skip("../shared/data/docking/1iep not present")
+    sdf = tmp_path / "ligs.sdf"
+    sdf.write_text((data / "1iep_ligand.sdf").read_text() + "broken\n\n\n  1  0\nM  END\n$$$$\n")
+    out = tmp_path / "dock.json"
+    r = geodiff("evaluate", "task=docking", f"samples={sdf}", f"receptor={data / '1iep_receptor.pdbqt'}",
+                f"ligand={data / '1iep_ligand.sdf'}", "mode=score_only", f"output={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["summary"]["num_docked"] == 1 and rep["molecules"][0]["score"] < -11
+    assert len(rep["unreadable"]) == 1  # score_only writes no pose
+    r = geodiff("evaluate", "task=docking", f"samples={sdf}", f"receptor={data / '1iep_receptor.pdbqt'}")
+    assert r.returncode == 2 and "needs a box" in r.stderr

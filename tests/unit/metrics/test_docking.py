@@ -62,3 +62,15 @@ def test_summary():
     s = summarise([{"ok": True, "score": -5.0}, {"ok": True, "score": -7.0}, {"ok": False}])
     assert s == {"num_molecules": 3, "num_docked": 2, "num_failed": 1, "mean": -6.0, "median": -6.0,
                  "best": -7.0, "best_10_percent_mean": -7.0}  # fmt: skip
+
+
+def test_receptor_from_pdb_with_meeko(system, tmp_path):
+    from geodiff.metrics.docking import prepare_receptor
+
+    lig, receptor, box = system
+    made = prepare_receptor(DATA / "1iep_receptorH.pdb", cache_dir=tmp_path)
+    atoms = lambda p: sum(line.startswith("ATOM") for line in Path(p).read_text().splitlines())  # noqa: E731
+    assert atoms(made) == atoms(receptor)
+    a, _ = dock_molecules([lig], made, box, mode="score_only", progress=False)
+    b, _ = dock_molecules([lig], receptor, box, mode="score_only", progress=False)
+    assert abs(a[0]["score"] - b[0]["score"]) < 0.5
