@@ -52,7 +52,8 @@ def main() -> None:
 
     mols, _ = read_npz(args.qm9)
     mols = mols[: args.n] if args.n else mols
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+    cpu = platform.processor() or platform.machine()
+    print(f"{cpu}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"numpy {np.__version__}, rdkit {rdkit.__version__}, torch {torch.__version__}")  # fmt: skip
     print(f"{len(mols)} QM9 molecules ({args.qm9}), best of {args.repeats}")
 
@@ -66,7 +67,8 @@ def main() -> None:
     same = all(r_fast[k] == r_loop[k] for k in keys)
 
     # breakdown: bonds + stability alone, and the same by the loop
-    t_bonds, _, bonded = best_of(lambda: [m.with_bonds(b) for m, b in zip(mols, edm_bonds(mols), strict=True)],
+    t_bonds, _, bonded = best_of(
+        lambda: [m.with_bonds(b) for m, b in zip(mols, edm_bonds(mols), strict=True)],
                                  args.repeats)  # fmt: skip
     t_stab, _, _ = best_of(lambda: stability(bonded), args.repeats)
 

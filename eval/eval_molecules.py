@@ -24,6 +24,12 @@ from geodiff.metrics.chemistry import molecule_metrics
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
 
 
+def _where(device: str) -> str:
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", default="checkpoints/qm9_eqgat_small")
@@ -33,8 +39,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     pipe = MoleculeDiffusionPipeline.from_pretrained(resolve_path(args.ckpt))
+    pipe.model.to(args.device)
     t0 = time.time()
     records = pipe(num_samples=args.n, sampler=args.sampler, num_inference_steps=args.steps,
                    batch_size=args.batch_size, seed=args.seed)  # fmt: skip
@@ -42,12 +50,13 @@ def main() -> None:
     m = molecule_metrics(records, pipe.vocab)
     steps = args.steps or pipe.schedulers.num_train_timesteps
     print(f"{args.ckpt}: {args.n} molecules, {args.sampler} {steps} steps, {seconds:.0f} s "
-          f"({args.n / seconds:.2f} molecules/s, {torch.get_num_threads()} CPU threads)")  # fmt: skip
+          f"({args.n / seconds:.2f} molecules/s, {_where(args.device)})")  # fmt: skip
     for k in ("mol_stability", "atom_stability", "validity", "connected_validity", "uniqueness"):
         print(f"  {k:<19} {100 * m[k]:6.2f} %")
     if args.json:
         result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "sampler": args.sampler,
                   "steps": steps, "seed": args.seed, "seconds": seconds, "machine": platform.machine(),
+                  "device": _where(args.device),
                   "torch": torch.__version__, **m}  # fmt: skip
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))

@@ -154,4 +154,3 @@ def perceive(mols: Sequence[Molecule3D], method: str) -> tuple[list[Molecule3D],
                                f"(first: {missing[0]!r}); use bonds=edm or bonds=rdkit")  # fmt: skip
         return list(mols), []
     raise GeodiffError(f"bonds: unknown method {method!r} (edm, rdkit or generated)")
-

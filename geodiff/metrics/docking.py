@@ -49,8 +49,8 @@ class DockingBox:
         if not path.is_file():
             raise GeodiffError(f"reference ligand {path} not found")
         if path.suffix.lower() in (".pdbqt", ".pdb"):
-            xyz = [[float(line[30:38]), float(line[38:46]), float(line[46:54])]
-                   for line in path.read_text().splitlines() if line.startswith(("ATOM", "HETATM"))]  # fmt: skip
+            lines = [line for line in path.read_text().splitlines() if line.startswith(("ATOM", "HETATM"))]
+            xyz = [[float(line[30:38]), float(line[38:46]), float(line[46:54])] for line in lines]
         else:
             mol = Chem.MolFromMolFile(str(path), sanitize=False, removeHs=False)
             xyz = mol.GetConformer().GetPositions() if mol is not None and mol.GetNumConformers() else []
@@ -89,12 +89,14 @@ def prepare_receptor(path: str | os.PathLike, cache_dir: str | os.PathLike | Non
     if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
         return out
     try:
-        polymer = Polymer.from_pdb_string(_group_residues(path.read_text()), ResidueChemTemplates.create_from_defaults(),
-                                          MoleculePreparation(), allow_bad_res=True,
-                                          default_altloc="A")  # fmt: skip
+        templates = ResidueChemTemplates.create_from_defaults()
+        polymer = Polymer.from_pdb_string(_group_residues(path.read_text()), templates, MoleculePreparation(),
+                                          allow_bad_res=True, default_altloc="A")  # fmt: skip
         rigid, _ = PDBQTWriterLegacy.write_string_from_polymer(polymer)
     except Exception as exc:
-        raise GeodiffError(f"receptor {path}: meeko could not prepare it ({type(exc).__name__}: {exc})") from None
+        raise GeodiffError(
+            f"receptor {path}: meeko could not prepare it ({type(exc).__name__}: {exc})"
+        ) from None
     with atomic_path(out) as tmp:
         tmp.write_text(rigid)
     return out
@@ -153,7 +155,9 @@ def dock_one(job: dict) -> dict:
     out = {"index": job["index"], "name": job["name"], "ok": False}
     try:
         RDLogger.DisableLog("rdApp.*")
-        mol = Chem.MolFromMolBlock(job["molblock"], sanitize=False, removeHs=False) if job["molblock"] else None
+        mol = (
+            Chem.MolFromMolBlock(job["molblock"], sanitize=False, removeHs=False) if job["molblock"] else None
+        )
         ligand, notes = prepare_ligand(mol)
         from vina import Vina
 
@@ -252,7 +256,8 @@ def dock_molecules(
             block = ""
         jobs.append({"index": k, "name": names[k], "molblock": block,
                      "receptor": str(receptor), "center": b.center, "size": b.size, "mode": mode,
-                     "exhaustiveness": exhaustiveness, "num_poses": num_poses, "seed": seed, "cpu": cpu})  # fmt: skip
+                     "exhaustiveness": exhaustiveness, "num_poses": num_poses, "seed": seed,
+                     "cpu": cpu})  # fmt: skip
     if isinstance(box, DockingBox):
         lo, hi = np.array(box.center) - np.array(box.size) / 2, np.array(box.center) + np.array(box.size) / 2
         if not ((rec_xyz >= lo) & (rec_xyz <= hi)).all(1).any():
@@ -282,4 +287,3 @@ def dock_molecules(
                     tmp.write_text(block + "$$$$\n")
                 r["pose_file"] = str(path)
     return results, summarise(results)
-

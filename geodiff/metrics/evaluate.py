@@ -1,7 +1,7 @@
 """``geodiff evaluate task=molecules``: read a file of molecules, get bonds, compute the papers' metrics.
 
-    report = evaluate_molecule_file("samples/molecules.sdf", reference="../shared/data/qm9/test.npz")
-    print(format_report(report))
+report = evaluate_molecule_file("samples/molecules.sdf", reference="../shared/data/qm9/test.npz")
+print(format_report(report))
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def read_reference(path: str | os.PathLike, bonds: str = "edm", limit: int | Non
     mols = mols[:limit] if limit else mols
     if not mols:
         raise GeodiffError(f"reference: no readable molecules in {path}")
-    method = "generated" if all(m.bonds is not None for m in mols) else ("edm" if bonds == "generated" else bonds)
+    method = (
+        "generated" if all(m.bonds is not None for m in mols) else ("edm" if bonds == "generated" else bonds)
+    )
     mols, _ = perceive(mols, method)
     return mols, set(rdkit_validity(mols)["smiles"])
 
@@ -72,7 +74,7 @@ def evaluate_molecules(mols: list[Molecule3D], bonds: str = "auto", valence_tabl
 def evaluate_molecule_file(samples: str | os.PathLike, reference: str | os.PathLike | None = None,
                            bonds: str = "auto", valence_table: str = "charged",
                            reference_limit: int | None = None) -> dict:  # fmt: skip
-    """Read ``samples`` (SDF, XYZ or QM9-layout npz), evaluate, and list the records that could not be read."""
+    """Read ``samples`` (SDF, XYZ or QM9-layout npz), evaluate, list the records that could not be read."""
     mols, failures = read_molecules(samples)
     if not mols:
         raise GeodiffError(f"{samples}: no readable molecules ({len(failures)} unreadable records)")
@@ -98,7 +100,8 @@ def format_report(report: dict) -> str:
             rows.append((label, f"{100 * report[key]:.2f} %"))
     dist = report.get("distributions")
     if dist:
-        rows += [("atom type TV", f"{dist['atom_type_tv']:.4f}"), ("atom count TV", f"{dist['num_atoms_tv']:.4f}"),
+        rows += [("atom type TV", f"{dist['atom_type_tv']:.4f}"),
+                 ("atom count TV", f"{dist['num_atoms_tv']:.4f}"),
                  ("bond type TV", f"{dist['bond_type_tv']:.4f}"),
                  ("bond length W1 (A)", f"{dist['bond_length_w1']:.4f}"),
                  ("bond angle W1 (deg)", f"{dist['bond_angle_w1']:.3f}")]  # fmt: skip

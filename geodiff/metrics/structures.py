@@ -267,7 +267,7 @@ def read_xyz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str,
 
 
 def read_npz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
-    """Molecules of an npz in the QM9/EDM layout (``num_atoms``, ``charges`` = atomic numbers, ``positions``)."""
+    """An npz in the QM9/EDM layout (``num_atoms``, ``charges`` = atomic numbers, ``positions``)."""
     from geodiff.data.molecules import read_qm9_npz
 
     n, z, pos = read_qm9_npz(path)
@@ -290,7 +290,9 @@ def read_molecules(path: str | os.PathLike, format: str = "auto"):
         if path.is_dir():
             format = "sdf" if any(path.glob("*.sdf")) else "xyz" if any(path.glob("*.xyz")) else "?"
         else:
-            format = {".sdf": "sdf", ".mol": "sdf", ".xyz": "xyz", ".npz": "npz"}.get(path.suffix.lower(), "?")
+            format = {".sdf": "sdf", ".mol": "sdf", ".xyz": "xyz", ".npz": "npz"}.get(
+                path.suffix.lower(), "?"
+            )
     readers = {"sdf": read_sdf, "xyz": read_xyz, "npz": read_npz}
     if format not in readers:
         raise GeodiffError(f"{path}: cannot tell the format (use an .sdf, .xyz or .npz file, or format=...)")

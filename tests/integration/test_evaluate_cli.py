@@ -38,8 +38,15 @@ def test_evaluate_sdf_with_a_bad_record_and_smiles_reference(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "molecule stability" in r.stdout and "unreadable" in r.stdout
     rep = json.loads(out.read_text())
-    for key in ("atom_stability", "mol_stability", "validity", "connected_validity", "uniqueness", "novelty",
-                "num_molecules"):
+    for key in (
+        "atom_stability",
+        "mol_stability",
+        "validity",
+        "connected_validity",
+        "uniqueness",
+        "novelty",
+        "num_molecules",
+    ):
         assert key in rep
     assert rep["num_molecules"] == 4 and len(rep["unreadable"]) == 1 and rep["bonds"] == "generated"
     assert rep["mol_stability"] == 1.0 and rep["uniqueness"] == 0.75

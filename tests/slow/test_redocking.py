@@ -1,4 +1,4 @@
-"""Re-docking imatinib into 1iep with full Vina search (exhaustiveness 8): score and pose against the crystal."""
+"""Re-docking imatinib into 1iep with full Vina search (exhaustiveness 8): score and pose vs the crystal."""
 
 from pathlib import Path
 

@@ -79,7 +79,9 @@ def test_an_impossible_valence_is_invalid():
 
 
 def test_drug_like_molecules_with_s_cl_p():
-    mols = [embed(s) for s in ("CS(=O)(=O)c1ccc(Cl)cc1", "COP(=O)(OC)OC", "Clc1ccc(S)cc1", "CC(=O)Nc1ccc(O)cc1")]
+    mols = [
+        embed(s) for s in ("CS(=O)(=O)c1ccc(Cl)cc1", "COP(=O)(OC)OC", "Clc1ccc(S)cc1", "CC(=O)Nc1ccc(O)cc1")
+    ]
     m = molecule_metrics(mols)
     assert m["mol_stability"] == 1.0 and m["validity"] == 1.0 and m["uniqueness"] == 1.0
     edm_table = stability(mols, table="edm")["stable"]
@@ -146,7 +148,9 @@ def test_readers_keep_going_past_bad_records(tmp_path):
     AllChem.EmbedMolecule(good, randomSeed=0)
     block = Chem.MolToMolBlock(good)
     sdf = tmp_path / "mixed.sdf"
-    sdf.write_text(block + "$$$$\nbroken\n  junk\n\n  3  2  0  0\nnot an atom line\nM  END\n$$$$\n" + block + "$$$$\n")
+    sdf.write_text(
+        block + "$$$$\nbroken\n  junk\n\n  3  2  0  0\nnot an atom line\nM  END\n$$$$\n" + block + "$$$$\n"
+    )
     mols, failures = read_molecules(sdf)
     assert len(mols) == 2 and len(failures) == 1 and "mixed.sdf#2" in failures[0][0]
     assert mols[0].bonds is not None and len(mols[0].bonds) == 8
