@@ -68,8 +68,8 @@ def main() -> None:
 
     # breakdown: bonds + stability alone, and the same by the loop
     t_bonds, _, bonded = best_of(
-        lambda: [m.with_bonds(b) for m, b in zip(mols, edm_bonds(mols), strict=True)],
-                                 args.repeats)  # fmt: skip
+        lambda: [m.with_bonds(b) for m, b in zip(mols, edm_bonds(mols), strict=True)], args.repeats
+    )
     t_stab, _, _ = best_of(lambda: stability(bonded), args.repeats)
 
     def loop_bonds_stability():

@@ -291,7 +291,8 @@ COMMANDS = {
     "sample": (cmd_sample, "sample molecules from an exported model: geodiff sample ckpt=DIR num_samples=N"),
     "evaluate": (
         cmd_evaluate,
-        "chemistry metrics: geodiff evaluate samples=mols.sdf [reference=train.npz] [bonds=edm] output=r.json",  # noqa: E501
+        "chemistry metrics: geodiff evaluate samples=mols.sdf [reference=train.npz] [bonds=edm] "
+        "output=r.json",
     ),
     "info": (cmd_info, "versions and available config groups"),
 }
