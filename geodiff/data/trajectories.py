@@ -1,0 +1,352 @@
+"""Trajectories of interacting systems as tensors: N-body npz, MD17 (sGDML npz) and ETH-UCY text files.
+
+A system is a :class:`TrajectorySample`: positions ``x`` ``[nodes, frames, dim]`` (``dim`` = 3, or 2 for
+ETH-UCY, which the equivariant code handles natively: EGNN-style layers work in any dimension and the
+plane's rotations/reflections are E(2)), invariant node features ``h`` ``[nodes, F_h]`` and a directed edge
+list with invariant edge features. Batches are node-flattened with a ``batch`` vector (the PyTorch Geometric
+convention), so systems of different sizes (pedestrian scenes) share a batch. The first ``num_cond``
+frames of a sample are the observed (conditioning) frames, the rest the targets.
+
+Node / edge features per data set:
+
+=========  ==========================  ================================  =====================================
+data       node features ``h``         edges                             edge features
+=========  ==========================  ================================  =====================================
+charged    charge (+-1)                fully connected                   q_i q_j
+springs    1                           fully connected                   spring (0/1)
+gravity    mass                        fully connected                   m_i m_j
+md17       one-hot element (H C N O)   pairs within 3 covalent bonds     one-hot hop distance (1, 2, 3)
+eth_ucy    1                           fully connected within a window   1
+=========  ==========================  ================================  =====================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geodiff.errors import GeodiffError
+
+__all__ = [
+    "TrajectorySample",
+    "TrajectoryBatch",
+    "TrajectoryDataset",
+    "collate_trajectories",
+    "fully_connected",
+    "load_nbody_npz",
+    "save_nbody_npz",
+    "load_md17_npz",
+    "load_eth_ucy",
+    "read_eth_ucy_file",
+    "ETH_UCY_SCENES",
+    "MD17_ELEMENTS",
+]
+
+ETH_UCY_SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
+MD17_ELEMENTS = (1, 6, 7, 8)  # H C N O
+_COVALENT_RADII = {1: 0.31, 6: 0.76, 7: 0.71, 8: 0.66}  # Angstrom (Cordero et al. 2008)
+
+
+@dataclass
+class TrajectorySample:
+    """One system: ``x`` ``[n, frames, dim]``, ``h`` ``[n, F_h]``, ``edge_index`` ``[2, E]`` (local ids),
+    ``edge_attr`` ``[E, F_e]``."""
+
+    x: torch.Tensor
+    h: torch.Tensor
+    edge_index: torch.Tensor
+    edge_attr: torch.Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass
+class TrajectoryBatch:
+    x: torch.Tensor  # [num_nodes, frames, dim]
+    h: torch.Tensor  # [num_nodes, F_h]
+    edge_index: torch.Tensor  # [2, E] global node ids
+    edge_attr: torch.Tensor  # [E, F_e]
+    batch: torch.Tensor  # [num_nodes] system id
+    num_graphs: int
+
+    def to(self, device) -> TrajectoryBatch:
+        return TrajectoryBatch(self.x.to(device), self.h.to(device), self.edge_index.to(device),
+                               self.edge_attr.to(device), self.batch.to(device), self.num_graphs)  # fmt: skip
+
+
+def fully_connected(n: int) -> torch.Tensor:
+    """Directed edges ``[2, n (n - 1)]`` between all distinct nodes ``0..n-1``."""
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    keep = i != j
+    return torch.stack([i[keep], j[keep]])
+
+
+def collate_trajectories(samples: Sequence[TrajectorySample]) -> TrajectoryBatch:
+    """Concatenate systems node-wise; edge ids are offset, ``batch`` says which system a node is in."""
+    if not samples:
+        raise GeodiffError("collate: empty batch of trajectories")
+    sizes = torch.tensor([s.num_nodes for s in samples])
+    offsets = torch.cumsum(sizes, 0) - sizes
+    edges = [s.edge_index + o for s, o in zip(samples, offsets.tolist(), strict=True)]
+    return TrajectoryBatch(
+        x=torch.cat([s.x for s in samples]),
+        h=torch.cat([s.h for s in samples]),
+        edge_index=torch.cat(edges, dim=1),
+        edge_attr=torch.cat([s.edge_attr for s in samples]),
+        batch=torch.repeat_interleave(torch.arange(len(samples)), sizes),
+        num_graphs=len(samples),
+    )
+
+
+class TrajectoryDataset(torch.utils.data.Dataset):
+    """A list of :class:`TrajectorySample` of equal frame count and dimension, with a name and origin."""
+
+    def __init__(self, samples: list[TrajectorySample], num_cond: int, name: str = "", source: str = ""):
+        if not samples:
+            raise GeodiffError(f"{source or name}: no trajectories")
+        frames = {s.x.shape[1:] for s in samples}
+        if len(frames) != 1:
+            raise GeodiffError(
+                f"{source or name}: trajectories of different frame counts/dims {sorted(frames)}"
+            )
+        (shape,) = frames
+        if not 0 <= num_cond < shape[0]:
+            raise GeodiffError(f"{source or name}: num_cond {num_cond} must be below the {shape[0]} frames")
+        self.samples, self.num_cond, self.name, self.source = samples, num_cond, name, source
+
+    @property
+    def num_frames(self) -> int:
+        return self.samples[0].x.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.samples[0].x.shape[2]
+
+    @property
+    def node_dim(self) -> int:
+        return self.samples[0].h.shape[1]
+
+    @property
+    def edge_dim(self) -> int:
+        return self.samples[0].edge_attr.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> TrajectorySample:
+        return self.samples[i]
+
+
+# ------------------------------------------------------------------------------------------ N-body
+_NBODY_PARAM = {"charged": "charges", "springs": "edges", "gravity": "masses"}
+
+
+def save_nbody_npz(sim: dict[str, np.ndarray], path: str | os.PathLike, kind: str, **meta) -> Path:
+    """Write a simulation (``geodiff.data.nbody.simulate`` output) atomically as npz."""
+    from geodiff.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, kind=np.array(kind), **{k: v.astype(np.float32) for k, v in sim.items()},
+                                **{k: np.array(v) for k, v in meta.items()})  # fmt: skip
+    return Path(path)
+
+
+def _npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise GeodiffError(f"{p}: file not found")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise GeodiffError(f"{p}: not a readable npz file ({type(exc).__name__}: {exc})") from None
+
+
+def load_nbody_npz(path: str | os.PathLike, num_cond: int = 10, num_target: int = 20, frame_offset: int = 0,
+                   limit: int | None = None) -> TrajectoryDataset:  # fmt: skip
+    """Windows ``[frame_offset, frame_offset + num_cond + num_target)`` of every simulation in an N-body npz
+    (GeoTDM: 10 observed -> 20 predicted frames)."""
+    z = _npz(path)
+    missing = [k for k in ("loc", "kind") if k not in z]
+    if missing:
+        raise GeodiffError(f"{path}: not an N-body file (missing keys {missing}; have {sorted(z)})")
+    kind = str(z["kind"])
+    if kind not in _NBODY_PARAM or _NBODY_PARAM[kind] not in z:
+        raise GeodiffError(f"{path}: unknown N-body kind {kind!r} or missing its {_NBODY_PARAM.get(kind)!r}")
+    loc = z["loc"]
+    if loc.ndim != 4 or loc.shape[-1] != 3:
+        raise GeodiffError(f"{path}: loc must be [systems, frames, particles, 3], got {list(loc.shape)}")
+    param = z[_NBODY_PARAM[kind]]
+    want = (loc.shape[0], loc.shape[2]) + ((loc.shape[2],) if kind == "springs" else ())
+    if param.shape != want:
+        raise GeodiffError(
+            f"{path}: {_NBODY_PARAM[kind]} has shape {list(param.shape)}, expected {list(want)}"
+        )
+    end = frame_offset + num_cond + num_target
+    if end > loc.shape[1] or frame_offset < 0:
+        raise GeodiffError(
+            f"{path}: needs frames {frame_offset}..{end - 1}, the file has {loc.shape[1]} frames"
+        )
+    if not np.isfinite(loc).all():
+        bad = np.unique(np.nonzero(~np.isfinite(loc))[0])
+        raise GeodiffError(f"{path}: NaN/inf positions in {len(bad)} system(s) (first: {bad[:5].tolist()})")
+    n = loc.shape[0] if limit is None else min(limit, loc.shape[0])
+    N = loc.shape[2]
+    ei = fully_connected(N)
+    samples = []
+    x_all = torch.from_numpy(np.ascontiguousarray(loc[:n, frame_offset:end].transpose(0, 2, 1, 3))).float()
+    p = torch.from_numpy(param[:n]).float()
+    for s in range(n):
+        if kind == "springs":
+            h = torch.ones(N, 1)
+            ea = p[s][ei[0], ei[1]].unsqueeze(-1)
+        else:
+            h = p[s].unsqueeze(-1)
+            ea = (p[s][ei[0]] * p[s][ei[1]]).unsqueeze(-1)
+        samples.append(TrajectorySample(x_all[s], h, ei, ea))
+    return TrajectoryDataset(samples, num_cond, name=f"nbody_{kind}", source=str(path))
+
+
+# ------------------------------------------------------------------------------------------ MD17
+def _bond_hops(z: np.ndarray, pos: np.ndarray, max_hops: int = 3, scale: float = 1.15) -> np.ndarray:
+    """Shortest bond-path length between atoms (0 = same atom or farther than ``max_hops``), bonds from
+    covalent radii (``d < scale (r_i + r_j)``)."""
+    r = np.array([_COVALENT_RADII[int(a)] for a in z])
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    adj = (d < scale * (r[:, None] + r[None])) & ~np.eye(len(z), dtype=bool)
+    hops = np.zeros(adj.shape, dtype=np.int64)
+    reach = np.eye(len(z), dtype=bool)
+    frontier = np.eye(len(z), dtype=bool)
+    for k in range(1, max_hops + 1):
+        frontier = (frontier.astype(np.int64) @ adj.astype(np.int64) > 0) & ~reach
+        hops[frontier] = k
+        reach |= frontier
+    return hops
+
+
+def load_md17_npz(path: str | os.PathLike, split: str = "train", num_cond: int = 10, num_target: int = 20,
+                  stride: int = 10, window_step: int | None = None, fractions=(0.6, 0.2, 0.2),
+                  max_hops: int = 3, limit: int | None = None) -> TrajectoryDataset:  # fmt: skip
+    """MD17 in the sGDML npz format (``R`` [frames, atoms, 3] in Angstrom, ``z`` atomic numbers; ``E``, ``F``
+    not used): every ``stride``-th frame, windows of ``num_cond + num_target`` frames (start every
+    ``window_step`` strided frames, default a whole window), split chronologically 60/20/20 so no test
+    window overlaps the training frames; edges between atoms within ``max_hops`` covalent bonds."""
+    z = _npz(path)
+    for k in ("R", "z"):
+        if k not in z:
+            raise GeodiffError(f"{path}: not an sGDML/MD17 npz (missing key {k!r}; have {sorted(z)})")
+    R, Z = z["R"], z["z"].astype(np.int64).reshape(-1)
+    if R.ndim != 3 or R.shape[1:] != (len(Z), 3):
+        raise GeodiffError(f"{path}: R must be [frames, {len(Z)}, 3] to match z, got {list(R.shape)}")
+    unknown = sorted({int(a) for a in Z} - set(MD17_ELEMENTS))
+    if unknown:
+        raise GeodiffError(f"{path}: elements {unknown} not supported for MD17 (H C N O)")
+    if not np.isfinite(R).all():
+        raise GeodiffError(f"{path}: R contains NaN/inf coordinates")
+    if split not in ("train", "val", "test"):
+        raise GeodiffError(f"split: expected train, val or test, got {split!r}")
+    frames = R[::stride]
+    win = num_cond + num_target
+    step = window_step or win
+    starts = np.arange(0, len(frames) - win + 1, step)
+    if len(starts) < 3:
+        raise GeodiffError(
+            f"{path}: {len(R)} frames give {len(starts)} windows of {win} (stride {stride}); need 3"
+        )
+    a, b = int(round(fractions[0] * len(starts))), int(round((fractions[0] + fractions[1]) * len(starts)))
+    # chronological: a window belongs to a split only if it lies wholly inside that split's frame range
+    bounds = {"train": (0, a), "val": (a, b), "test": (b, len(starts))}[split]
+    lo_frame = starts[bounds[0]] if bounds[0] < len(starts) else len(frames)
+    hi_frame = starts[bounds[1]] if bounds[1] < len(starts) else len(frames)
+    chosen = [s for s in starts[bounds[0] : bounds[1]] if s >= lo_frame and s + win <= hi_frame]
+    if limit is not None:
+        chosen = chosen[:limit]
+    if not chosen:
+        raise GeodiffError(f"{path}: no {split} windows (frames {len(R)}, stride {stride}, window {win})")
+    hops = _bond_hops(Z, R[0], max_hops)
+    src, dst = np.nonzero(hops)
+    ei = torch.from_numpy(np.stack([src, dst])).long()
+    ea = torch.nn.functional.one_hot(torch.from_numpy(hops[src, dst] - 1), max_hops).float()
+    h = torch.nn.functional.one_hot(torch.tensor([MD17_ELEMENTS.index(int(a)) for a in Z]), 4).float()
+    samples = [TrajectorySample(torch.from_numpy(frames[s : s + win].transpose(1, 0, 2)).float(), h, ei, ea)
+               for s in chosen]  # fmt: skip
+    return TrajectoryDataset(samples, num_cond, name=f"md17_{Path(path).stem}", source=str(path))
+
+
+# ------------------------------------------------------------------------------------------ ETH-UCY
+def read_eth_ucy_file(path: str | os.PathLike) -> np.ndarray:
+    """Rows ``frame ped x y`` (whitespace-separated, metres) -> float array ``[rows, 4]``."""
+    p = Path(path)
+    rows = []
+    with open(p) as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 4:
+                raise GeodiffError(f"{p}:{lineno}: expected 4 columns (frame ped x y), got {len(parts)}")
+            try:
+                vals = [float(v) for v in parts]
+            except ValueError:
+                raise GeodiffError(f"{p}:{lineno}: not numbers: {line.strip()[:60]!r}") from None
+            if not all(np.isfinite(vals)):
+                raise GeodiffError(f"{p}:{lineno}: NaN/inf value")
+            rows.append(vals)
+    if not rows:
+        raise GeodiffError(f"{p}: no trajectory rows")
+    return np.asarray(rows)
+
+
+def _eth_ucy_windows(data: np.ndarray, obs: int, pred: int, skip: int, min_agents: int):
+    """Social-GAN windowing: consecutive recorded frames; agents present in every frame of the window."""
+    frames = np.unique(data[:, 0])
+    by_frame = {f: data[data[:, 0] == f] for f in frames}
+    win = obs + pred
+    for start in range(0, len(frames) - win + 1, skip):
+        chunk = np.concatenate([by_frame[f] for f in frames[start : start + win]])
+        peds = np.unique(chunk[:, 1])
+        keep = []
+        for p in peds:
+            rows = chunk[chunk[:, 1] == p]
+            if len(rows) == win:
+                keep.append(rows[np.argsort(rows[:, 0]), 2:4])
+        if len(keep) >= min_agents:
+            yield np.stack(keep)  # [agents, win, 2]
+
+
+def load_eth_ucy(root: str | os.PathLike, scene: str, split: str = "train", obs: int = 8, pred: int = 12,
+                 skip: int = 1, min_agents: int = 1, limit: int | None = None) -> TrajectoryDataset:  # fmt: skip
+    """ETH-UCY, leave-one-scene-out: ``root/<scene>/<split>/*.txt`` (``frame ped x y``, 0.4 s per frame).
+
+    Each window of ``obs + pred`` consecutive frames is one system: every agent present in all its frames,
+    with all the others as neighbours (fully connected). Coordinates stay 2D (``dim`` = 2)."""
+    if scene not in ETH_UCY_SCENES:
+        raise GeodiffError(f"scene: unknown ETH-UCY scene {scene!r} (one of {', '.join(ETH_UCY_SCENES)})")
+    folder = Path(root) / scene / split
+    if not folder.is_dir():
+        raise GeodiffError(f"{folder}: ETH-UCY folder not found (expected <root>/<scene>/<split>/*.txt)")
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise GeodiffError(f"{folder}: no .txt trajectory files")
+    samples = []
+    for f in files:
+        for w in _eth_ucy_windows(read_eth_ucy_file(f), obs, pred, skip, min_agents):
+            n = w.shape[0]
+            ei = fully_connected(n)
+            samples.append(TrajectorySample(torch.from_numpy(w).float(), torch.ones(n, 1), ei,
+                                            torch.ones(ei.shape[1], 1)))  # fmt: skip
+            if limit is not None and len(samples) >= limit:
+                break
+        if limit is not None and len(samples) >= limit:
+            break
+    if not samples:
+        raise GeodiffError(f"{folder}: no window of {obs + pred} frames with an agent present throughout")
+    return TrajectoryDataset(samples, obs, name=f"eth_ucy_{scene}", source=str(folder))

@@ -1,0 +1,175 @@
+"""GeoTDM denoiser (Han et al., NeurIPS 2024): the EGTN and its learnable equivariant prior.
+
+The EGTN alternates EGNN layers over each frame's graph (ES) with equivariant temporal attention over
+each node's frames (ET). For conditional generation (forecasting) the ``num_cond`` observed frames are
+concatenated in time before the ``num_target`` noisy frames; the output is cropped to the targets and the
+network predicts the noise as ``eps = x_out - x_in`` (translation invariant, rotation equivariant). The
+diffusion step enters as a sinusoidal embedding concatenated to the node features, with a flag telling
+observed from noisy frames. The model never sees the noise schedule.
+
+The prior mean of the targets, ``x_r`` ``[nodes, num_target, dim]``, comes from :meth:`GeoTDMDenoiser.prior`:
+
+* ``learnable`` (GeoTDM): a small EGTN over the observed frames gives ``xhat_c``, ``hhat_c``;
+  ``w(t, s) = gamma_t * mean_channels(W hhat_c(s))`` for every observed frame but the last, whose weight is
+  ``1 - sum(others)``, so the weights sum to 1 and ``x_r(t) = sum_s w(t, s) xhat_c(s)`` is E(n)-equivariant.
+  ``W`` starts at zero, so an untrained prior is the last observed frame.
+* fixed, for ablation: ``last_frame``, ``center_of_mass`` (each system's CoM over its observed frames) and
+  ``zero`` (not translation-equivariant).
+
+With ``num_cond = 0`` the model generates whole trajectories (unconditional; the scheduler keeps one
+zero centre of mass over all nodes and frames).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from geodiff.errors import GeodiffValueError, check_finite
+from geodiff.nn.egtn import EGTNBlock, sinusoidal_embedding
+from geodiff.nn.scatter import scatter_mean
+
+__all__ = ["GeoTDMDenoiser", "PRIORS"]
+
+PriorType = Literal["learnable", "last_frame", "center_of_mass", "zero"]
+PRIORS = ("learnable", "last_frame", "center_of_mass", "zero")
+
+
+class _EGTN(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, edge_dim: int, layers: int, heads: int):
+        super().__init__()
+        self.embed = nn.Linear(in_dim, hidden)
+        self.blocks = nn.ModuleList(EGTNBlock(hidden, edge_dim, heads) for _ in range(layers))
+
+    def forward(self, h, x, edge_index, edge_attr):
+        h = self.embed(h)
+        for block in self.blocks:
+            h, x = block(h, x, edge_index, edge_attr)
+        return h, x
+
+
+class GeoTDMDenoiser(ModelMixin, ConfigMixin):
+    """EGTN noise predictor + equivariant prior; save/load with ``save_pretrained`` / ``from_pretrained``.
+
+    Args:
+        node_dim, edge_dim: sizes of the invariant node and edge features of the data set.
+        dim: spatial dimension (3; 2 for pedestrians).
+        num_cond, num_target: observed and generated frames (N-body: 10 -> 20; unconditional: 0 -> 30).
+        hidden, num_layers, heads: EGTN width, number of (ES, ET) pairs and attention heads.
+        time_dim: size of the diffusion-step embedding.
+        prior: ``learnable``, ``last_frame``, ``center_of_mass`` or ``zero`` (ignored when ``num_cond = 0``).
+        prior_layers: (ES, ET) pairs of the learnable prior's EGTN.
+    """
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        node_dim: int = 1,
+        edge_dim: int = 1,
+        dim: int = 3,
+        num_cond: int = 10,
+        num_target: int = 20,
+        hidden: int = 64,
+        num_layers: int = 4,
+        heads: int = 4,
+        time_dim: int = 32,
+        prior: PriorType = "learnable",
+        prior_layers: int = 2,
+    ):
+        super().__init__()
+        if prior not in PRIORS:
+            raise GeodiffValueError(f"prior: expected one of {', '.join(PRIORS)}, got {prior!r}")
+        if num_cond < 0 or num_target < 1:
+            raise GeodiffValueError(
+                f"frames: need num_cond >= 0 and num_target >= 1, got {num_cond}, {num_target}"
+            )
+        self.net = _EGTN(node_dim + time_dim + 1, hidden, edge_dim, num_layers, heads)
+        if num_cond > 0 and prior == "learnable":
+            self.prior_net = _EGTN(node_dim, hidden, edge_dim, prior_layers, heads)
+            self.prior_weight = nn.Linear(hidden, hidden)
+            nn.init.zeros_(self.prior_weight.weight)
+            nn.init.zeros_(self.prior_weight.bias)
+            self.gamma = nn.Parameter(torch.ones(num_target))
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.num_cond > 0
+
+    def _check(self, name, x, frames):
+        check_finite(name, x)
+        c = self.config
+        if x.dim() != 3 or x.shape[1] != frames or x.shape[2] != c.dim:
+            raise GeodiffValueError(f"{name}: expected [nodes, {frames}, {c.dim}], got {list(x.shape)}")
+
+    # --------------------------------------------------------------------------------------- prior
+    def prior_weights(self, x_cond, h, edge_index, edge_attr) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights ``[nodes, num_target, num_cond]`` summing to 1 over the observed frames, ``xhat_c``)."""
+        c = self.config
+        hc = h.unsqueeze(1).expand(-1, c.num_cond, -1)
+        hhat, xhat = self.prior_net(hc, x_cond, edge_index, edge_attr)
+        m = self.prior_weight(hhat).mean(-1)  # [nodes, num_cond]: mean over channels, invariant
+        w_rest = self.gamma.view(1, -1, 1) * m[:, None, :-1]  # [nodes, num_target, num_cond - 1]
+        w_last = 1.0 - w_rest.sum(-1, keepdim=True)
+        return torch.cat([w_rest, w_last], dim=-1), xhat
+
+    def prior(self, x_cond, h, edge_index, edge_attr, batch, num_graphs: int | None = None) -> torch.Tensor:
+        """Prior mean ``x_r`` ``[nodes, num_target, dim]`` of the target frames given the observed ones."""
+        c = self.config
+        if not self.conditional:
+            raise GeodiffValueError("prior: an unconditional model (num_cond = 0) has no conditional prior")
+        self._check("x_cond", x_cond, c.num_cond)
+        if c.prior == "learnable":
+            w, xhat = self.prior_weights(x_cond, h, edge_index, edge_attr)
+            return torch.einsum("nts,nsd->ntd", w, xhat)
+        if c.prior == "last_frame":
+            return x_cond[:, -1:].expand(-1, c.num_target, -1)
+        if c.prior == "center_of_mass":
+            n_graphs = num_graphs if num_graphs is not None else int(batch.max()) + 1
+            com = scatter_mean(x_cond.mean(1), batch, n_graphs)[batch]
+            return com.unsqueeze(1).expand(-1, c.num_target, -1)
+        return torch.zeros_like(x_cond[:, :1]).expand(-1, c.num_target, -1)
+
+    # --------------------------------------------------------------------------------------- noise
+    def forward(
+        self, x_noisy, timestep, h, edge_index, edge_attr, batch, x_cond=None
+    ) -> dict[str, torch.Tensor]:
+        """Predict the noise of the target frames.
+
+        Args:
+            x_noisy: ``[nodes, num_target, dim]`` noisy target frames (diffusion step ``timestep``).
+            timestep: diffusion step per system ``[num_systems]`` (or one for all).
+            h: ``[nodes, node_dim]`` invariant node features; ``edge_index`` ``[2, E]``, ``edge_attr`` ``[E, edge_dim]``.
+            batch: ``[nodes]`` system id of every node.
+            x_cond: ``[nodes, num_cond, dim]`` observed frames (conditional models).
+        Returns:
+            ``{"eps": [nodes, num_target, dim]}``.
+        """
+        c = self.config
+        self._check("x_noisy", x_noisy, c.num_target)
+        if h.dim() != 2 or h.shape != (x_noisy.shape[0], c.node_dim):
+            raise GeodiffValueError(f"h: expected [{x_noisy.shape[0]}, {c.node_dim}], got {list(h.shape)}")
+        if self.conditional:
+            if x_cond is None:
+                raise GeodiffValueError(f"x_cond: this model forecasts from {c.num_cond} observed frames")
+            self._check("x_cond", x_cond, c.num_cond)
+            x_in = torch.cat([x_cond, x_noisy], dim=1)
+        else:
+            x_in = x_noisy
+        n, f = x_in.shape[:2]
+        t = torch.as_tensor(timestep, device=x_in.device, dtype=x_in.dtype).reshape(-1)
+        t_node = t.expand(n) if t.numel() == 1 else t[batch]
+        temb = sinusoidal_embedding(t_node, c.time_dim)  # [nodes, time_dim]
+        flag = torch.zeros(f, 1, dtype=x_in.dtype, device=x_in.device)
+        flag[: c.num_cond] = 1.0
+        h_in = torch.cat([h.unsqueeze(1).expand(-1, f, -1), temb.unsqueeze(1).expand(-1, f, -1),
+                          flag.unsqueeze(0).expand(n, -1, -1)], dim=-1)  # fmt: skip
+        if edge_attr is None:
+            edge_attr = x_in.new_zeros(edge_index.shape[1], 0)
+        _, x_out = self.net(h_in, x_in, edge_index, edge_attr)
+        return {"eps": (x_out - x_in)[:, c.num_cond :]}
