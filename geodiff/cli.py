@@ -1,8 +1,9 @@
 """The ``geodiff`` command line. Thin: it composes Hydra configs from ``configs/`` and calls library code.
 
     geodiff train experiment=NAME [...]      train a denoiser (Lightning + Hydra), export safetensors
-    geodiff sample ckpt=DIR num_samples=N    sample 3D molecules to SDF (+ PNG grid)
-    geodiff evaluate samples=PATH            chemistry metrics of molecules (stability, validity, ...)
+    geodiff sample ckpt=DIR                  sample 3D molecules (SDF + PNG grid) or trajectories (npz + PNG)
+    geodiff evaluate samples=PATH            chemistry metrics, Vina docking, trajectory ADE/FDE
+    geodiff data nbody kind=charged          simulate N-body train/val/test files
     geodiff schedule [hydra overrides ...]   build, save and plot a diffusion scheduler
     geodiff info                             versions and the config groups available
 
@@ -159,16 +160,19 @@ def cmd_sample(overrides: list[str]) -> int:
     from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, draw_grid, write_sdf
 
     cfg = compose("sample", overrides)
+    ckpt = resolve_path(cfg.ckpt)
+    if (ckpt / "trajectories.json").is_file():
+        return _sample_trajectories(cfg, ckpt)
     if not isinstance(cfg.num_samples, int) or cfg.num_samples <= 0:
         raise GeodiffError(f"num_samples: must be a positive integer, got {cfg.num_samples!r}")
-    pipe = MoleculeDiffusionPipeline.from_pretrained(resolve_path(cfg.ckpt))
+    pipe = MoleculeDiffusionPipeline.from_pretrained(ckpt)
     pipe.model.to(cfg.device)
     t0 = time.time()
     records = pipe(num_samples=int(cfg.num_samples), num_atoms=cfg.num_atoms, sampler=cfg.sampler,
                    num_inference_steps=cfg.num_inference_steps, batch_size=int(cfg.batch_size),
                    seed=cfg.seed)  # fmt: skip
     seconds = time.time() - t0
-    out = Path(cfg.output)
+    out = Path(cfg.output or "samples/molecules.sdf")
     tagged = write_sdf(records, pipe.vocab, out)
     grid = Path(cfg.grid) if cfg.grid else out.with_suffix(".png")
     draw_grid(records, pipe.vocab, grid)
@@ -190,6 +194,66 @@ def cmd_sample(overrides: list[str]) -> int:
     return 0
 
 
+def _sample_trajectories(cfg, ckpt: Path) -> int:
+    import time
+
+    from geodiff.data.trajectories import collate_trajectories
+    from geodiff.metrics.trajectories import constant_velocity, displacement_errors
+    from geodiff.pipelines.trajectories import (
+        TrajectoryDiffusionPipeline,
+        plot_trajectories,
+        save_trajectories,
+    )
+    from geodiff.training.trajectories import systems_for_sampling
+
+    for key in ("num_systems", "samples_per_system"):
+        if not isinstance(cfg[key], int) or cfg[key] <= 0:
+            raise GeodiffError(f"{key}: must be a positive integer, got {cfg[key]!r}")
+    pipe = TrajectoryDiffusionPipeline.from_pretrained(ckpt)
+    pipe.model.to(cfg.device)
+    info, c = pipe.data_info, pipe.model.config
+    ds = systems_for_sampling(info, str(resolve_path(cfg.data)) if cfg.data else None, cfg.split,
+                              int(cfg.num_systems), int(cfg.seed))  # fmt: skip
+    b = collate_trajectories(ds.samples)
+    k = int(cfg.samples_per_system)
+    t0 = time.time()
+    run = pipe.forecast if pipe.model.conditional else pipe.generate
+    pred = run(b, num_samples=k, num_inference_steps=cfg.num_inference_steps, sampler=cfg.sampler,
+               batch_size=10 * int(cfg.batch_size), seed=cfg.seed)  # fmt: skip
+    seconds = time.time() - t0
+    steps = cfg.num_inference_steps or pipe.scheduler.config.num_train_timesteps
+    what = "forecast" if pipe.model.conditional else "generated"
+    print(f"{what} {b.num_graphs} systems x {k} samples in {seconds:.1f} s ({cfg.sampler}, {steps} steps) "
+          f"from {ds.source}")  # fmt: skip
+    out = Path(cfg.output or "samples/trajectories.npz")
+    arrays = {
+        "pred": pred,
+        "batch": b.batch,
+        "h": b.h,
+        "num_cond": c.num_cond,
+        "dataset": info.get("name", ""),
+    }
+    if pipe.model.conditional:
+        arrays["observed"] = b.x[:, : c.num_cond]
+        truth = b.x[:, c.num_cond : c.num_cond + c.num_target]
+        if truth.shape[1] == c.num_target:
+            arrays["truth"] = truth
+            e = displacement_errors(pred, truth, b.batch)
+            cv = displacement_errors(constant_velocity(arrays["observed"], c.num_target), truth)
+            print(
+                f"ADE/FDE avg of {k}: {e['ade_avg']:.4f}/{e['fde_avg']:.4f}   min of {k}: "
+                f"{e['ade_min']:.4f}/{e['fde_min']:.4f}   (constant velocity {cv['ade']:.4f}/{cv['fde']:.4f})"
+            )
+    else:
+        arrays["reference"] = b.x[:, : c.num_target]
+    save_trajectories(out, **arrays)
+    plot = Path(cfg.plot) if cfg.plot else out.with_suffix(".png")
+    title = f"{info.get('name', '')}: observed (thick), ground truth (dashed), {k} generated (thin)"
+    plot_trajectories(plot, b, pred, c.num_cond, title=title)
+    print(f"NPZ  {out}\nPNG  {plot}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(overrides: list[str]) -> int:
     from geodiff.metrics.evaluate import evaluate_molecule_file, format_report, write_report
@@ -197,8 +261,10 @@ def cmd_evaluate(overrides: list[str]) -> int:
     cfg = compose("evaluate", overrides)
     if cfg.task == "docking":
         return _evaluate_docking(cfg)
+    if cfg.task == "trajectories":
+        return _evaluate_trajectories(cfg)
     if cfg.task != "molecules":
-        raise GeodiffError(f"task: unknown task {cfg.task!r} (molecules or docking)")
+        raise GeodiffError(f"task: unknown task {cfg.task!r} (molecules, docking or trajectories)")
     if cfg.bonds not in ("auto", "edm", "rdkit", "generated"):
         raise GeodiffError(f"bonds: {cfg.bonds!r} is not one of auto, edm, rdkit, generated")
     if cfg.valence_table not in ("charged", "edm"):
@@ -210,6 +276,33 @@ def cmd_evaluate(overrides: list[str]) -> int:
         print(f"  unreadable: {item['record']}: {item['reason']}")
     if cfg.output:
         print(f"JSON {write_report(report, cfg.output)}")
+    return 0
+
+
+def _evaluate_trajectories(cfg) -> int:
+    import json
+
+    from geodiff.io import atomic_path
+    from geodiff.metrics.trajectories import evaluate_trajectory_file
+
+    if cfg.min_over not in ("node", "system"):
+        raise GeodiffError(f"min_over: {cfg.min_over!r} is not one of node, system")
+    ref = resolve_path(cfg.reference) if cfg.reference else None
+    r = evaluate_trajectory_file(resolve_path(cfg.samples), cfg.k, cfg.min_over, ref)
+    print(f"{r['dataset'] or 'trajectories'}: {r['num_systems']} systems, {r['num_nodes']} nodes, "
+          f"{r['num_frames']} frames, K = {r['k']}")  # fmt: skip
+    if "ade" in r:
+        print(f"  {'method':<22}{'ADE':>9}{'FDE':>9}")
+        print(f"  {'geodiff (avg of K)':<22}{r['ade_avg']:9.4f}{r['fde_avg']:9.4f}")
+        print(f"  {'geodiff (min of K)':<22}{r['ade_min']:9.4f}{r['fde_min']:9.4f}")
+        for name, b in r.get("baselines", {}).items():
+            print(f"  {name.replace('_', ' '):<22}{b['ade']:9.4f}{b['fde']:9.4f}")
+    if "marginal_score" in r:
+        print(f"  marginal score {r['marginal_score']:.5f} (L1 gap of 50-bin coordinate histograms)")
+    if cfg.output:
+        with atomic_path(cfg.output) as tmp:
+            tmp.write_text(json.dumps(r, indent=1))
+        print(f"JSON {cfg.output}")
     return 0
 
 
@@ -263,6 +356,21 @@ def _evaluate_docking(cfg) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- data
+def cmd_data(overrides: list[str]) -> int:
+    from geodiff.training.trajectories import generate_nbody_split
+
+    if not overrides or overrides[0] != "nbody":
+        raise GeodiffError("usage: geodiff data nbody [kind=charged num_train=3000 ... output=DIR]")
+    cfg = compose("data", overrides[1:])
+    for key in ("num_train", "num_val", "num_test", "seed"):
+        if not isinstance(cfg[key], int):
+            raise GeodiffError(f"{key}: must be an integer, got {cfg[key]!r}")
+    out = Path(cfg.output or f"data/nbody_{cfg.kind}")
+    generate_nbody_split(out, cfg.kind, cfg.num_train, cfg.num_val, cfg.num_test, cfg.seed, cfg.num_particles)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- info
 def cmd_info(overrides: list[str]) -> int:
     import diffusers
@@ -288,11 +396,19 @@ COMMANDS = {
         cmd_schedule,
         "build a scheduler from configs/scheduler/*, print, save (output=DIR), plot (plot=PNG)",
     ),
-    "sample": (cmd_sample, "sample molecules from an exported model: geodiff sample ckpt=DIR num_samples=N"),
+    "sample": (
+        cmd_sample,
+        "sample molecules or trajectories from an exported model: geodiff sample ckpt=DIR "
+        "[num_samples=N | num_systems=N samples_per_system=K]",
+    ),
     "evaluate": (
         cmd_evaluate,
-        "chemistry metrics: geodiff evaluate samples=mols.sdf [reference=train.npz] [bonds=edm] "
+        "metrics: geodiff evaluate [task=molecules|docking|trajectories] samples=PATH [reference=PATH] "
         "output=r.json",
+    ),
+    "data": (
+        cmd_data,
+        "simulate data: geodiff data nbody kind=charged|springs|gravity num_train=3000 output=DIR",
     ),
     "info": (cmd_info, "versions and available config groups"),
 }

@@ -144,7 +144,8 @@ class GeoTDMDenoiser(ModelMixin, ConfigMixin):
         Args:
             x_noisy: ``[nodes, num_target, dim]`` noisy target frames (diffusion step ``timestep``).
             timestep: diffusion step per system ``[num_systems]`` (or one for all).
-            h: ``[nodes, node_dim]`` invariant node features; ``edge_index`` ``[2, E]``, ``edge_attr`` ``[E, edge_dim]``.
+            h: ``[nodes, node_dim]`` invariant node features.
+            edge_index, edge_attr: ``[2, E]`` directed edges and their invariant features ``[E, edge_dim]``.
             batch: ``[nodes]`` system id of every node.
             x_cond: ``[nodes, num_cond, dim]`` observed frames (conditional models).
         Returns:

@@ -5,7 +5,8 @@ layers only use differences of positions and their norms, so they are E(dim)-equ
 (3 for particles and molecules, 2 for pedestrians) and translation-equivariant.
 
 * :class:`EGNNLayer` (ES layer; Satorras et al. 2021) acts within every frame over the graph's edges:
-  ``m_ij = phi_e(h_i, h_j, |x_i - x_j|^2, e_ij)``, ``x_i += mean_j (x_i - x_j) / (1 + |x_i - x_j|) phi_x(m_ij)``,
+  ``m_ij = phi_e(h_i, h_j, |x_i - x_j|^2, e_ij)``,
+  ``x_i += mean_j (x_i - x_j) / (1 + |x_i - x_j|) phi_x(m_ij)``,
   ``h_i += phi_h(h_i, sum_j m_ij)``.
 * :class:`TemporalAttention` (ET layer) acts within every node over its frames: multi-head attention whose
   logits add a learned function of the relative sinusoidal encoding of the frame offset ``t - s``,
@@ -42,7 +43,13 @@ class EGNNLayer(nn.Module):
 
     def __init__(self, hidden: int, edge_dim: int = 0, update_x: bool = True):
         super().__init__()
-        self.edge_mlp = nn.Sequential(_mlp(2 * hidden + 1 + edge_dim, hidden, hidden), nn.SiLU())
+        # phi_e's first linear layer on [h_i, h_j, d2, e_ij], split so the node terms are computed per node
+        # (nodes x frames rows) and gathered, instead of per edge (edges x frames rows)
+        self.edge_src = nn.Linear(hidden, hidden)
+        self.edge_dst = nn.Linear(hidden, hidden, bias=False)
+        self.edge_d2 = nn.Linear(1, hidden, bias=False)
+        self.edge_attr = nn.Linear(edge_dim, hidden, bias=False) if edge_dim else None
+        self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.node_mlp = _mlp(2 * hidden, hidden, hidden)
         self.update_x = update_x
         if update_x:
@@ -55,10 +62,10 @@ class EGNNLayer(nn.Module):
         i, j = edge_index  # edge (i, j): the message from j is aggregated on node i
         r = x[i] - x[j]  # [E, F, dim]
         d2 = (r * r).sum(-1, keepdim=True)  # [E, F, 1]
-        parts = [h[i], h[j], d2]
-        if edge_attr is not None and edge_attr.shape[-1]:
-            parts.append(edge_attr.unsqueeze(1).expand(-1, x.shape[1], -1))
-        m = self.edge_mlp(torch.cat(parts, dim=-1))  # [E, F, H]
+        pre = self.edge_src(h)[i] + self.edge_dst(h)[j] + self.edge_d2(d2)
+        if self.edge_attr is not None and edge_attr is not None:
+            pre = pre + self.edge_attr(edge_attr).unsqueeze(1)
+        m = self.edge_out(pre)  # [E, F, H]
         n = h.shape[0]
         if self.update_x:
             deg = torch.bincount(i, minlength=n).clamp_min(1).to(x.dtype).view(-1, 1, 1)

@@ -27,7 +27,7 @@ def model(**kw):
     m = GeoTDMDenoiser(hidden=16, num_layers=2, heads=2, time_dim=8, prior_layers=1, **kw).double().eval()
     # move every zero-initialised weight off zero so the position updates and the prior are exercised
     with torch.no_grad():
-        for name, p in m.named_parameters():
+        for p in m.parameters():
             if not p.abs().sum():
                 p.normal_(0, 0.3)
     return m
@@ -46,7 +46,8 @@ def test_conditional_denoiser_is_e3_and_permutation_equivariant(prior):
 
     with torch.no_grad():
         errs = assert_equivariant(run, [x_cond, x_noisy, b.h, b.batch, b.edge_index],
-                                  ["node_position", "node_position", "node_scalar", "node_index", "edge_index"],
+                                  ["node_position", "node_position", "node_scalar", "node_index",
+                                   "edge_index"],
                                   ["node_vector", "node_position"])  # fmt: skip
     assert max(errs.values()) < 1e-9
     # the prior's output and eps must actually depend on the inputs (not a trivial zero)
@@ -155,8 +156,9 @@ def test_mixed_sizes_in_one_batch_match_single_runs():
     samples = []
     for n in (2, 5, 3):
         ei = fully_connected(n)
-        samples.append(TrajectorySample(torch.randn(n, 8, 2, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64),
-                                        ei, torch.ones(ei.shape[1], 1, dtype=torch.float64)))  # fmt: skip
+        one = dict(dtype=torch.float64)
+        samples.append(TrajectorySample(torch.randn(n, 8, 2, **one), torch.ones(n, 1, **one), ei,
+                                        torch.ones(ei.shape[1], 1, **one)))  # fmt: skip
     b = collate_trajectories(samples)
     m = model(dim=2, num_cond=3, num_target=5)
     t = torch.tensor([5.0, 50.0, 80.0], dtype=torch.float64)

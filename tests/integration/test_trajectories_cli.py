@@ -1,0 +1,123 @@
+"""geodiff data nbody -> train (GeoTDM) -> sample -> evaluate task=trajectories, through the CLI; errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["model.hidden=8", "model.num_layers=1", "model.heads=2", "model.prior_layers=1", "model.time_dim=8",
+        "module.num_train_timesteps=20", "trainer.accelerator=cpu", "trainer.max_epochs=1"]  # fmt: skip
+
+
+def geodiff(*args):
+    return subprocess.run([sys.executable, "-m", "geodiff.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)  # fmt: skip
+
+
+def test_simulate_train_sample_evaluate(tmp_path):
+    data = tmp_path / "nb"
+    r = geodiff("data", "nbody", "kind=charged", "num_train=16", "num_val=4", "num_test=4", f"output={data}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(data / "train.npz") as z:
+        assert z["loc"].shape == (16, 49, 5, 3) and str(z["kind"]) == "charged"
+    out = tmp_path / "run"
+    r = geodiff("train", "experiment=nbody_charged_geotdm_small", f"data.path={data}", "data.batch_size=8",
+                "module.val_sample_every_n_epochs=1", "module.val_sampling_steps=3", *TINY,
+                f"output_dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "export" / "model" / "diffusion_pytorch_model.safetensors").is_file()
+    meta = json.loads((out / "export" / "trajectories.json").read_text())
+    assert meta["family"] == "trajectories" and meta["data"]["kind"] == "charged"
+    assert "val/ade" in (out / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    npz = tmp_path / "traj.npz"
+    r = geodiff("sample", f"ckpt={out / 'export'}", f"data={data}", "num_systems=3", "samples_per_system=2",
+                "num_inference_steps=5", f"output={npz}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "forecast 3 systems x 2 samples" in r.stdout and npz.with_suffix(".png").is_file()
+    with np.load(npz) as z:
+        assert z["pred"].shape == (2, 15, 20, 3) and z["truth"].shape == (15, 20, 3)
+    report = tmp_path / "r.json"
+    r = geodiff("evaluate", "task=trajectories", f"samples={npz}", f"output={report}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(report.read_text())
+    for key in ("ade", "fde", "ade_min", "fde_min", "ade_avg", "fde_avg"):
+        assert np.isfinite(rep[key])
+    assert rep["k"] == 2 and rep["ade_min"] <= rep["ade_avg"] and "constant_velocity" in rep["baselines"]
+    # fresh simulated systems when no data is given (the demo's path)
+    r = geodiff("sample", f"ckpt={out / 'export'}", "num_systems=2", "samples_per_system=1",
+                "num_inference_steps=3", f"output={tmp_path / 'fresh.npz'}")  # fmt: skip
+    assert r.returncode == 0 and "freshly simulated" in r.stdout, r.stderr[-2000:]
+
+
+def test_unconditional_generation_and_marginal_score(tmp_path):
+    data = tmp_path / "nb"
+    assert (
+        geodiff("data", "nbody", "num_train=8", "num_val=2", "num_test=3", f"output={data}").returncode == 0
+    )
+    out = tmp_path / "run"
+    r = geodiff("train", "experiment=nbody_charged_geotdm_uncond_small", f"data.path={data}", *TINY,
+                f"output_dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    npz = tmp_path / "gen.npz"
+    r = geodiff("sample", f"ckpt={out / 'export'}", f"data={data}", "num_systems=3", "samples_per_system=1",
+                "num_inference_steps=4", f"output={npz}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(npz) as z:
+        pred, batch = z["pred"][0], z["batch"]
+    for s in range(3):  # one zero centre of mass over all nodes and frames of every system
+        np.testing.assert_allclose(pred[batch == s].mean((0, 1)), 0.0, atol=1e-4)
+    r = geodiff("evaluate", "task=trajectories", f"samples={npz}", f"reference={data / 'test.npz'}")
+    assert r.returncode == 0 and "marginal score" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "eth_ucy").is_dir(), reason="../shared/data/eth_ucy not present")
+def test_eth_ucy_trains_in_2d(tmp_path):
+    out = tmp_path / "eth"
+    r = geodiff("train", "experiment=eth_ucy_geotdm_small", f"data.path={SHARED_DATA / 'eth_ucy'}",
+                "data.scene=hotel", "data.limit=16", "data.val_limit=4", "data.batch_size=8", *TINY,
+                f"output_dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = geodiff("sample", f"ckpt={out / 'export'}", "num_systems=2", "samples_per_system=3",
+                "num_inference_steps=3", f"output={tmp_path / 'e.npz'}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(tmp_path / "e.npz") as z:
+        assert z["pred"].shape[0] == 3 and z["pred"].shape[2:] == (12, 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "nbody", "kind=magnets", "num_train=2"], "unknown N-body system"),
+        (["data", "sdf"], "usage: geodiff data nbody"),
+        (["evaluate", "task=trajectories", "samples=/nonexistent.npz"], "file not found"),
+        (["train", "experiment=eth_ucy_geotdm_small", "data.scene=paris"], "unknown ETH-UCY scene"),
+        (["train", "experiment=md17_geotdm_small", "data.path=/nonexistent.npz"], "file not found"),
+    ],
+)
+def test_trajectory_cli_errors(args, message, tmp_path):
+    r = geodiff(*args)
+    assert r.returncode == 2, (r.stdout[-500:], r.stderr[-1500:])
+    assert "Traceback" not in r.stderr and message in r.stderr.strip().splitlines()[-1]
+
+
+def test_sampling_a_molecule_checkpoint_as_trajectories_is_refused(tmp_path):
+    from geodiff.errors import GeodiffError
+    from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
+
+    with pytest.raises(GeodiffError, match="not a trajectory checkpoint .*family: molecules"):
+        TrajectoryDiffusionPipeline.from_pretrained(ROOT / "checkpoints" / "qm9_eqgat_small")
+
+
+def test_bad_trajectory_npz_for_evaluate(tmp_path):
+    np.savez(tmp_path / "x.npz", positions=np.zeros((2, 3)))
+    r = geodiff("evaluate", "task=trajectories", f"samples={tmp_path / 'x.npz'}")
+    assert r.returncode == 2 and "no 'pred' array" in r.stderr
+    np.savez(tmp_path / "y.npz", pred=np.zeros((2, 4, 5, 3)), truth=np.zeros((4, 6, 3)))
+    r = geodiff("evaluate", "task=trajectories", f"samples={tmp_path / 'y.npz'}")
+    assert r.returncode == 2 and "do not match" in r.stderr and "Traceback" not in r.stderr
