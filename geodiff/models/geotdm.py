@@ -33,10 +33,11 @@ from geodiff.errors import GeodiffValueError, check_finite
 from geodiff.nn.egtn import EGTNBlock, sinusoidal_embedding
 from geodiff.nn.scatter import scatter_mean
 
-__all__ = ["GeoTDMDenoiser", "PRIORS"]
+__all__ = ["GeoTDMDenoiser", "PRIORS", "PREDICTIONS"]
 
 PriorType = Literal["learnable", "last_frame", "center_of_mass", "zero"]
 PRIORS = ("learnable", "last_frame", "center_of_mass", "zero")
+PREDICTIONS = ("epsilon", "sample")
 
 
 class _EGTN(nn.Module):
@@ -63,6 +64,8 @@ class GeoTDMDenoiser(ModelMixin, ConfigMixin):
         time_dim: size of the diffusion-step embedding.
         prior: ``learnable``, ``last_frame``, ``center_of_mass`` or ``zero`` (ignored when ``num_cond = 0``).
         prior_layers: (ES, ET) pairs of the learnable prior's EGTN.
+        prediction: ``epsilon`` (GeoTDM: the noise, ``x_out - x_in``, output key ``eps``) or ``sample``
+            (the clean targets ``x_out`` themselves, output key ``x0``: positions, translation-equivariant).
     """
 
     config_name = "config.json"
@@ -81,8 +84,11 @@ class GeoTDMDenoiser(ModelMixin, ConfigMixin):
         time_dim: int = 32,
         prior: PriorType = "learnable",
         prior_layers: int = 2,
+        prediction: Literal["epsilon", "sample"] = "epsilon",
     ):
         super().__init__()
+        if prediction not in PREDICTIONS:
+            raise GeodiffValueError(f"prediction: expected epsilon or sample, got {prediction!r}")
         if prior not in PRIORS:
             raise GeodiffValueError(f"prior: expected one of {', '.join(PRIORS)}, got {prior!r}")
         if num_cond < 0 or num_target < 1:
@@ -149,7 +155,7 @@ class GeoTDMDenoiser(ModelMixin, ConfigMixin):
             batch: ``[nodes]`` system id of every node.
             x_cond: ``[nodes, num_cond, dim]`` observed frames (conditional models).
         Returns:
-            ``{"eps": [nodes, num_target, dim]}``.
+            ``{"eps": [nodes, num_target, dim]}`` (``prediction="epsilon"``) or ``{"x0": ...}``.
         """
         c = self.config
         self._check("x_noisy", x_noisy, c.num_target)
@@ -173,4 +179,11 @@ class GeoTDMDenoiser(ModelMixin, ConfigMixin):
         if edge_attr is None:
             edge_attr = x_in.new_zeros(edge_index.shape[1], 0)
         _, x_out = self.net(h_in, x_in, edge_index, edge_attr)
+        if c.prediction == "sample":
+            return {"x0": x_out[:, c.num_cond :]}
         return {"eps": (x_out - x_in)[:, c.num_cond :]}
+
+    @property
+    def output_key(self) -> str:
+        """``eps`` or ``x0``: the key of :meth:`forward`'s prediction."""
+        return "x0" if self.config.prediction == "sample" else "eps"

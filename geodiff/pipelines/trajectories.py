@@ -107,9 +107,14 @@ class TrajectoryDiffusionPipeline:
             x_r = torch.zeros(shape, dtype=dtype, device=dev)
             y = sched.sample_prior(shape, batch=b.batch, generator=generator, dtype=dtype, device=dev)
         batch = None if self.model.conditional else b.batch
+        if sched.config.prediction_type != self.model.config.prediction:
+            raise GeodiffError(f"checkpoint: the scheduler expects {sched.config.prediction_type!r} outputs, "
+                               f"the model predicts {self.model.config.prediction!r}")  # fmt: skip
+        key = self.model.output_key
         for t in tqdm(sched.timesteps, desc="denoising", leave=False, disable=not progress):
-            eps = self.model(x_r + y, t, h, b.edge_index, ea, b.batch, x_cond=x_cond)["eps"]
-            y = sched.step(eps, t, y, batch=batch, generator=generator).prev_sample
+            out = self.model(x_r + y, t, h, b.edge_index, ea, b.batch, x_cond=x_cond)[key]
+            out = out if key == "eps" else out - x_r  # the scheduler runs on y = x - x_r
+            y = sched.step(out, t, y, batch=batch, generator=generator).prev_sample
         return (x_r + y).float().cpu()
 
     def _sample(self, b, num_samples, steps, sampler, batch_size, seed, progress, frames) -> torch.Tensor:

@@ -40,10 +40,11 @@ __all__ = ["TrajectoryDataModule", "TrajectoryDiffusionModule", "make_scheduler"
 
 
 def make_scheduler(num_train_timesteps: int = 1000, conditional: bool = True, beta_start: float = 1e-4,
-                   beta_end: float = 0.02) -> E3DDPMScheduler:  # fmt: skip
-    """GeoTDM's DDPM: linear betas 1e-4..0.02, eps-prediction; zero-CoM noise only when unconditional."""
+                   beta_end: float = 0.02, prediction_type: str = "epsilon") -> E3DDPMScheduler:  # fmt: skip
+    """GeoTDM's DDPM: linear betas 1e-4..0.02, eps-prediction (or x0: ``prediction_type="sample"``);
+    zero-CoM noise only when unconditional."""
     return E3DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="linear",
-                           beta_start=beta_start, beta_end=beta_end, prediction_type="epsilon",
+                           beta_start=beta_start, beta_end=beta_end, prediction_type=prediction_type,
                            variance_type="fixed_small", center_of_mass=not conditional)  # fmt: skip
 
 
@@ -77,25 +78,27 @@ def generate_nbody_split(folder: str | os.PathLike, kind: str = "charged", num_t
 
 def trajectory_loss(model: GeoTDMDenoiser, batch: TrajectoryBatch, scheduler: E3DDPMScheduler,
                     generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
-    """GeoTDM's denoising loss on one batch (mean squared error of the predicted noise)."""
+    """GeoTDM's denoising loss on one batch: mean squared error of the predicted noise, or of the predicted
+    clean targets for ``prediction="sample"`` models."""
     c = model.config
     x = batch.x
     x_cond, x0 = x[:, : c.num_cond], x[:, c.num_cond :]
     B, dev = batch.num_graphs, x.device
     t = torch.randint(0, scheduler.config.num_train_timesteps, (B,), device=dev, generator=generator)
     noise = torch.randn(x0.shape, device=dev, dtype=x0.dtype, generator=generator)
+    key = model.output_key
     if model.conditional:
         x_r = model.prior(x_cond, batch.h, batch.edge_index, batch.edge_attr, batch.batch, B)
         x_t = x_r + scheduler.add_noise(x0 - x_r, noise, t, batch=batch.batch)
-        target = noise
-        eps = model(x_t, t, batch.h, batch.edge_index, batch.edge_attr, batch.batch, x_cond=x_cond)["eps"]
+        target = noise if key == "eps" else x0
+        pred = model(x_t, t, batch.h, batch.edge_index, batch.edge_attr, batch.batch, x_cond=x_cond)[key]
     else:
         x_t = scheduler.add_noise(x0, noise, t, batch=batch.batch)
-        target = scheduler.project(noise, batch.batch)
-        eps = scheduler.project(
-            model(x_t, t, batch.h, batch.edge_index, batch.edge_attr, batch.batch)["eps"], batch.batch
+        target = scheduler.project(noise if key == "eps" else x0, batch.batch)
+        pred = scheduler.project(
+            model(x_t, t, batch.h, batch.edge_index, batch.edge_attr, batch.batch)[key], batch.batch
         )
-    return ((eps - target) ** 2).mean()
+    return ((pred - target) ** 2).mean()
 
 
 class TrajectoryDataModule(L.LightningDataModule):
@@ -181,7 +184,8 @@ class TrajectoryDataModule(L.LightningDataModule):
 
 
 class TrajectoryDiffusionModule(L.LightningModule):
-    """GeoTDM training: eps-MSE under DDPM (linear betas), Adam, EMA weights; validation ADE/FDE."""
+    """GeoTDM training: eps-MSE (or x0-MSE) under DDPM (linear betas), Adam, EMA weights; validation
+    ADE/FDE of forecasts."""
 
     def __init__(self, model: GeoTDMDenoiser, num_train_timesteps: int = 1000, lr: float = 5e-4,
                  weight_decay: float = 0.0, ema_decay: float = 0.999, val_sample_every_n_epochs: int = 0,
@@ -190,7 +194,8 @@ class TrajectoryDiffusionModule(L.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.ema = ema_model(model, ema_decay)
-        self.scheduler_ = make_scheduler(num_train_timesteps, conditional=model.conditional)
+        self.scheduler_ = make_scheduler(num_train_timesteps, conditional=model.conditional,
+                                         prediction_type=model.config.prediction)  # fmt: skip
         self.data_info: dict = {}
 
     def setup(self, stage: str) -> None:

@@ -195,3 +195,21 @@ def test_bad_input_is_reported():
         m(bad, 10, b.h, b.edge_index, b.edge_attr, b.batch, x_cond=b.x[:, :4])
     with pytest.raises(GeodiffValueError, match="prior"):
         GeoTDMDenoiser(prior="mean")
+
+
+def test_x0_prediction_is_translation_and_rotation_equivariant():
+    """``prediction="sample"`` returns positions: they rotate, reflect and translate with the input."""
+    b = charged_batch()
+    m = model(num_cond=4, num_target=8, prediction="sample")
+    t = torch.tensor([10.0, 500.0, 900.0], dtype=torch.float64)
+
+    def run(x_cond, x_noisy, h, batch, edge_index):
+        return m(x_noisy, t, h, edge_index, b.edge_attr, batch, x_cond=x_cond)["x0"]
+
+    with torch.no_grad():
+        errs = assert_equivariant(run, [b.x[:, :4], b.x[:, 4:], b.h, b.batch, b.edge_index],
+                                  ["node_position", "node_position", "node_scalar", "node_index",
+                                   "edge_index"], ["node_position"])  # fmt: skip
+    assert max(errs.values()) < 1e-9 and m.output_key == "x0"
+    with pytest.raises(GeodiffValueError, match="prediction"):
+        GeoTDMDenoiser(prediction="velocity")
