@@ -30,3 +30,30 @@ def test_geodiff_sample_works_out_of_the_box(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-1500:]
     assert len(list(Chem.SDMolSupplier(str(out), removeHs=False, sanitize=False))) == 4
+
+
+TRAJ = ROOT / "checkpoints" / "nbody_charged_geotdm_small"
+
+
+def test_shipped_geotdm_model_forecasts_better_than_constant_velocity():
+    """The shipped charged-particle model loads without its training data and, on systems it never saw
+    (a fresh seed), beats the constant-velocity baseline."""
+    import torch
+
+    from geodiff.data.trajectories import collate_trajectories
+    from geodiff.metrics.trajectories import constant_velocity, displacement_errors
+    from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
+    from geodiff.training.trajectories import systems_for_sampling
+
+    meta = json.loads((TRAJ / "trajectories.json").read_text())
+    assert meta["family"] == "trajectories" and "command" in meta["training"]
+    assert not [p for p in TRAJ.rglob("*") if p.suffix in (".bin", ".ckpt", ".pt", ".pkl")]
+    pipe = TrajectoryDiffusionPipeline.from_pretrained(TRAJ)
+    ds = systems_for_sampling(pipe.data_info, None, num_systems=16, seed=4242)
+    b = collate_trajectories(ds.samples)
+    torch.set_num_threads(2)
+    pred = pipe.forecast(b, num_samples=2, num_inference_steps=50, seed=0, progress=False)
+    truth = b.x[:, 10:]
+    ours = displacement_errors(pred, truth)
+    cv = displacement_errors(constant_velocity(b.x[:, :10], 20), truth)
+    assert ours["ade"] < cv["ade"], (ours, cv)
