@@ -219,7 +219,7 @@ def _sample_trajectories(cfg, ckpt: Path) -> int:
     t0 = time.time()
     run = pipe.forecast if pipe.model.conditional else pipe.generate
     pred = run(b, num_samples=k, num_inference_steps=cfg.num_inference_steps, sampler=cfg.sampler,
-               batch_size=10 * int(cfg.batch_size), seed=cfg.seed)  # fmt: skip
+               batch_size=int(cfg.batch_size), seed=cfg.seed)  # fmt: skip
     seconds = time.time() - t0
     steps = cfg.num_inference_steps or pipe.scheduler.config.num_train_timesteps
     what = "forecast" if pipe.model.conditional else "generated"

@@ -142,7 +142,7 @@ class TrajectoryDiffusionPipeline:
         return out
 
     def forecast(self, batch: TrajectoryBatch, num_samples: int = 5, num_inference_steps: int | None = None,
-                 sampler: Literal["ddpm", "ddim"] = "ddpm", batch_size: int = 1024, seed: int | None = 0,
+                 sampler: Literal["ddpm", "ddim"] = "ddpm", batch_size: int = 128, seed: int | None = 0,
                  progress: bool = True) -> torch.Tensor:  # fmt: skip
         """``num_samples`` forecasts ``[K, nodes, num_target, dim]`` from the first ``num_cond`` frames of
         every system in ``batch`` (frames after them are ignored)."""
@@ -152,7 +152,7 @@ class TrajectoryDiffusionPipeline:
                             self.model.config.num_cond)  # fmt: skip
 
     def generate(self, batch: TrajectoryBatch, num_samples: int = 1, num_inference_steps: int | None = None,
-                 sampler: Literal["ddpm", "ddim"] = "ddpm", batch_size: int = 1024, seed: int | None = 0,
+                 sampler: Literal["ddpm", "ddim"] = "ddpm", batch_size: int = 128, seed: int | None = 0,
                  progress: bool = True) -> torch.Tensor:  # fmt: skip
         """Unconditional trajectories ``[K, nodes, num_target, dim]`` for the systems (node features and
         graphs) of ``batch``; its positions are not used."""
