@@ -43,6 +43,7 @@ __all__ = [
     "load_md17_npz",
     "load_eth_ucy",
     "read_eth_ucy_file",
+    "read_npz",
     "ETH_UCY_SCENES",
     "MD17_ELEMENTS",
 ]
@@ -159,7 +160,8 @@ def save_nbody_npz(sim: dict[str, np.ndarray], path: str | os.PathLike, kind: st
     return Path(path)
 
 
-def _npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All arrays of an npz (no pickles), or a one-line ``GeodiffError`` naming the file."""
     p = Path(path)
     if not p.is_file():
         raise GeodiffError(f"{p}: file not found")
@@ -174,7 +176,7 @@ def load_nbody_npz(path: str | os.PathLike, num_cond: int = 10, num_target: int 
                    limit: int | None = None) -> TrajectoryDataset:  # fmt: skip
     """Windows ``[frame_offset, frame_offset + num_cond + num_target)`` of every simulation in an N-body npz
     (GeoTDM: 10 observed -> 20 predicted frames)."""
-    z = _npz(path)
+    z = read_npz(path)
     missing = [k for k in ("loc", "kind") if k not in z]
     if missing:
         raise GeodiffError(f"{path}: not an N-body file (missing keys {missing}; have {sorted(z)})")
@@ -239,7 +241,7 @@ def load_md17_npz(path: str | os.PathLike, split: str = "train", num_cond: int =
     not used): every ``stride``-th frame, windows of ``num_cond + num_target`` frames (start every
     ``window_step`` strided frames, default a whole window), split chronologically 60/20/20 so no test
     window overlaps the training frames; edges between atoms within ``max_hops`` covalent bonds."""
-    z = _npz(path)
+    z = read_npz(path)
     for k in ("R", "z"):
         if k not in z:
             raise GeodiffError(f"{path}: not an sGDML/MD17 npz (missing key {k!r}; have {sorted(z)})")

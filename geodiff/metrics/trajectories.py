@@ -115,18 +115,11 @@ def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node",
     reference trajectories (the file's own, or ``reference``: an N-body npz)."""
     from pathlib import Path
 
-    import numpy as np
-
+    from geodiff.data.trajectories import read_npz
     from geodiff.errors import GeodiffError
 
     p = Path(path)
-    if not p.is_file():
-        raise GeodiffError(f"{p}: file not found")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {key: z[key] for key in z.files}
-    except Exception as exc:
-        raise GeodiffError(f"{p}: not a readable npz ({type(exc).__name__}: {exc})") from None
+    arrays = read_npz(p)
     if "pred" not in arrays:
         raise GeodiffError(
             f"{p}: no 'pred' array (expected the npz `geodiff sample` writes; have {sorted(arrays)})"
