@@ -77,6 +77,17 @@ class TrajectoryBatch:
     batch: torch.Tensor  # [num_nodes] system id
     num_graphs: int
 
+    def systems(self, lo: int, hi: int) -> TrajectoryBatch:
+        """Systems ``lo .. hi - 1`` as a batch of their own (node, edge and system ids renumbered from 0)."""
+        hi = min(hi, self.num_graphs)
+        if lo == 0 and hi == self.num_graphs:
+            return self
+        nodes = (self.batch >= lo) & (self.batch < hi)
+        e = nodes[self.edge_index[0]]
+        first = int(torch.nonzero(nodes)[0]) if bool(nodes.any()) else 0
+        return TrajectoryBatch(self.x[nodes], self.h[nodes], self.edge_index[:, e] - first, self.edge_attr[e],
+                               self.batch[nodes] - lo, hi - lo)  # fmt: skip
+
     def to(self, device) -> TrajectoryBatch:
         return TrajectoryBatch(self.x.to(device), self.h.to(device), self.edge_index.to(device),
                                self.edge_attr.to(device), self.batch.to(device), self.num_graphs)  # fmt: skip

@@ -130,10 +130,7 @@ class TrajectoryDiffusionPipeline:
         for lo in range(0, b.num_graphs, per):
             hi = min(b.num_graphs, lo + per)
             nodes = (b.batch >= lo) & (b.batch < hi)
-            e = nodes[b.edge_index[0]]
-            first = int(torch.nonzero(nodes)[0])
-            sub = TrajectoryBatch(b.x[nodes], b.h[nodes], b.edge_index[:, e] - first, b.edge_attr[e],
-                                  b.batch[nodes] - lo, hi - lo)  # fmt: skip
+            sub = b.systems(lo, hi)
             rep = repeat_batch(sub, num_samples)
             pred = self._run(rep, steps, sampler, g, progress=False)
             out[:, nodes] = pred.view(num_samples, sub.x.shape[0], *pred.shape[1:])

@@ -231,7 +231,7 @@ class TrajectoryDiffusionModule(L.LightningModule):
             from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
 
             n = self.hparams.val_num_systems
-            sub = _first_systems(batch, n)
+            sub = batch.systems(0, n)
             pipe = TrajectoryDiffusionPipeline(self.ema.module, self.scheduler_, self.data_info)
             pred = pipe.forecast(sub, num_samples=1, num_inference_steps=self.hparams.val_sampling_steps,
                                  seed=0, progress=False)  # fmt: skip
@@ -262,16 +262,6 @@ class TrajectoryDiffusionModule(L.LightningModule):
         with atomic_path(directory / "trajectories.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
         return directory
-
-
-def _first_systems(batch: TrajectoryBatch, n: int) -> TrajectoryBatch:
-    """The first ``n`` systems of a batch (node ids stay contiguous)."""
-    if batch.num_graphs <= n:
-        return batch
-    keep = batch.batch < n
-    e_keep = keep[batch.edge_index[0]]
-    return TrajectoryBatch(batch.x[keep], batch.h[keep], batch.edge_index[:, e_keep], batch.edge_attr[e_keep],
-                           batch.batch[keep], n)  # fmt: skip
 
 
 def systems_for_sampling(info: dict, data: str | None = None, split: str = "test",
