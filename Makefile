@@ -34,6 +34,7 @@ lint: install
 	$(VENV)/bin/ruff format --check geodiff tests eval sampling
 
 bench: install
+	@$(PY) -c "import open3d" 2>/dev/null || $(PIP) install --quiet -e ".[dev,eval]"
 	@for f in eval/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:

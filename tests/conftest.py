@@ -22,3 +22,11 @@ def qm9_small(qm9_npz, tmp_path_factory):
 
     cache = tmp_path_factory.mktemp("qm9_cache")
     return MoleculeDataset.from_qm9_npz(qm9_npz, cache_dir=cache, limit=300, num_workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tudl_dir() -> Path:
+    path = SHARED_DATA / "registration" / "tudl"
+    if not (path / "models_info.json").is_file():
+        pytest.skip("../shared/data/registration/tudl not present")
+    return path

@@ -98,7 +98,9 @@ def cm_in_units(unit: str, diameter: float) -> float:
     return 0.01 * float(diameter)
 
 
-def pose_metrics(pred, true, model, diameter, unit="unitless", source=None, target=None) -> dict[str, np.ndarray]:
+def pose_metrics(
+    pred, true, model, diameter, unit="unitless", source=None, target=None
+) -> dict[str, np.ndarray]:
     """Per-pair metrics ``[B]``: rotation error (deg), translation error (data units and cm), ADD, ADD-S
     (data units, and as fractions of the diameter), and Chamfer distance when ``source``/``target`` are
     given."""

@@ -53,7 +53,9 @@ def normalize_pair(source: torch.Tensor, target: torch.Tensor):
     return (source - cs) / s, (target - ct) / s, cs.squeeze(1), ct.squeeze(1), scale
 
 
-def denormalize_pose(h: torch.Tensor, cs: torch.Tensor, ct: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def denormalize_pose(
+    h: torch.Tensor, cs: torch.Tensor, ct: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """Pose between the original clouds from the pose ``h`` between the normalised ones:
     ``R = R'``, ``t = c_t + s t' - R' c_s``."""
     out = h.clone()
@@ -124,7 +126,9 @@ class RegistrationNet(ModelMixin, ConfigMixin):
             if x.shape[1] < 3:
                 raise GeodiffValueError(f"{name}: needs at least 3 points per cloud, got {x.shape[1]}")
         if source.shape[0] != target.shape[0]:
-            raise GeodiffValueError(f"source/target: batch sizes differ ({source.shape[0]} vs {target.shape[0]})")
+            raise GeodiffValueError(
+                f"source/target: batch sizes differ ({source.shape[0]} vs {target.shape[0]})"
+            )
 
     def encode(self, source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Invariant per-point features ``[B, N, F]``, ``[B, M, F]`` of a pair (independent of any pose)."""

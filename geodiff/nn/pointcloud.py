@@ -114,9 +114,11 @@ class PPFEncoder(nn.Module):
 class SphericalHarmonicEncoder(nn.Module):
     """An e3nn alternative: per point, neighbour directions expanded in spherical harmonics (l <= lmax),
     weighted by a learned radial basis and summed; the rotation-invariant power spectrum (the norm of each
-    (l, channel) block) is the descriptor, followed by the same invariant edge convs as :class:`PPFEncoder`."""
+    (l, channel) block) is the descriptor, then the same invariant edge convs as :class:`PPFEncoder`."""
 
-    def __init__(self, dim: int = 64, num_layers: int = 2, lmax: int = 3, channels: int = 8, num_rbf: int = 8):
+    def __init__(
+        self, dim: int = 64, num_layers: int = 2, lmax: int = 3, channels: int = 8, num_rbf: int = 8
+    ):
         super().__init__()
         from e3nn import o3
 

@@ -33,7 +33,9 @@ __all__ = ["RegistrationPipeline", "plot_registration"]
 class RegistrationPipeline:
     def __init__(self, model: RegistrationNet, scheduler: SE3DiffusionScheduler, info: dict | None = None):
         if scheduler.config.prediction_type != "sample":
-            raise GeodiffValueError("scheduler: the registration network predicts H0 (prediction_type=sample)")
+            raise GeodiffValueError(
+                "scheduler: the registration network predicts H0 (prediction_type=sample)"
+            )
         self.model, self.scheduler, self.info = model.eval(), scheduler, dict(info or {})
 
     @classmethod
@@ -43,15 +45,16 @@ class RegistrationPipeline:
         meta_path = d / "registration.json"
         if not meta_path.is_file():
             fams = [f for f in ("molecules", "trajectories") if (d / f"{f}.json").is_file()]
-            raise GeodiffError(
-                f"{d}: not a registration checkpoint (no registration.json; family: {fams[0] if fams else 'unknown'})"
-            )
+            fam = fams[0] if fams else "unknown"
+            raise GeodiffError(f"{d}: not a registration checkpoint (no registration.json; family: {fam})")
         try:
             meta = json.loads(meta_path.read_text())
             model = RegistrationNet.from_pretrained(d / "model", low_cpu_mem_usage=False)
             sched = SE3DiffusionScheduler.from_pretrained(d / "scheduler")
         except Exception as exc:
-            raise GeodiffError(f"{d}: unreadable registration checkpoint ({type(exc).__name__}: {exc})") from None
+            raise GeodiffError(
+                f"{d}: unreadable registration checkpoint ({type(exc).__name__}: {exc})"
+            ) from None
         return cls(model, sched, meta.get("data", {}))
 
     @property

@@ -90,14 +90,16 @@ class RegistrationDataModule(L.LightningDataModule):
     """
 
     def __init__(self, models_dir: str | None = "../shared/data/registration/tudl", num_points: int = 512,
-                 max_angle: float = 180.0, max_translation: float = 0.5, noise: float = 0.01, keep: float = 0.7,
+                 max_angle: float = 180.0, max_translation: float = 0.5, noise: float = 0.01,
+                 keep: float = 0.7,
                  noisy_fraction: float = 0.5, partial_fraction: float = 0.5, procedural_fraction: float = 0.5,
                  train_pairs: int = 2000, val_pairs: int = 64, batch_size: int = 8, num_workers: int = 0,
                  val_seed: int = 12345):  # fmt: skip
         super().__init__()
         self.models_dir = models_dir
-        self.kw = dict(num_points=num_points, max_angle=max_angle, max_translation=max_translation, noise=noise,
-                       keep=keep, noisy_fraction=noisy_fraction, partial_fraction=partial_fraction,
+        self.kw = dict(num_points=num_points, max_angle=max_angle, max_translation=max_translation,
+                       noise=noise, keep=keep, noisy_fraction=noisy_fraction,
+                       partial_fraction=partial_fraction,
                        procedural_fraction=procedural_fraction)  # fmt: skip
         self.train_pairs, self.val_pairs, self.val_seed = train_pairs, val_pairs, val_seed
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -189,7 +191,9 @@ class RegistrationDiffusionModule(L.LightningModule):
         self.log("val/trans_err_over_d", terr.mean(), batch_size=b)
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        opt = torch.optim.Adam(
+            self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
         return opt
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
