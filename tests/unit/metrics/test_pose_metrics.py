@@ -18,9 +18,9 @@ from geodiff.metrics.pose import (
 )
 
 
-def pose(r=np.eye(3), t=(0, 0, 0)):
+def pose(r=None, t=(0, 0, 0)):
     h = np.eye(4)
-    h[:3, :3], h[:3, 3] = r, t
+    h[:3, :3], h[:3, 3] = np.eye(3) if r is None else r, t
     return h
 
 

@@ -34,8 +34,8 @@ def test_register_shapes_seeding_subsampling_and_one_shot():
     b = pipe.register(src, tgt, num_inference_steps=5, seed=1, progress=False)
     assert a.shape == (3, 4, 4) and np.isfinite(a).all()
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(a[:, :3, :3] @ a[:, :3, :3].transpose(0, 2, 1), np.broadcast_to(np.eye(3), (3, 3, 3)),
-                               atol=1e-5)  # fmt: skip
+    rrt = a[:, :3, :3] @ a[:, :3, :3].transpose(0, 2, 1)
+    np.testing.assert_allclose(rrt, np.broadcast_to(np.eye(3), (3, 3, 3)), atol=1e-5)
     one = pipe.register(src, tgt, one_shot=True, progress=False)
     assert one.shape == (3, 4, 4) and not np.allclose(one, a)
     # clouds of different sizes in one call are grouped
