@@ -81,9 +81,27 @@ def icp(
     return out[0] if single else out
 
 
+def _import_open3d():
+    """Import open3d; its wheels link libusb-1.0, which slim machines lack: the ``libusb-package`` wheel
+    (in the ``eval`` extra) ships it, and loading it first lets the dynamic loader resolve the soname."""
+    try:  # before the first import attempt: a failed import of open3d cannot be retried in-process
+        import ctypes
+        from pathlib import Path
+
+        import libusb_package
+
+        lib = next(Path(libusb_package.__file__).parent.glob("libusb-1.0*.so*"))
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+    except Exception:
+        pass
+    import open3d
+
+    return open3d
+
+
 def open3d_available() -> bool:
     try:
-        import open3d  # noqa: F401
+        _import_open3d()
     except Exception:
         return False
     return True
@@ -96,7 +114,7 @@ def open3d_global(
     al. 2016) or ``ransac`` (RANSAC on feature matches). ``voxel_size`` defaults to 5 % of the target's
     bounding-box diagonal. Needs the optional ``open3d-cpu`` package."""
     try:
-        import open3d as o3d
+        o3d = _import_open3d()
     except Exception as e:
         raise GeodiffError(f"open3d is not installed (pip install open3d-cpu) ({e})") from None
     src, tgt = np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)

@@ -133,3 +133,16 @@ def test_plot_registration(tmp_path):
 
 def test_point_cloud_dataclass_len():
     assert len(PointCloud(np.zeros((5, 3)))) == 5
+
+
+def test_open3d_global_baselines_when_installed():
+    from geodiff.pipelines.icp import open3d_available, open3d_global
+
+    if not open3d_available():
+        pytest.skip("open3d-cpu not installed (pip install -e '.[eval]')")
+    p = pairs(1, max_angle=30)[0]
+    for method in ("fgr", "ransac"):
+        h = open3d_global(p.source, p.target, method)
+        assert h.shape == (4, 4) and np.allclose(h[:3, :3] @ h[:3, :3].T, np.eye(3), atol=1e-6)
+    with pytest.raises(GeodiffError, match="open3d method"):
+        open3d_global(p.source, p.target, "teaser")
