@@ -14,9 +14,6 @@ version at a uniform step ``t``, ``L = mean |H0_hat x - H' x|`` over the source 
 from __future__ import annotations
 
 import copy
-import json
-import os
-from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
@@ -25,11 +22,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from geodiff.data.pointclouds import PairConfig, load_tudl_models, make_pair, procedural_mesh
 from geodiff.errors import GeodiffError
-from geodiff.io import atomic_path, atomic_save_pretrained
 from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, normalize_pair, normalized_pose
 from geodiff.schedulers import SE3DiffusionScheduler
 from geodiff.training.ema import ema_model
+from geodiff.training.export import ExportMixin
 
 __all__ = ["PairDataset", "RegistrationDataModule", "RegistrationDiffusionModule", "registration_loss"]
 
@@ -144,9 +141,11 @@ def registration_loss(model: RegistrationNet, scheduler: SE3DiffusionScheduler, 
     return (se3.apply(h0, s) - se3.apply(h_true, s)).abs().mean()
 
 
-class RegistrationDiffusionModule(L.LightningModule):
+class RegistrationDiffusionModule(ExportMixin, L.LightningModule):
     """SE(3) diffusion registration training: L1 point loss, Adam, warm-up EMA; validation registers the
     fixed validation pairs with the reverse process and logs rotation error and recall."""
+
+    FAMILY = "registration"
 
     def __init__(self, model: RegistrationNet, num_train_timesteps: int = 200, sigma_r: float = 0.05,
                  sigma_t: float = 0.03, lr: float = 1e-3, weight_decay: float = 0.0, ema_decay: float = 0.999,
@@ -195,21 +194,3 @@ class RegistrationDiffusionModule(L.LightningModule):
             self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
         return opt
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["geodiff"] = {"data": self.data_info}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.data_info = checkpoint.get("geodiff", {}).get("data", {})
-
-    def export_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the EMA model, the scheduler and registration.json into ``directory``."""
-        directory = Path(directory)
-        atomic_save_pretrained(copy.deepcopy(self.ema.module).float().cpu(), directory / "model")
-        atomic_save_pretrained(self.scheduler_, directory / "scheduler")
-        meta = {"family": "registration", "data": self.data_info,
-                "training": {"global_step": int(self.global_step), "epoch": int(self.current_epoch),
-                             **(extra or {})}}  # fmt: skip
-        with atomic_path(directory / "registration.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
-        return directory

@@ -12,8 +12,6 @@ the scheduler config and ``trajectories.json`` (what the data were, so sampling 
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 from pathlib import Path
 
@@ -30,10 +28,10 @@ from geodiff.data.trajectories import (
     load_nbody_npz,
 )
 from geodiff.errors import GeodiffError
-from geodiff.io import atomic_path, atomic_save_pretrained
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.schedulers import E3DDPMScheduler
 from geodiff.training.ema import ema_model
+from geodiff.training.export import ExportMixin
 
 __all__ = ["TrajectoryDataModule", "TrajectoryDiffusionModule", "make_scheduler", "generate_nbody_split",
            "trajectory_loss"]  # fmt: skip
@@ -183,9 +181,11 @@ class TrajectoryDataModule(L.LightningDataModule):
         return self._loader(self.split("val"), False)
 
 
-class TrajectoryDiffusionModule(L.LightningModule):
+class TrajectoryDiffusionModule(ExportMixin, L.LightningModule):
     """GeoTDM training: eps-MSE (or x0-MSE) under DDPM (linear betas), Adam, EMA weights; validation
     ADE/FDE of forecasts."""
+
+    FAMILY = "trajectories"
 
     def __init__(self, model: GeoTDMDenoiser, num_train_timesteps: int = 1000, lr: float = 5e-4,
                  weight_decay: float = 0.0, ema_decay: float = 0.999, val_sample_every_n_epochs: int = 0,
@@ -244,24 +244,6 @@ class TrajectoryDiffusionModule(L.LightningModule):
         return torch.optim.Adam(
             self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["geodiff"] = {"data": self.data_info}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.data_info = checkpoint.get("geodiff", {}).get("data", {})
-
-    def export_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the EMA model, the scheduler and trajectories.json into ``directory``."""
-        directory = Path(directory)
-        atomic_save_pretrained(copy.deepcopy(self.ema.module).float().cpu(), directory / "model")
-        atomic_save_pretrained(self.scheduler_, directory / "scheduler")
-        meta = {"family": "trajectories", "data": self.data_info,
-                "training": {"global_step": int(self.global_step), "epoch": int(self.current_epoch),
-                             **(extra or {})}}  # fmt: skip
-        with atomic_path(directory / "trajectories.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
-        return directory
 
 
 def systems_for_sampling(info: dict, data: str | None = None, split: str = "test",
