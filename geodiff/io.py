@@ -9,7 +9,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_save_pretrained", "public_config"]
+__all__ = ["atomic_path", "atomic_save_pretrained", "public_config", "checkpoint_meta", "FAMILIES"]
+
+FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration": "registration"}
 
 
 def public_config(obj) -> dict:
@@ -51,3 +53,24 @@ def atomic_save_pretrained(obj, directory: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def checkpoint_meta(directory: str | os.PathLike, family: str) -> dict:
+    """The ``<family>.json`` of an exported checkpoint folder, or a one-line error naming the family the
+    folder holds instead (or that it is not readable)."""
+    import json
+
+    from geodiff.errors import GeodiffError
+
+    d = Path(directory)
+    path = d / f"{family}.json"
+    if not path.is_file():
+        found = [f for f in FAMILIES if f != family and (d / f"{f}.json").is_file()] + ["unknown"]
+        raise GeodiffError(f"{d}: not a {FAMILIES[family]} checkpoint (no {family}.json; family: {found[0]})")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise GeodiffError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if meta.get("family", family) != family:
+        raise GeodiffError(f"{d}: checkpoint of family {meta.get('family')!r}, expected {family!r}")
+    return meta

@@ -12,7 +12,6 @@ Each step runs the denoiser once and moves every part with its own scheduler.
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -28,7 +27,7 @@ from geodiff.data.molecules import (
     record_to_mol,
 )
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.io import atomic_path
+from geodiff.io import atomic_path, checkpoint_meta
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDIMScheduler, E3DDPMScheduler
 from geodiff.training.molecule_loss import MoleculeSchedulers
@@ -45,15 +44,8 @@ class MoleculeDiffusionPipeline:
     def from_pretrained(cls, directory: str | os.PathLike) -> MoleculeDiffusionPipeline:
         """Load an exported molecule model (``geodiff train`` writes these under ``export/``)."""
         d = Path(directory)
-        meta_path = d / "molecules.json"
-        if not meta_path.is_file():
-            fam = "unknown"
-            for other in ("trajectories.json", "registration.json"):
-                if (d / other).is_file():
-                    fam = other.split(".")[0]
-            raise GeodiffError(f"{d}: not a molecule checkpoint (no molecules.json; family: {fam})")
+        meta = checkpoint_meta(d, "molecules")
         try:
-            meta = json.loads(meta_path.read_text())
             model = EQGATDiffDenoiser.from_pretrained(d / "model", low_cpu_mem_usage=False)
             sch = MoleculeSchedulers(
                 pos=E3DDPMScheduler.from_pretrained(d / "scheduler_pos"),
@@ -65,8 +57,6 @@ class MoleculeDiffusionPipeline:
             raise
         except Exception as exc:
             raise GeodiffError(f"{d}: unreadable molecule checkpoint ({type(exc).__name__}: {exc})") from None
-        if meta.get("family", "molecules") != "molecules":
-            raise GeodiffError(f"{d}: checkpoint of family {meta.get('family')!r}, expected 'molecules'")
         return cls(model, sch, MoleculeVocabulary.from_dict(meta["vocab"]),
                    DatasetStatistics.from_dict(meta["statistics"]))  # fmt: skip
 

@@ -12,7 +12,6 @@ runs the surrogate once from the identity, without diffusion (the paper's compar
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from geodiff.data.pointclouds import check_cloud
 from geodiff.errors import GeodiffError, GeodiffValueError
+from geodiff.io import checkpoint_meta
 from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, denormalize_pose, normalize_pair
 from geodiff.schedulers import SE3DiffusionScheduler
@@ -42,13 +42,8 @@ class RegistrationPipeline:
     def from_pretrained(cls, directory: str | os.PathLike) -> RegistrationPipeline:
         """Load an exported registration model (``geodiff train`` writes these under ``export/``)."""
         d = Path(directory)
-        meta_path = d / "registration.json"
-        if not meta_path.is_file():
-            fams = [f for f in ("molecules", "trajectories") if (d / f"{f}.json").is_file()]
-            fam = fams[0] if fams else "unknown"
-            raise GeodiffError(f"{d}: not a registration checkpoint (no registration.json; family: {fam})")
+        meta = checkpoint_meta(d, "registration")
         try:
-            meta = json.loads(meta_path.read_text())
             model = RegistrationNet.from_pretrained(d / "model", low_cpu_mem_usage=False)
             sched = SE3DiffusionScheduler.from_pretrained(d / "scheduler")
         except Exception as exc:

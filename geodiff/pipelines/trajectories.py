@@ -12,7 +12,6 @@ samples of every system run together as one larger batch.
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from geodiff.data.trajectories import TrajectoryBatch
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.io import atomic_path
+from geodiff.io import atomic_path, checkpoint_meta
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.schedulers import E3DDIMScheduler, E3DDPMScheduler
 
@@ -47,20 +46,14 @@ class TrajectoryDiffusionPipeline:
     def from_pretrained(cls, directory: str | os.PathLike) -> TrajectoryDiffusionPipeline:
         """Load an exported GeoTDM model (``geodiff train`` writes these under ``export/``)."""
         d = Path(directory)
-        meta_path = d / "trajectories.json"
-        if not meta_path.is_file():
-            fam = "molecules" if (d / "molecules.json").is_file() else "unknown"
-            raise GeodiffError(f"{d}: not a trajectory checkpoint (no trajectories.json; family: {fam})")
+        meta = checkpoint_meta(d, "trajectories")
         try:
-            meta = json.loads(meta_path.read_text())
             model = GeoTDMDenoiser.from_pretrained(d / "model", low_cpu_mem_usage=False)
             sched = E3DDPMScheduler.from_pretrained(d / "scheduler")
         except Exception as exc:
             raise GeodiffError(
                 f"{d}: unreadable trajectory checkpoint ({type(exc).__name__}: {exc})"
             ) from None
-        if meta.get("family") != "trajectories":
-            raise GeodiffError(f"{d}: checkpoint of family {meta.get('family')!r}, expected 'trajectories'")
         return cls(model, sched, meta.get("data", {}))
 
     @property
