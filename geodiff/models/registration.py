@@ -164,11 +164,12 @@ class RegistrationNet(ModelMixin, ConfigMixin):
         w = p.sum(-1)
         y_hat = (p @ target) / w.unsqueeze(-1).clamp_min(1e-9)
         h0 = weighted_procrustes(source, y_hat, w)
-        return {"pose": h0, "weights": w}
+        return {"pose": h0, "weights": w, "matching": p}
 
     def forward(
         self, source: torch.Tensor, target: torch.Tensor, pose: torch.Tensor, timestep: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """``{"pose": H0_hat [B, 4, 4], "weights": [B, N]}`` for source ``[B, N, 3]``, target ``[B, M, 3]``,
-        current pose ``[B, 4, 4]`` and diffusion step ``[B]`` (or a scalar)."""
+        """``{"pose": H0_hat [B, 4, 4], "weights": [B, N], "matching": [B, N, M]}`` for source
+        ``[B, N, 3]``, target ``[B, M, 3]``, current pose ``[B, 4, 4]`` and diffusion step ``[B]`` (or a
+        scalar)."""
         return self.match(self.encode(source, target), source, target, pose, timestep)
