@@ -122,7 +122,9 @@ def test_training_pairs_and_loss_backpropagates():
     assert torch.isfinite(loss) and loss > 0
     assert all(torch.isfinite(p.grad).all() for p in pipe.model.parameters() if p.grad is not None)
     # the correspondence term adds a non-negative NLL of the true partners
-    with_corr = registration_loss(pipe.model, pipe.scheduler, batch, torch.Generator().manual_seed(0), 1.0, 0.3)
+    with_corr = registration_loss(
+        pipe.model, pipe.scheduler, batch, torch.Generator().manual_seed(0), 1.0, 0.3
+    )
     assert with_corr > loss.detach() and torch.isfinite(with_corr)
     with pytest.raises(GeodiffError, match="no object meshes"):
         PairDataset([], 4, procedural_fraction=0.5)
