@@ -93,3 +93,21 @@ def test_register_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "methods" in r.stderr
     r = geodiff("data", "registration", "num_pairs=0", f"output={tmp_path / 'x.npz'}")
     assert r.returncode == 2 and "num_pairs" in r.stderr
+
+
+def test_pairs_from_a_modelnet40_h5_folder(tmp_path):
+    import h5py
+
+    from geodiff.cli import main
+
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(4, 256, 3))
+    pts /= np.linalg.norm(pts, axis=-1, keepdims=True)  # unit sphere surfaces, ModelNet40-style scale
+    with h5py.File(tmp_path / "ply_data_test0.h5", "w") as h:
+        h["data"], h["normal"], h["label"] = pts.astype(np.float32), pts.astype(np.float32), np.zeros((4, 1))
+    out = tmp_path / "mn.npz"
+    assert main(["data", "registration", f"modelnet={tmp_path}", "num_pairs=3", "num_points=128", "keep=0.7",
+                 f"output={out}"]) == 0  # fmt: skip
+    pairs, meta = load_pairs(out)
+    assert len(pairs) == 3 and pairs[0].source.shape == (90, 3) and meta["source"] == "modelnet40:test"
+    assert pairs[0].unit == "unitless" and 1.9 < pairs[0].diameter < 2.2
