@@ -8,6 +8,9 @@ installed), on the same pairs in the same process, with the accuracy each reache
 Pairs: TUD-L meshes (../shared/data/registration/tudl), RPMNet protocol, 1,024 points, clean. The
 diffusion model computes the invariant features once per pair and only repeats the matching at each step,
 so 20 steps cost little more than 5. Ratios are printed against ICP point-to-point.
+
+Also: training-step cost of the two invariant encoders (``ppf`` point-pair features vs ``e3nn``
+spherical-harmonic power spectrum; batch 8 x 512 points, forward + backward, same network otherwise).
 """
 
 from __future__ import annotations
@@ -28,6 +31,27 @@ from geodiff.io import atomic_path  # noqa: E402
 from geodiff.metrics.registration import evaluate_registration  # noqa: E402
 from geodiff.pipelines.icp import open3d_available  # noqa: E402
 from geodiff.pipelines.registration import RegistrationPipeline  # noqa: E402
+
+
+def encoder_cost(repeats: int = 5) -> dict[str, float]:
+    """Median seconds of one training step (forward + backward) with each encoder."""
+    from geodiff.manifolds import se3
+    from geodiff.models.registration import RegistrationNet
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 512, 3, generator=g), torch.randn(8, 512, 3, generator=g)
+    h, t = se3.random_pose((8,), generator=g), torch.randint(0, 200, (8,), generator=g)
+    out = {}
+    for enc in ("ppf", "e3nn"):
+        torch.manual_seed(0)
+        net = RegistrationNet(dim=64, encoder=enc, attention_layers=2)
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            net(x, y, h, t)["pose"].sum().backward()
+            times.append(time.perf_counter() - t0)
+        out[enc] = float(sorted(times[1:])[repeats // 2])
+    return out
 
 
 def main(argv=None) -> int:
@@ -55,6 +79,7 @@ def main(argv=None) -> int:
                       "rotation_error_mean_deg": res["rotation_error_mean_deg"],
                       "rotation_recall_5deg": res["rotation_recall_5deg"], "add_0.1d": res["add_0.1d"],
                       "wall_seconds": wall}  # fmt: skip
+    enc = encoder_cost()
     base = rows["icp_point"]["pairs_per_second"]
     print(f"{args.pairs} TUD-L pairs, {args.angle:g} deg, 1,024 points, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
@@ -63,9 +88,12 @@ def main(argv=None) -> int:
         r["ratio_vs_icp_point"] = r["pairs_per_second"] / base
         acc = f"{r['rotation_error_mean_deg']:9.2f}{r['rotation_recall_5deg']:9.1f}{r['add_0.1d']:8.1f}"
         print(f"{name:<14}{r['pairs_per_second']:10.2f}{r['ratio_vs_icp_point']:8.2f}x{acc}")
+    print("training step, batch 8 x 512 points (median of 5): " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v
+          in enc.items()) + f"; e3nn / ppf = {enc['e3nn'] / enc['ppf']:.2f}x")  # fmt: skip
     with atomic_path(args.json) as tmp:
         tmp.write_text(json.dumps({"pairs": args.pairs, "angle": args.angle, "ckpt": str(args.ckpt),
-                                   "threads": torch.get_num_threads(), "rows": rows}, indent=1))  # fmt: skip
+                                   "threads": torch.get_num_threads(), "rows": rows,
+                                   "training_step_seconds": enc}, indent=1))  # fmt: skip
     print(f"JSON {args.json}")
     return 0
 
