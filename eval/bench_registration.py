@@ -6,8 +6,9 @@ installed), on the same pairs in the same process, with the accuracy each reache
         [--angle 45] [--json eval/results/bench_registration.json]
 
 Pairs: TUD-L meshes (../shared/data/registration/tudl), RPMNet protocol, 1,024 points, clean. The
-diffusion model computes the invariant features once per pair and only repeats the matching at each step,
-so 20 steps cost little more than 5. Ratios are printed against ICP point-to-point.
+diffusion model computes the invariant features once per pair and only repeats the matching (cdist +
+Sinkhorn + Procrustes) at each step; at 512 points the matching dominates, so time grows with the steps.
+Ratios are printed against ICP point-to-point.
 
 Also: training-step cost of the two invariant encoders (``ppf`` point-pair features vs ``e3nn``
 spherical-harmonic power spectrum; batch 8 x 512 points, forward + backward, same network otherwise).
