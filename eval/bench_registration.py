@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from geodiff.cli import resolve_path  # noqa: E402
 from geodiff.data.pointclouds import PairConfig, benchmark_pairs, load_tudl_models  # noqa: E402
 from geodiff.io import atomic_path  # noqa: E402
 from geodiff.metrics.registration import evaluate_registration  # noqa: E402
@@ -57,7 +58,7 @@ def encoder_cost(repeats: int = 5) -> dict[str, float]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ckpt", default=str(ROOT / "checkpoints" / "registration_tudl_small"))
+    ap.add_argument("--ckpt", default="checkpoints/registration_tudl_small")
     ap.add_argument("--models-dir", default=str(ROOT.parent / "shared" / "data" / "registration" / "tudl"))
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--angle", type=float, default=45.0)
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     objects = [dict(o, unit="mm") for o in load_tudl_models(args.models_dir)]
     pairs = benchmark_pairs(objects, PairConfig(num_points=1024, max_angle=args.angle), args.pairs, seed=7)
-    pipe = RegistrationPipeline.from_pretrained(args.ckpt)
+    pipe = RegistrationPipeline.from_pretrained(resolve_path(args.ckpt))
     pipe.register([pairs[0].source], [pairs[0].target], progress=False)  # warm-up
     rows = {}
     runs = [("diffusion_5", "diffusion", 5), ("diffusion_20", "diffusion", 20), ("one_shot", "one_shot", 5),

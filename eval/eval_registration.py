@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from geodiff.cli import resolve_path  # noqa: E402
 from geodiff.data.pointclouds import PairConfig, benchmark_pairs, load_tudl_models  # noqa: E402
 from geodiff.io import atomic_path  # noqa: E402
 from geodiff.metrics.registration import evaluate_registration  # noqa: E402
@@ -38,7 +39,7 @@ KEYS = [("rotation_recall_5deg", "R<5°"), ("rotation_recall_20deg", "R<20°"),
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ckpt", default=str(ROOT / "checkpoints" / "registration_tudl_small"))
+    ap.add_argument("--ckpt", default="checkpoints/registration_tudl_small")
     ap.add_argument("--models-dir", default=str(ROOT.parent / "shared" / "data" / "registration" / "tudl"))
     ap.add_argument("--pairs", type=int, default=60, help="pairs per setting")
     ap.add_argument("--angles", type=float, nargs="+", default=[45.0, 180.0])
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
         print("note: open3d-cpu not installed; skipping fgr / ransac (pip install -e '.[eval]')")
         methods = [m for m in methods if m not in ("fgr", "ransac")]
     objects = [dict(o, unit="mm") for o in load_tudl_models(args.models_dir)]
-    pipe = RegistrationPipeline.from_pretrained(args.ckpt)
+    pipe = RegistrationPipeline.from_pretrained(resolve_path(args.ckpt))
     results, t0 = {}, time.time()
     for angle in args.angles:
         for setting in args.settings:
