@@ -38,7 +38,7 @@ _MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 
 
 def _t(x) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    return torch.tensor(np.asarray(x, dtype=np.float64))  # a copy: inputs may be read-only views
 
 
 def _poses(name: str, h) -> torch.Tensor:
