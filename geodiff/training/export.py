@@ -8,9 +8,10 @@ import json
 import os
 from pathlib import Path
 
-from geodiff.io import atomic_path, atomic_save_pretrained
+from geodiff.errors import GeodiffError
+from geodiff.io import atomic_path, atomic_save_pretrained, public_config
 
-__all__ = ["ExportMixin"]
+__all__ = ["ExportMixin", "load_exported_weights"]
 
 
 class ExportMixin:
@@ -35,3 +36,19 @@ class ExportMixin:
         with atomic_path(directory / f"{self.FAMILY}.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
         return directory
+
+
+def load_exported_weights(model, directory: str | os.PathLike) -> None:
+    """Warm start ``model`` from an exported model folder (``<dir>/model``, e.g. a shipped checkpoint), so
+    CPU training can go on across sessions; the architectures must match exactly."""
+    from geodiff.cli import resolve_path
+
+    path = resolve_path(str(directory)) / "model"
+    if not (path / "config.json").is_file():
+        raise GeodiffError(f"init_from: {path.parent} is not an exported model (no model/config.json)")
+    src = type(model).from_pretrained(path, low_cpu_mem_usage=False)
+    mine, theirs = public_config(model), public_config(src)
+    if mine != theirs:
+        diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
+        raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")
+    model.load_state_dict(src.state_dict())

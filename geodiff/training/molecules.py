@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader, Subset
 
 from geodiff.data.molecules import DatasetStatistics, MoleculeDataset, MoleculeVocabulary, collate_molecules
 from geodiff.errors import GeodiffError
-from geodiff.io import atomic_path, atomic_save_pretrained, public_config
+from geodiff.io import atomic_path, atomic_save_pretrained
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
+from geodiff.training.export import load_exported_weights
 from geodiff.training.molecule_loss import LossWeights, MoleculeSchedulers, eqgat_diff_loss
 
 __all__ = ["MoleculeDataModule", "MoleculeDiffusionModule", "ExportCallback", "make_schedulers"]
@@ -115,21 +116,6 @@ class MoleculeDataModule(L.LightningDataModule):
         return self._loader(self.val_idx, False)
 
 
-def _load_exported_weights(model: EQGATDiffDenoiser, directory: str) -> None:
-    """Warm start from an exported model (e.g. the shipped one): CPU training goes on across sessions."""
-    from geodiff.cli import resolve_path
-
-    path = resolve_path(directory) / "model"
-    if not (path / "config.json").is_file():
-        raise GeodiffError(f"init_from: {path.parent} is not an exported model (no model/config.json)")
-    src = EQGATDiffDenoiser.from_pretrained(path, low_cpu_mem_usage=False)
-    mine, theirs = public_config(model), public_config(src)
-    if mine != theirs:
-        diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
-        raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")
-    model.load_state_dict(src.state_dict())
-
-
 class MoleculeDiffusionModule(L.LightningModule):
     """EQGAT-diff training: loss 3/0.4/2/1 with clamp(SNR, 0.05, 1.5), Adam, EMA of the weights."""
 
@@ -141,7 +127,7 @@ class MoleculeDiffusionModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         if init_from:
-            _load_exported_weights(model, init_from)
+            load_exported_weights(model, init_from)
         self.model = model
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients

@@ -26,7 +26,7 @@ from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, normalize_pair, normalized_pose
 from geodiff.schedulers import SE3DiffusionScheduler
 from geodiff.training.ema import ema_model
-from geodiff.training.export import ExportMixin
+from geodiff.training.export import ExportMixin, load_exported_weights
 
 __all__ = ["PairDataset", "RegistrationDataModule", "RegistrationDiffusionModule", "registration_loss"]
 
@@ -162,9 +162,12 @@ class RegistrationDiffusionModule(ExportMixin, L.LightningModule):
 
     def __init__(self, model: RegistrationNet, num_train_timesteps: int = 200, sigma_r: float = 0.05,
                  sigma_t: float = 0.03, lr: float = 1e-3, weight_decay: float = 0.0, ema_decay: float = 0.999,
-                 val_steps: int = 5, corr_weight: float = 0.0, corr_radius: float = 0.15):  # fmt: skip
+                 val_steps: int = 5, corr_weight: float = 0.0, corr_radius: float = 0.15,
+                 init_from: str | None = None):  # fmt: skip
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
+        if init_from:
+            load_exported_weights(model, init_from)
         self.model = model
         self.ema = ema_model(model, ema_decay)
         self.scheduler_ = SE3DiffusionScheduler(num_train_timesteps=num_train_timesteps, sigma_r=sigma_r,

@@ -31,7 +31,7 @@ from geodiff.errors import GeodiffError
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.schedulers import E3DDPMScheduler
 from geodiff.training.ema import ema_model
-from geodiff.training.export import ExportMixin
+from geodiff.training.export import ExportMixin, load_exported_weights
 
 __all__ = ["TrajectoryDataModule", "TrajectoryDiffusionModule", "make_scheduler", "generate_nbody_split",
            "trajectory_loss"]  # fmt: skip
@@ -189,9 +189,12 @@ class TrajectoryDiffusionModule(ExportMixin, L.LightningModule):
 
     def __init__(self, model: GeoTDMDenoiser, num_train_timesteps: int = 1000, lr: float = 5e-4,
                  weight_decay: float = 0.0, ema_decay: float = 0.999, val_sample_every_n_epochs: int = 0,
-                 val_num_systems: int = 64, val_sampling_steps: int = 100):  # fmt: skip
+                 val_num_systems: int = 64, val_sampling_steps: int = 100,
+                 init_from: str | None = None):  # fmt: skip
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
+        if init_from:
+            load_exported_weights(model, init_from)
         self.model = model
         self.ema = ema_model(model, ema_decay)
         self.scheduler_ = make_scheduler(num_train_timesteps, conditional=model.conditional,
