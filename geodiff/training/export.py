@@ -19,6 +19,15 @@ class ExportMixin:
 
     FAMILY: str = ""
 
+    def _set_model(self, model, ema_decay: float, init_from: str | None) -> None:
+        """``self.model`` (warm-started from ``init_from`` when given) and its warm-up EMA copy."""
+        from geodiff.training.ema import ema_model
+
+        if init_from:
+            load_exported_weights(model, init_from)
+        self.model = model
+        self.ema = ema_model(model, ema_decay)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["geodiff"] = {"data": self.data_info}
 

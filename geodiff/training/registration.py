@@ -25,8 +25,7 @@ from geodiff.errors import GeodiffError
 from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, normalize_pair, normalized_pose
 from geodiff.schedulers import SE3DiffusionScheduler
-from geodiff.training.ema import ema_model
-from geodiff.training.export import ExportMixin, load_exported_weights
+from geodiff.training.export import ExportMixin
 
 __all__ = ["PairDataset", "RegistrationDataModule", "RegistrationDiffusionModule", "registration_loss"]
 
@@ -166,10 +165,7 @@ class RegistrationDiffusionModule(ExportMixin, L.LightningModule):
                  init_from: str | None = None):  # fmt: skip
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
-        if init_from:
-            load_exported_weights(model, init_from)
-        self.model = model
-        self.ema = ema_model(model, ema_decay)
+        self._set_model(model, ema_decay, init_from)
         self.scheduler_ = SE3DiffusionScheduler(num_train_timesteps=num_train_timesteps, sigma_r=sigma_r,
                                                 sigma_t=sigma_t, prediction_type="sample")  # fmt: skip
         self.data_info: dict = {}

@@ -30,8 +30,7 @@ from geodiff.data.trajectories import (
 from geodiff.errors import GeodiffError
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.schedulers import E3DDPMScheduler
-from geodiff.training.ema import ema_model
-from geodiff.training.export import ExportMixin, load_exported_weights
+from geodiff.training.export import ExportMixin
 
 __all__ = ["TrajectoryDataModule", "TrajectoryDiffusionModule", "make_scheduler", "generate_nbody_split",
            "trajectory_loss"]  # fmt: skip
@@ -193,10 +192,7 @@ class TrajectoryDiffusionModule(ExportMixin, L.LightningModule):
                  init_from: str | None = None):  # fmt: skip
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
-        if init_from:
-            load_exported_weights(model, init_from)
-        self.model = model
-        self.ema = ema_model(model, ema_decay)
+        self._set_model(model, ema_decay, init_from)
         self.scheduler_ = make_scheduler(num_train_timesteps, conditional=model.conditional,
                                          prediction_type=model.config.prediction)  # fmt: skip
         self.data_info: dict = {}
