@@ -98,12 +98,14 @@ class RegistrationPipeline:
         for chunk in chunks:
             s = torch.as_tensor(np.stack([src[i] for i in chunk]), dtype=torch.float32, device=device)
             t = torch.as_tensor(np.stack([tgt[i] for i in chunk]), dtype=torch.float32, device=device)
-            out[chunk] = self._register_batch(s, t, num_inference_steps, one_shot, gen).double().cpu().numpy()
+            out[chunk] = self.register_batch(s, t, num_inference_steps, one_shot, gen).double().cpu().numpy()
             bar.update(len(chunk))
         bar.close()
         return out
 
-    def _register_batch(self, source, target, steps: int, one_shot: bool, generator) -> torch.Tensor:
+    def register_batch(self, source, target, steps: int, one_shot: bool, generator) -> torch.Tensor:
+        """Poses ``[B, 4, 4]`` for equal-sized tensor clouds ``[B, N, 3]`` / ``[B, M, 3]`` (no input checks or
+        subsampling: :meth:`register` does those; training validation calls this directly)."""
         dtype = next(self.model.parameters()).dtype
         s, t, cs, ct, scale = normalize_pair(source.to(dtype), target.to(dtype))
         feats = self.model.encode(s, t)

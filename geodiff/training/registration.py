@@ -196,7 +196,7 @@ class RegistrationDiffusionModule(ExportMixin, L.LightningModule):
                                      self.hparams.corr_radius)  # fmt: skip
         self.log("val_loss", val_loss, batch_size=b)
         pipe = RegistrationPipeline(self.ema.module, copy.deepcopy(self.scheduler_), self.data_info)
-        pred = pipe._register_batch(batch["source"], batch["target"], self.hparams.val_steps, False, None)
+        pred = pipe.register_batch(batch["source"], batch["target"], self.hparams.val_steps, False, None)
         self.ema.module.train(self.model.training)
         rot = torch.as_tensor(rotation_error_deg(pred.detach().double().cpu(), batch["pose"].double().cpu()))
         terr = (pred[:, :3, 3] - batch["pose"][:, :3, 3]).norm(dim=-1) / batch["diameter"]
