@@ -86,7 +86,7 @@ def add_s(pred, true, model) -> np.ndarray:
 def chamfer_distance(a, b) -> np.ndarray:
     """Symmetric Chamfer distance (mean closest-point distance both ways, averaged), ``[B]``."""
     a, b = _t(a), _t(b)
-    a, b = (a[None], b[None]) if a.dim() == 2 else (a, b)
+    a, b = a[None] if a.dim() == 2 else a, b[None] if b.dim() == 2 else b
     d = torch.cdist(a, b)
     return (0.5 * (d.min(-1).values.mean(-1) + d.min(-2).values.mean(-1))).numpy()
 

@@ -51,23 +51,20 @@ def evaluate_registration(pairs: Sequence[RegistrationPair], methods: Sequence[s
     if not pairs:
         raise GeodiffError("registration benchmark: no pairs")
     true = np.stack([p.pose for p in pairs])
-    model = np.stack([p.model for p in pairs]) if len({len(p.model) for p in pairs}) == 1 else None
+    same_sizes = len({(len(p.model), len(p.source), len(p.target)) for p in pairs}) == 1
     out = {}
     for m in methods:
         t0 = time.perf_counter()
         pred = run_method(m, pairs, pipeline, num_inference_steps, seed, progress)
         sec = (time.perf_counter() - t0) / len(pairs)
-        if model is not None:
-            per = pose_metrics(pred, true, model, [p.diameter for p in pairs], [p.unit for p in pairs])
+        if same_sizes:  # one batched call
+            stack = {k: np.stack([getattr(p, k) for p in pairs]) for k in ("model", "source", "target")}
+            diam, units = [p.diameter for p in pairs], [p.unit for p in pairs]
+            per = pose_metrics(pred, true, stack["model"], diam, units, stack["source"], stack["target"])
         else:
-            rows = [pose_metrics(pred[i], true[i], p.model, p.diameter, p.unit) for i, p in enumerate(pairs)]
+            rows = [pose_metrics(pred[i], true[i], p.model, p.diameter, p.unit, p.source, p.target)
+                    for i, p in enumerate(pairs)]  # fmt: skip
             per = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-        from geodiff.metrics.pose import chamfer_distance
-
-        per["chamfer"] = np.array([
-            float(chamfer_distance(p.source @ pred[i, :3, :3].T + pred[i, :3, 3], p.target)[0])
-            for i, p in enumerate(pairs)
-        ])  # fmt: skip
         out[m] = {"summary": {**summarize_pose_metrics(per), "seconds_per_pair": sec},
                   "per_pair": {k: v.tolist() for k, v in per.items()}, "poses": pred.tolist()}  # fmt: skip
     return out

@@ -68,6 +68,11 @@ def test_pose_metrics_and_summary_recalls():
     m = np.random.default_rng(0).normal(size=(4, 30, 3)) * 50
     per = pose_metrics(pred, true, m, diameter=200.0, unit="mm")
     np.testing.assert_allclose(per["translation_error_cm"], [0.5, 1.5, 3.0, 10.0])
+    src = np.random.default_rng(1).normal(size=(4, 20, 3))
+    tgt = np.einsum("bij,bnj->bni", pred[:, :3, :3], src) + pred[:, None, :3, 3]
+    with_cd = pose_metrics(pred, true, m, 200.0, "mm", src, tgt)
+    np.testing.assert_allclose(with_cd["chamfer"], 0, atol=1e-12)  # the estimate maps source onto target
+    assert "chamfer_mean" in summarize_pose_metrics(with_cd) and "chamfer" not in per
     s = summarize_pose_metrics(per)
     assert (
         s["rotation_recall_5deg"] == 25
