@@ -136,7 +136,7 @@ def _ply_header(path: Path, data: bytes) -> tuple[str | None, list[dict], int]:
         if not tok or tok[0] in ("comment", "obj_info"):
             continue
         if tok[0] == "format":
-            if len(tok) < 2 or tok[1] not in _PLY_FORMATS:
+            if len(tok) != 3 or tok[1] not in _PLY_FORMATS or tok[2] not in ("1.0", "1"):
                 raise GeodiffError(f"{path}: bad PLY header (format {' '.join(tok[1:])!r})")
             fmt = tok[1]
         elif tok[0] == "element":
@@ -635,13 +635,13 @@ def make_pair(obj: PointCloud, cfg: PairConfig, rng: np.random.Generator, diamet
     rot = euler_rotation(np.deg2rad(rng.uniform(-cfg.max_angle, cfg.max_angle, size=3)))
     trans = rng.uniform(-cfg.max_translation, cfg.max_translation, size=3) * r
     tgt = tgt @ rot.T + trans
-    if cfg.noise > 0:
+    src, tgt = src[rng.permutation(len(src))], tgt[rng.permutation(len(tgt))]
+    model = _sample_object(obj, int(cfg.num_model_points), rng)
+    if cfg.noise > 0:  # drawn last: a noisy pair is its clean twin (same seed) plus the jitter
         src = src + np.clip(rng.normal(scale=cfg.noise * r, size=src.shape), -cfg.clip * r, cfg.clip * r)
         tgt = tgt + np.clip(rng.normal(scale=cfg.noise * r, size=tgt.shape), -cfg.clip * r, cfg.clip * r)
-    src, tgt = src[rng.permutation(len(src))], tgt[rng.permutation(len(tgt))]
     pose = np.eye(4)
     pose[:3, :3], pose[:3, 3] = rot, trans
-    model = _sample_object(obj, int(cfg.num_model_points), rng)
     return RegistrationPair(src, tgt, pose, model, diam, unit, name or obj.name)
 
 
