@@ -268,7 +268,9 @@ def _triangulate(polys, path: Path, num_vertices: int) -> np.ndarray | None:
         k = polys.shape[1]
         if k < 3:
             raise GeodiffError(f"{path}: faces with {k} vertices")
-        tri = np.concatenate([polys[:, [0, i, i + 1]] for i in range(1, k - 1)]) if len(polys) else polys[:, :3]
+        tri = (
+            np.concatenate([polys[:, [0, i, i + 1]] for i in range(1, k - 1)]) if len(polys) else polys[:, :3]
+        )
     else:
         rows = []
         for f in polys:
@@ -337,7 +339,7 @@ def write_ply(path: str | os.PathLike, points, normals=None, faces=None) -> Path
     return Path(path)
 
 
-# ------------------------------------------------------------------------------------------------ OFF / XYZ / NPY
+# ---------------------------------------------------------------------------------------- OFF / XYZ / NPY
 def read_off(path: str | os.PathLike) -> PointCloud:
     """An OFF mesh (``OFF`` then ``nv nf ne``; ModelNet's files glue the counts to ``OFF``)."""
     path = _existing(path)
@@ -352,7 +354,9 @@ def read_off(path: str | os.PathLike) -> PointCloud:
     try:
         nv, nf = int(rest[0]), int(rest[1])
         verts = np.array(" ".join(lines[i : i + nv]).split(), dtype=np.float64).reshape(nv, 3)
-        polys = [[int(v) for v in ln.split()[1 : 1 + int(ln.split()[0])]] for ln in lines[i + nv : i + nv + nf]]
+        polys = [
+            [int(v) for v in ln.split()[1 : 1 + int(ln.split()[0])]] for ln in lines[i + nv : i + nv + nf]
+        ]
     except (ValueError, IndexError) as exc:
         raise GeodiffError(f"{path}: malformed OFF ({exc})") from None
     if len(polys) != nf:
@@ -485,7 +489,8 @@ def cloud_diameter(points, max_points: int = 4000) -> float:
 # ------------------------------------------------------------------------------------------------ data sets
 def load_modelnet40_h5(folder: str | os.PathLike, split: str = "test") -> dict[str, np.ndarray | None]:
     """ModelNet40 in the PointNet HDF5 layout: every ``ply_data_{split}*.h5`` in ``folder`` (or one .h5
-    file), concatenated: ``points`` ``[N, P, 3]``, ``normals`` ``[N, P, 3]`` (None when absent), ``labels``."""
+    file), concatenated: ``points`` ``[N, P, 3]``, ``normals`` ``[N, P, 3]`` (None when absent) and
+    ``labels``."""
     import h5py
 
     p = Path(folder)
@@ -500,7 +505,9 @@ def load_modelnet40_h5(folder: str | os.PathLike, split: str = "test") -> dict[s
             with h5py.File(f, "r") as h:
                 pts.append(np.asarray(h["data"], dtype=np.float64))
                 nrm.append(np.asarray(h["normal"], dtype=np.float64) if "normal" in h else None)
-                lab.append(np.asarray(h["label"]).reshape(-1) if "label" in h else np.zeros(len(pts[-1]), int))
+                lab.append(
+                    np.asarray(h["label"]).reshape(-1) if "label" in h else np.zeros(len(pts[-1]), int)
+                )
         except (OSError, KeyError) as exc:
             raise GeodiffError(f"{f}: not a ModelNet40 HDF5 file ({type(exc).__name__}: {exc})") from None
         if pts[-1].ndim != 3 or pts[-1].shape[-1] != 3:
@@ -570,8 +577,12 @@ def _cylinder(segments: int = 16) -> tuple[np.ndarray, np.ndarray]:
     faces = []
     for j in range(segments):
         k = (j + 1) % segments
-        faces += [(j, k, segments + k), (j, segments + k, segments + j), (lo, k, j), (hi, segments + j,
-                                                                                     segments + k)]
+        faces += [
+            (j, k, segments + k),
+            (j, segments + k, segments + j),
+            (lo, k, j),
+            (hi, segments + j, segments + k),
+        ]
     return v, np.array(faces, dtype=np.int64)
 
 
@@ -660,7 +671,8 @@ def benchmark_pairs(objects: Sequence[dict], cfg: PairConfig, num_pairs: int, se
         o = objects[i % len(objects)]
         mesh = o["mesh"]
         out.append(make_pair(mesh, cfg, np.random.default_rng([int(seed), i]), o.get("diameter"),
-                             o.get("unit", "unitless"), o.get("name") or mesh.name or f"object_{i}"))  # fmt: skip
+                             o.get("unit", "unitless"),
+                             o.get("name") or mesh.name or f"object_{i}"))  # fmt: skip
     return out
 
 

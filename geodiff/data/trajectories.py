@@ -336,7 +336,8 @@ def _eth_ucy_windows(data: np.ndarray, obs: int, pred: int, skip: int, min_agent
 
 
 def load_eth_ucy(root: str | os.PathLike, scene: str, split: str = "train", obs: int = 8, pred: int = 12,
-                 skip: int = 1, min_agents: int = 1, limit: int | None = None) -> TrajectoryDataset:  # fmt: skip
+                 skip: int = 1, min_agents: int = 1,
+                 limit: int | None = None) -> TrajectoryDataset:  # fmt: skip
     """ETH-UCY, leave-one-scene-out: ``root/<scene>/<split>/*.txt`` (``frame ped x y``, 0.4 s per frame).
 
     Each window of ``obs + pred`` consecutive frames is one system: every agent present in all its frames,

@@ -83,13 +83,22 @@ def test_ascii_ply_with_mixed_polygons_and_round_trip(tmp_path):
         ("plx\nformat ascii 1.0\nend_header\n", "bad PLY header"),
         ("ply\nformat ascii 1.0\nelement vertex 2\nproperty flaot x\nend_header\n", "bad PLY header"),
         ("ply\nformat ascii 2\nelement vertex 1\nproperty float x\nend_header\n1\n", "bad PLY header"),
-        ("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
-         "end_header\n0 0 0\n1 1 1\n", "truncated"),
-        ("ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
-         "end_header\n0 zero 0\n", "malformed"),
+        (
+            "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+            "end_header\n0 0 0\n1 1 1\n",
+            "truncated",
+        ),
+        (
+            "ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
+            "end_header\n0 zero 0\n",
+            "malformed",
+        ),
         ("ply\nformat ascii 1.0\nelement vertex 1\nproperty float u\nend_header\n0\n", "without vertex x"),
-        ("ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
-         "property float z\nend_header\n\x00\x00", "truncated or malformed"),
+        (
+            "ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+            "property float z\nend_header\n\x00\x00",
+            "truncated or malformed",
+        ),
     ],
 )
 def test_malformed_ply_is_one_line_error(tmp_path, body, message):
