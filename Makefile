@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@echo "geodiff installed in $(VENV)"
 
 demo: install
-	$(PY) sampling/demo_foundation.py --out demo_out
+	$(PY) sampling/demo.py --out demo_out
 
 test: install
 	$(PY) -m pytest -q tests

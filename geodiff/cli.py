@@ -162,11 +162,16 @@ def cmd_sample(overrides: list[str]) -> int:
     from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, draw_grid, write_sdf
 
     cfg = compose("sample", overrides)
+    steps = cfg.get("num_inference_steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+        raise GeodiffError(f"num_inference_steps: must be a positive integer or null, got {steps!r}")
     ckpt = resolve_path(cfg.ckpt)
     if (ckpt / "trajectories.json").is_file():
         return _sample_trajectories(cfg, ckpt)
     if not isinstance(cfg.num_samples, int) or cfg.num_samples <= 0:
         raise GeodiffError(f"num_samples: must be a positive integer, got {cfg.num_samples!r}")
+    if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
+        raise GeodiffError(f"batch_size: must be a positive integer, got {cfg.batch_size!r}")
     pipe = MoleculeDiffusionPipeline.from_pretrained(ckpt)
     pipe.model.to(cfg.device)
     t0 = time.time()
@@ -525,6 +530,9 @@ def cmd_info(overrides: list[str]) -> int:
     import torch
 
     import geodiff
+
+    if overrides:
+        raise GeodiffError(f"info takes no overrides, got {' '.join(overrides)}")
 
     print(f"geodiff {geodiff.__version__}  torch {torch.__version__}  diffusers {diffusers.__version__}")
     root = config_dir()

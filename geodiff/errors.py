@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["GeodiffError", "GeodiffValueError", "check_finite", "check_shape"]
+__all__ = ["GeodiffError", "GeodiffValueError", "check_finite", "check_shape", "check_positive_ints"]
 
 
 class GeodiffError(Exception):
@@ -33,3 +33,11 @@ def check_shape(name: str, x: torch.Tensor, trailing: tuple[int, ...], min_dim: 
     if x.dim() < max(n, min_dim or 0) or tuple(x.shape[x.dim() - n :]) != trailing:
         want = "[..., " + ", ".join(str(d) for d in trailing) + "]"
         raise GeodiffValueError(f"{name}: expected shape {want}, got {list(x.shape)}")
+
+
+def check_positive_ints(prefix: str, **values) -> None:
+    """Raise ``GeodiffValueError`` (``"<prefix>.<key>: must be a positive integer"``) for the first value
+    that is not an integer >= 1 (hyperparameters such as layer counts and widths)."""
+    for key, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise GeodiffValueError(f"{prefix}.{key}: must be a positive integer, got {v!r}")

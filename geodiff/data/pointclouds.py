@@ -702,7 +702,11 @@ def save_pairs(path: str | os.PathLike, pairs: Sequence[RegistrationPair], **met
 
 def load_pairs(path: str | os.PathLike) -> tuple[list[RegistrationPair], dict]:
     """The pairs and metadata written by :func:`save_pairs` (``geodiff data registration``)."""
+    import zipfile
+
     p = _existing(path)
+    if not zipfile.is_zipfile(p):
+        raise GeodiffError(f"{p}: not an npz file (expected the pairs `geodiff data registration` writes)")
     try:
         z = np.load(p, allow_pickle=False)
         keys = set(z.files)

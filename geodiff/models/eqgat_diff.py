@@ -16,7 +16,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from geodiff.errors import GeodiffValueError, check_finite
+from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints
 from geodiff.manifolds import euclidean
 from geodiff.nn.eqgat import EQGATLayer, GaussianRBF
 
@@ -64,6 +64,9 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         position_update: str = "scaled",
     ):
         super().__init__()
+        check_positive_ints("model", num_atom_types=num_atom_types, num_charge_classes=num_charge_classes,
+                            num_bond_types=num_bond_types, s_dim=s_dim, v_dim=v_dim, e_dim=e_dim,
+                            num_layers=num_layers, rbf_dim=rbf_dim)  # fmt: skip
         self.atom_embed = nn.Linear(num_atom_types + num_charge_classes, s_dim)
         self.edge_embed = nn.Linear(num_bond_types, e_dim)
         self.time_atom = nn.Linear(1, s_dim)

@@ -29,7 +29,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from geodiff.errors import GeodiffValueError, check_finite
+from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints
 from geodiff.nn.egtn import EGTNBlock, sinusoidal_embedding
 from geodiff.nn.scatter import scatter_mean
 
@@ -87,6 +87,9 @@ class GeoTDMDenoiser(ModelMixin, ConfigMixin):
         prediction: Literal["epsilon", "sample"] = "epsilon",
     ):
         super().__init__()
+        check_positive_ints("model", node_dim=node_dim, edge_dim=edge_dim, dim=dim, hidden=hidden,
+                            num_layers=num_layers, heads=heads, time_dim=time_dim,
+                            prior_layers=prior_layers)  # fmt: skip
         if prediction not in PREDICTIONS:
             raise GeodiffValueError(f"prediction: expected epsilon or sample, got {prediction!r}")
         if prior not in PRIORS:

@@ -28,7 +28,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from geodiff.errors import GeodiffValueError, check_finite, check_shape
+from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints, check_shape
 from geodiff.nn.pointcloud import (
     CrossTransformer,
     Encoder,
@@ -105,6 +105,9 @@ class RegistrationNet(ModelMixin, ConfigMixin):
         time_dim: int = 32,
     ):
         super().__init__()
+        check_positive_ints("model", dim=dim, num_neighbors=num_neighbors, encoder_layers=encoder_layers,
+                            attention_layers=attention_layers, heads=heads, sinkhorn_iters=sinkhorn_iters,
+                            time_dim=time_dim)  # fmt: skip
         if encoder == "ppf":
             self.local_encoder = PPFEncoder(dim, encoder_layers)
         elif encoder == "e3nn":

@@ -1,14 +1,46 @@
-"""``train(cfg)``: build data, model, module and Trainer from a composed Hydra config and fit."""
+"""``train(cfg)``: build data, model, module and Trainer from a composed Hydra config and fit.
+
+A nonsensical override (``trainer.max_epochs=abc``, ``data.batch_size=0``, ``trainer.accelerator=tpu`` on a
+machine without one, ``module.lr=abc``) surfaces as an exception from Lightning or torch while the run is
+being set up, before the first training batch. Such exceptions become one-line :class:`GeodiffError` s
+naming the exception and where it came from (the CLI exits 2); an exception after training has started is
+a real failure and propagates with its traceback. ``GEODIFF_DEBUG=1`` re-raises setup errors unchanged.
+"""
 
 from __future__ import annotations
 
+import os
+import traceback
 from pathlib import Path
 
 import lightning.pytorch as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from geodiff.errors import GeodiffError
+
 __all__ = ["train"]
+
+_SETUP_ERRORS = (TypeError, ValueError, AssertionError, ImportError, RuntimeError, KeyError, AttributeError)
+
+
+class _Started(L.Callback):
+    """Records whether the first training batch has begun (errors before it are configuration errors)."""
+
+    started = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.started = True
+
+
+def _setup_error(exc: BaseException) -> GeodiffError:
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else (frame.line if frame else "") or ""
+    return GeodiffError(
+        f"the run could not start with this configuration: {type(exc).__name__}{where}: {msg} "
+        "(check the overrides; GEODIFF_DEBUG=1 shows the traceback)"
+    )
 
 
 def train(cfg: DictConfig):
@@ -20,15 +52,24 @@ def train(cfg: DictConfig):
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    data = instantiate(cfg.data)
-    model = instantiate(cfg.model)
-    module = instantiate(cfg.module, model=model)
-    callbacks = [
-        ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_epochs=1),
-        ExportCallback(str(out / "export"), every_n_epochs=int(cfg.export_every_n_epochs)),
-        TQDMProgressBar(refresh_rate=int(cfg.progress_refresh_rate)),
-    ]
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), callbacks=callbacks,
-                        default_root_dir=str(out))  # fmt: skip
-    trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
+    started = _Started()
+    try:
+        data = instantiate(cfg.data)
+        model = instantiate(cfg.model)
+        module = instantiate(cfg.module, model=model)
+        callbacks = [
+            ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_epochs=1),
+            ExportCallback(str(out / "export"), every_n_epochs=int(cfg.export_every_n_epochs)),
+            TQDMProgressBar(refresh_rate=int(cfg.progress_refresh_rate)),
+            started,
+        ]
+        trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), callbacks=callbacks,
+                            default_root_dir=str(out))  # fmt: skip
+        trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
+    except GeodiffError:
+        raise
+    except _SETUP_ERRORS as exc:
+        if started.started or os.environ.get("GEODIFF_DEBUG"):
+            raise
+        raise _setup_error(exc) from exc
     return module
