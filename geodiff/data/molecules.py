@@ -553,7 +553,9 @@ def dataset_from_sdf(path, vocab: MoleculeVocabulary | None = None, limit: int |
         for k, mol in enumerate(Chem.SDMolSupplier(str(f), removeHs=False, sanitize=True)):
             if limit is not None and idx >= limit:
                 break
-            name = mol.GetProp("_Name") if mol is not None and mol.HasProp("_Name") else ""
+            from geodiff.metrics.structures import mol_name
+
+            name = mol_name(mol) if mol is not None else ""
             mols.append((idx, name or f"{f.stem}_{k}", mol))
             idx += 1
     if vocab is None:

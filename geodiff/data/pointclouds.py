@@ -385,9 +385,12 @@ def read_npy(path: str | os.PathLike) -> PointCloud:
     path = _existing(path)
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise GeodiffError(f"{path}: unreadable .npy ({exc})") from None
-    return _from_columns(path, np.asarray(arr, dtype=np.float64))
+        if not isinstance(arr, np.ndarray):  # an .npz renamed .npy
+            raise ValueError("an npz archive, not a single array")
+        arr = np.asarray(arr, dtype=np.float64)
+    except Exception as exc:
+        raise GeodiffError(f"{path}: unreadable .npy ({type(exc).__name__}: {exc})") from None
+    return _from_columns(path, arr)
 
 
 def _from_columns(path: Path, arr: np.ndarray) -> PointCloud:

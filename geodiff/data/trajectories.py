@@ -298,8 +298,10 @@ def load_md17_npz(path: str | os.PathLike, split: str = "train", num_cond: int =
 def read_eth_ucy_file(path: str | os.PathLike) -> np.ndarray:
     """Rows ``frame ped x y`` (whitespace-separated, metres) -> float array ``[rows, 4]``."""
     p = Path(path)
+    if not p.is_file():
+        raise GeodiffError(f"{p}: file not found")
     rows = []
-    with open(p) as f:
+    with open(p, errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
             if not parts:

@@ -166,6 +166,14 @@ def from_records(records, vocab) -> list[Molecule3D]:
     return out
 
 
+def mol_name(mol: Chem.Mol) -> str:
+    """An RDKit molecule's title line, or "" (also when the title is not valid UTF-8)."""
+    try:
+        return mol.GetProp("_Name") if mol.HasProp("_Name") else ""
+    except UnicodeDecodeError:
+        return ""
+
+
 def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
     """All records of an SDF (or every ``*.sdf`` in a folder), unsanitised so invalid molecules stay in;
     records RDKit cannot parse are returned as failures."""
@@ -192,8 +200,7 @@ def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str,
                 continue
             try:
                 mol.UpdatePropertyCache(strict=False)
-                name = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
-                mols.append(from_rdkit(mol, name or label))
+                mols.append(from_rdkit(mol, mol_name(mol) or label))
             except GeodiffError as exc:
                 failures.append((label, str(exc)))
     return mols, failures
@@ -224,7 +231,7 @@ def read_sdf_rdkit(path: str | os.PathLike) -> tuple[list[Chem.Mol], list[str], 
                 failures.append((label, "unreadable record"))
                 continue
             mols.append(mol)
-            names.append(mol.GetProp("_Name") if mol.HasProp("_Name") and mol.GetProp("_Name") else label)
+            names.append(mol_name(mol) or label)
     return mols, names, failures
 
 
