@@ -30,7 +30,8 @@ from geodiff.metrics.structures import read_xyz as read_molecule_xyz
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 PLY_ASCII = (b"ply\nformat ascii 1.0\nelement vertex 4\n"
-             b"property float x\nproperty float y\nproperty float z\nelement face 2\nproperty list uchar int vertex_indices\nend_header\n"
+             b"property float x\nproperty float y\nproperty float z\nelement face 2\n"
+             b"property list uchar int vertex_indices\nend_header\n"
              b"0 0 0\n1 0 0\n1 1 0\n0 1 0\n3 0 1 2\n3 0 2 3\n")  # fmt: skip
 OFF = b"OFF\n4 2 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n3 0 1 2\n3 0 2 3\n"
 SDF = (b"water\n  RDKit          3D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n"
