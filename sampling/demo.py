@@ -1,6 +1,6 @@
 """geodiff demo: the three jobs on embedded defaults, a few minutes on 2 CPU cores, no data downloads.
 
-    .venv/bin/python sampling/demo.py [--out demo_out] [--molecules 32] [--dock 3] [--seed 0]
+    .venv/bin/python sampling/demo.py [--out demo_out] [--molecules 64] [--dock 3] [--seed 0]
 
 1. molecules: sample ``--molecules`` 3D molecules with the shipped QM9 model (checkpoints/qm9_eqgat_small,
    EQGAT-diff, DDIM 50 steps), write them as SDF and a PNG grid, and score them (atom / molecule stability,
@@ -176,7 +176,7 @@ def registration(out: Path, seed: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    ap.add_argument("--molecules", type=int, default=32, help="molecules to sample (default 32)")
+    ap.add_argument("--molecules", type=int, default=64, help="molecules to sample (default 64)")
     ap.add_argument("--dock", type=int, default=3, help="samples to dock (0 skips docking; default 3)")
     ap.add_argument("--pocket", default="1s3v", choices=POCKETS, help="PoseBusters example complex")
     ap.add_argument("--systems", type=int, default=20, help="N-body systems to forecast (default 20)")

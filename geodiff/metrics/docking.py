@@ -188,6 +188,65 @@ def dock_one(job: dict) -> dict:
     return out
 
 
+def _failed(job: dict, reason: str) -> dict:
+    return {"index": job["index"], "name": job["name"], "ok": False, "reason": reason}
+
+
+def _kill(executor) -> None:
+    """Stop an executor now, killing workers still busy (a timed-out Vina run cannot be interrupted)."""
+    procs = list(getattr(executor, "_processes", {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+
+
+def _run_jobs(jobs: list[dict], processes: int, timeout: float, bar, fn=None) -> list[dict]:
+    """Run :func:`dock_one` on every job in ``processes`` spawned workers (fresh interpreters: no torch /
+    SWIG state from the parent). A worker that dies (a crash in a native library) breaks the pool; the jobs
+    it left unfinished are then retried one per fresh worker, so the molecule that crashes is reported as
+    failed and every other one is still docked. A job running past ``timeout`` seconds is reported and its
+    worker killed."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+    from concurrent.futures.process import BrokenProcessPool
+
+    fn = fn or dock_one  # a module-level function (spawned workers import it)
+    ctx = mp.get_context("spawn")
+    results: dict[int, dict] = {}
+    retry: list[dict] = []
+    ex = ProcessPoolExecutor(max_workers=processes, mp_context=ctx)
+    try:
+        futures = [(job, ex.submit(fn, job)) for job in jobs]
+        for job, fut in futures:
+            try:
+                results[job["index"]] = fut.result(timeout=timeout)
+            except FutureTimeout:
+                results[job["index"]] = _failed(job, f"timeout after {timeout:.0f} s")
+                _kill(ex)  # the stuck worker holds a slot; the rest are retried one by one below
+                retry = [j for j, f in futures if j["index"] not in results]
+                break
+            except BrokenProcessPool:
+                retry = [j for j, f in futures if j["index"] not in results]
+                break
+            bar.update(1)
+    finally:
+        _kill(ex)
+    for job in retry:  # isolate: one fresh worker per job
+        solo = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        try:
+            results[job["index"]] = solo.submit(fn, job).result(timeout=timeout)
+        except FutureTimeout:
+            results[job["index"]] = _failed(job, f"timeout after {timeout:.0f} s")
+        except BrokenProcessPool:
+            results[job["index"]] = _failed(job, "the docking worker crashed on this molecule")
+        finally:
+            _kill(solo)
+        bar.update(1)
+    return [results[job["index"]] for job in jobs]
+
+
 def _current_pose(v) -> str | None:
     import tempfile
 
@@ -226,8 +285,6 @@ def dock_molecules(
 
     ``box``: a :class:`DockingBox` for all, or ``"each"`` for a 20 A box centred on each ligand.
     """
-    import multiprocessing as mp
-
     from tqdm import tqdm
 
     if mode not in MODES:
@@ -262,20 +319,9 @@ def dock_molecules(
         lo, hi = np.array(box.center) - np.array(box.size) / 2, np.array(box.center) + np.array(box.size) / 2
         if not ((rec_xyz >= lo) & (rec_xyz <= hi)).all(1).any():
             raise GeodiffError(f"the box (centre {box.center}, size {box.size}) holds no receptor atom")
-    results: list[dict] = [None] * len(jobs)  # type: ignore[list-item]
-    ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no torch / SWIG state from the parent
-    with ctx.Pool(processes) as pool:
-        pending = [(job, pool.apply_async(dock_one, (job,))) for job in jobs]
-        bar = tqdm(total=len(jobs), desc=f"vina {mode}", disable=not progress, unit="mol")
-        for job, res in pending:
-            try:
-                results[job["index"]] = res.get(timeout=timeout)
-            except mp.TimeoutError:
-                results[job["index"]] = {"index": job["index"], "name": job["name"], "ok": False,
-                                         "reason": f"timeout after {timeout:.0f} s"}  # fmt: skip
-            bar.update(1)
-        bar.close()
-        pool.terminate()
+    bar = tqdm(total=len(jobs), desc=f"vina {mode}", disable=not progress, unit="mol")
+    results = _run_jobs(jobs, processes, timeout, bar)
+    bar.close()
     if pose_dir:
         pose_dir = Path(pose_dir)
         pose_dir.mkdir(parents=True, exist_ok=True)

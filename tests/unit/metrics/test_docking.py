@@ -74,3 +74,19 @@ def test_receptor_from_pdb_with_meeko(system, tmp_path):
     a, _ = dock_molecules([lig], made, box, mode="score_only", progress=False)
     b, _ = dock_molecules([lig], receptor, box, mode="score_only", progress=False)
     assert abs(a[0]["score"] - b[0]["score"]) < 0.5
+
+
+def test_a_crashing_or_hanging_worker_is_reported_and_the_rest_finish():
+    from tqdm import tqdm
+
+    from geodiff.metrics.docking import _run_jobs
+    from geodiff.testing.workers import fake_dock
+
+    jobs = [{"index": i, "name": f"m{i}"} for i in range(5)]
+    jobs[2]["crash"] = True
+    jobs[4]["sleep"] = 30
+    res = _run_jobs(jobs, 2, timeout=8.0, bar=tqdm(disable=True), fn=fake_dock)
+    assert [r["index"] for r in res] == [0, 1, 2, 3, 4]
+    assert [r["ok"] for r in res] == [True, True, False, True, False]
+    assert "crashed" in res[2]["reason"] and "timeout" in res[4]["reason"]
+    assert res[3]["score"] == -3.0
