@@ -83,3 +83,26 @@ def test_shipped_registration_model_registers_rotated_objects_better_than_identi
     before = rotation_error_deg(np.broadcast_to(np.eye(4), true.shape), true)
     after = rotation_error_deg(est, true)
     assert np.median(after) < 10 and np.median(after) < 0.25 * np.median(before), (before, after)
+
+
+def test_loading_any_shipped_checkpoint_executes_no_pickle(monkeypatch, tmp_path):
+    """safetensors + JSON only: loading never reaches pickle / torch.load, and needs no training data
+    (run from an empty working directory, so relative data paths cannot resolve)."""
+    import pickle
+
+    import torch
+
+    from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
+    from geodiff.pipelines.registration import RegistrationPipeline
+    from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a checkpoint load reached pickle")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.chdir(tmp_path)
+    MoleculeDiffusionPipeline.from_pretrained(SHIPPED)
+    TrajectoryDiffusionPipeline.from_pretrained(TRAJ)
+    RegistrationPipeline.from_pretrained(REG)
