@@ -380,17 +380,37 @@ def _evaluate_docking(cfg) -> int:
     if not mols:
         raise GeodiffError(f"{cfg.samples}: no readable molecules ({len(failures)} unreadable records)")
     pose_dir = cfg.pose_dir or (str(Path(cfg.output).with_suffix("")) + "_poses" if cfg.output else None)
+    if cfg.get("posebusters") and (cfg.mode == "score_only" or not pose_dir
+                                   or not str(cfg.receptor).lower().endswith(".pdb")):  # fmt: skip
+        raise GeodiffError(
+            "posebusters=true needs poses (mode=dock or local_only, and output= or pose_dir=) and the "
+            "receptor as a .pdb"
+        )
     results, summary = dock_molecules(mols, resolve_path(cfg.receptor), box, mode=cfg.mode,
                                       exhaustiveness=int(cfg.exhaustiveness), num_poses=int(cfg.num_poses),
                                       seed=int(cfg.seed), processes=cfg.processes, timeout=float(cfg.timeout),
                                       pose_dir=pose_dir, names=names)  # fmt: skip
+    if cfg.get("posebusters"):
+        from geodiff.metrics.docking import posebusters_checks
+
+        checks = posebusters_checks([r.get("pose_file") for r in results], resolve_path(cfg.receptor))
+        for r, c in zip(results, checks, strict=True):
+            if c is not None:
+                r["posebusters"] = c
+        valid = [c["pb_valid"] for c in checks if c is not None]
+        summary["posebusters_valid"] = float(sum(valid) / len(valid)) if valid else 0.0
     for r in results:
         state = f"{r['score']:8.3f} kcal/mol" if r.get("ok") else f"failed: {r.get('reason')}"
         notes = f"  ({'; '.join(r['notes'])})" if r.get("notes") else ""
+        if "posebusters" in r:
+            pb = r["posebusters"]
+            notes += f"  PB-valid {pb['pb_valid']} ({pb['passed']}/{pb['checks']})"
         print(f"{r['index']:5d}  {r['name'][:30]:<30}  {state}{notes}")
     keys = ("mean", "median", "best", "best_10_percent_mean")
     stats = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if k in summary)
     print(f"docked {summary['num_docked']}/{summary['num_molecules']} ({cfg.mode}); {stats}")
+    if "posebusters_valid" in summary:
+        print(f"PoseBusters (dock checks): {100 * summary['posebusters_valid']:.1f} % of poses pass all")
     for name, reason in failures[:5]:
         print(f"  unreadable: {name}: {reason}")
     if cfg.output:

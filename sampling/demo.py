@@ -7,7 +7,8 @@
    RDKit validity, connectivity, uniqueness);
 2. docking: dock the ``--dock`` best valid, connected samples (by QED) with AutoDock Vina into a real
    protein pocket shipped as package data by PoseBusters (default PDB 1s3v, human DHFR; the box is centred
-   on its crystal ligand, which is redocked as a reference), receptor and ligands prepared with meeko;
+   on its crystal ligand, which is redocked as a reference), receptor and ligands prepared with meeko, and
+   check every pose with PoseBusters' docking checks (PB: checks passed / run);
 3. trajectories: simulate fresh charged-particle systems and forecast 20 frames from 10 observed ones with
    the shipped GeoTDM model (checkpoints/nbody_charged_geotdm_small), against constant velocity;
 4. registration: a procedural object seen twice (independent samples of 1,024 points, jitter, a random pose
@@ -111,11 +112,14 @@ def docking(out: Path, mols: list, k: int, pdb_id: str, seed: int) -> dict:
     rec_copy.write_bytes(protein.read_bytes())  # meeko's PDBQT goes beside it, inside --out
     results, summary = dock_molecules(ligs, rec_copy, box, mode="dock", exhaustiveness=8, num_poses=1,
                                       seed=seed, pose_dir=out / "docking_poses", names=names)  # fmt: skip
+    from geodiff.metrics.docking import posebusters_checks
+
+    checks = posebusters_checks([r.get("pose_file") for r in results], rec_copy)
     rows = []
-    for r, (_, m, q) in zip(results, [*picked, (None, ref, None)], strict=True):
+    for r, c, (_, m, q) in zip(results, checks, [*picked, (None, ref, None)], strict=True):
         smi = Chem.MolToSmiles(Chem.RemoveHs(m)) if m is not None else ""
         rows.append({"name": r["name"], "smiles": smi, "qed": q, "score": r.get("score"), "ok": r.get("ok"),
-                     "reason": r.get("reason")})  # fmt: skip
+                     "reason": r.get("reason"), "posebusters": c})  # fmt: skip
     report = {"pocket": pdb_id, "source": "posebusters package data", "box": {"center": box.center,
               "size": box.size}, "exhaustiveness": 8, "molecules": rows, "summary": summary}  # fmt: skip
     with atomic_path(out / "docking.json") as tmp:
@@ -223,7 +227,10 @@ def print_summary(s: dict, out: Path) -> None:
         for row in d.get("molecules", []):
             score = f"{row['score']:7.2f} kcal/mol" if row.get("ok") else f"failed ({row.get('reason')})"
             qed = f"QED {row['qed']:.2f}" if row.get("qed") is not None else "reference"
-            print(f"{'docking ' + d['pocket']:<14}{row['name']:<22}{score:<18}{qed:<10}{row['smiles'][:24]}")
+            pb = row.get("posebusters")
+            pbs = f"PB {pb['passed']}/{pb['checks']}" if pb else "PB -"
+            head = f"{'docking ' + d['pocket']:<14}{row['name']:<22}"
+            print(f"{head}{score:<18}{qed:<10}{pbs:<9}{row['smiles'][:22]}")
     print(f"{'trajectories':<14}{t['systems']} charged systems, K=5: ADE/FDE avg {t['ade_avg']:.3f}/"
           f"{t['fde_avg']:.3f}, min {t['ade_min']:.3f}/{t['fde_min']:.3f}; constant velocity "
           f"{t['constant_velocity_ade']:.3f}/{t['constant_velocity_fde']:.3f}")  # fmt: skip

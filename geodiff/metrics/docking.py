@@ -27,7 +27,15 @@ from rdkit import Chem, RDLogger
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path
 
-__all__ = ["DockingBox", "prepare_ligand", "prepare_receptor", "dock_one", "dock_molecules", "summarise"]
+__all__ = [
+    "DockingBox",
+    "prepare_ligand",
+    "prepare_receptor",
+    "dock_one",
+    "dock_molecules",
+    "summarise",
+    "posebusters_checks",
+]
 
 MODES = ("score_only", "local_only", "dock")
 
@@ -333,3 +341,37 @@ def dock_molecules(
                     tmp.write_text(block + "$$$$\n")
                 r["pose_file"] = str(path)
     return results, summarise(results)
+
+
+def posebusters_checks(pose_files: Sequence[str | os.PathLike | None], protein_pdb: str | os.PathLike,
+                       config: str = "dock") -> list[dict | None]:  # fmt: skip
+    """PoseBusters' plausibility checks (Buttenschoen et al. 2024; ``config="dock"``: chemistry, geometry,
+    intramolecular and protein-ligand clashes) on each docked pose file against the protein (a PDB file).
+    Per pose: ``{"pb_valid": all passed, "passed": n, "checks": n_total, "failed": [names]}``; ``None`` where
+    there is no pose. A pose PoseBusters cannot load counts as failing its loading check."""
+    protein = Path(protein_pdb)
+    if protein.suffix.lower() != ".pdb" or not protein.is_file():
+        raise GeodiffError(f"posebusters: needs the receptor as a PDB file, got {protein}")
+    try:
+        from posebusters import PoseBusters
+    except ImportError:
+        raise GeodiffError("posebusters: the posebusters package is not installed") from None
+    buster = PoseBusters(config=config)
+    out: list[dict | None] = []
+    RDLogger.DisableLog("rdApp.*")
+    for f in pose_files:
+        if not f:
+            out.append(None)
+            continue
+        try:
+            row = buster.bust([str(f)], None, str(protein)).iloc[0]
+            checks = {str(k): bool(v) for k, v in row.items()}
+        except Exception as exc:  # a malformed pose: report it, go on with the rest
+            out.append(
+                {"pb_valid": False, "passed": 0, "checks": 0, "failed": [f"error: {type(exc).__name__}"]}
+            )
+            continue
+        failed = [k for k, v in checks.items() if not v]
+        out.append({"pb_valid": not failed, "passed": len(checks) - len(failed), "checks": len(checks),
+                    "failed": failed})  # fmt: skip
+    return out

@@ -23,6 +23,11 @@ def files(tmp_path_factory):
     (d / "bad.ply").write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty flaot x\nend_header\n")
     (d / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip")
     np.savez(d / "wrong_keys.npz", foo=np.zeros(3))
+    water = "water\n  RDKit          3D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n" + "".join(
+        f"{x:10.4f}{y:10.4f}{z:10.4f} {e:<3} 0  0  0  0  0  0  0  0  0  0  0  0\n"
+        for x, y, z, e in ((0, 0, 0.117, "O"), (0, 0.757, -0.469, "H"), (0, -0.757, -0.469, "H"))
+    )
+    (d / "water.sdf").write_text(water + "  1  2  1  0\n  1  3  1  0\nM  END\n$$$$\n")
     np.savetxt(d / "cloud.xyz", np.random.default_rng(0).normal(size=(40, 3)))
     return d
 
@@ -59,6 +64,18 @@ def cases(d):
             "no readable molecules",
         ),  # fmt: skip
         (["evaluate", "task=docking", f"samples={d / 'truncated.sdf'}"], "receptor=PATH"),
+        (
+            [
+                "evaluate",
+                "task=docking",
+                f"samples={d / 'water.sdf'}",
+                "center=[0,0,0]",
+                f"receptor={d / 'r.pdbqt'}",
+                "posebusters=true",
+                f"output={out}",
+            ],
+            "posebusters=true needs",
+        ),  # fmt: skip
         (["evaluate", "task=registration", f"pairs={d / 'missing.npz'}", f"output={out}"], "no such file"),
         (["evaluate", "task=registration", f"pairs={d / 'bad.ply'}", f"output={out}"], "not an npz"),
         (["evaluate", "task=registration", f"pairs={d / 'wrong_keys.npz'}", f"output={out}"], "pairs file"),

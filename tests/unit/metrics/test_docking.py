@@ -90,3 +90,31 @@ def test_a_crashing_or_hanging_worker_is_reported_and_the_rest_finish():
     assert [r["ok"] for r in res] == [True, True, False, True, False]
     assert "crashed" in res[2]["reason"] and "timeout" in res[4]["reason"]
     assert res[3]["score"] == -3.0
+
+
+def test_posebusters_checks_pass_the_crystal_pose_and_catch_a_clash(tmp_path):
+    import importlib.resources
+
+    import numpy as np
+
+    from geodiff.metrics.docking import posebusters_checks
+
+    base = Path(str(importlib.resources.files("posebusters"))) / "datasets" / "pdb" / "1s3v"
+    protein, ligand = base / "1s3v_protein_one_lig_removed.pdb", base / "1s3v_ligand.sdf"
+    mol = Chem.MolFromMolFile(str(ligand), removeHs=False)
+    # move the ligand onto the nearest protein atom: a clash PoseBusters must flag
+    prot = Chem.MolFromPDBFile(str(protein), sanitize=False)
+    xyz = mol.GetConformer().GetPositions()
+    p = prot.GetConformer().GetPositions()
+    d = np.linalg.norm(p - xyz.mean(0), axis=1)
+    shift = p[np.argmin(np.where(d < 6, np.inf, d))]  # the nearest protein atom outside the pocket
+    conf = mol.GetConformer()
+    for i, q in enumerate(xyz - xyz.mean(0) + shift):
+        conf.SetAtomPosition(i, q.tolist())
+    Chem.MolToMolFile(mol, str(tmp_path / "clash.sdf"))
+    res = posebusters_checks([ligand, None, tmp_path / "clash.sdf"], protein)
+    assert res[0]["pb_valid"] and res[0]["passed"] == res[0]["checks"] > 10
+    assert res[1] is None
+    assert not res[2]["pb_valid"] and any("protein" in f for f in res[2]["failed"])
+    with pytest.raises(GeodiffError, match="PDB"):
+        posebusters_checks([ligand], tmp_path / "r.pdbqt")
