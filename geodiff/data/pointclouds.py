@@ -226,6 +226,8 @@ def _ply_binary(path: Path, buf: bytes, order: str, elements: list[dict]) -> dic
 
 
 def _ply_binary_lists(buf: bytes, off: int, order: str, n: int, props: list) -> tuple[dict, int]:
+    if n == 0:  # an empty element (e.g. "element face 0"): nothing to read, not even a first count
+        return {p[0]: [] for p in props}, off
     # fast path: every list has the length of the first one (triangle meshes) -> one structured read
     dt_first, k = [], None
     probe = off

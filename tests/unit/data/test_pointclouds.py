@@ -75,6 +75,8 @@ def test_ascii_ply_with_mixed_polygons_and_round_trip(tmp_path):
     np.testing.assert_array_equal(back.faces, m.faces)
     np.testing.assert_array_equal(back.normals, np.ones((5, 3)))
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # atomic: no temp left
+    empty = read_ply(write_ply(tmp_path / "e.ply", m.points, None, np.zeros((0, 3), int)))  # "element face 0"
+    assert empty.faces.shape == (0, 3) and len(empty) == 5
 
 
 @pytest.mark.parametrize(
