@@ -1,6 +1,6 @@
 """Benchmark: EQGAT-diff denoiser training throughput (forward + backward, molecules/s).
 
-    .venv/bin/python eval/bench_molecules.py [--batch 64] [--steps 5] [--small]
+    .venv/bin/python eval/bench_molecules.py [--batch 64] [--steps 5] [--small] [--sample-n 32]
         [--qm9 ../shared/data/qm9/test.npz]
 
 Uses the first real QM9 molecules (EDM npz layout, bonds perceived with RDKit) at paper size (256/64/32
@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument(
         "--small", action="store_true", help="CPU size (128/32/16, 4 layers) instead of paper size"
     )
+    ap.add_argument("--sample-n", type=int, default=32, help="molecules to sample per sampler (0: skip)")
     args = ap.parse_args()
     if Path(args.qm9).is_file():
         ds = MoleculeDataset.from_qm9_npz(args.qm9, limit=args.batch + 16, num_workers=1, progress=False)
