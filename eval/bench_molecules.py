@@ -94,19 +94,25 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
     g = torch.Generator().manual_seed(0)
 
-    def step():
-        out = eqgat_diff_loss(model, batch, sch, generator=g)
+    def step(net):
+        out = eqgat_diff_loss(net, batch, sch, generator=g)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
 
-    step()
-    times = []
-    for _ in range(args.steps):
+    def timed_steps(net) -> tuple[float, float]:
+        """Seconds of the first (warm-up / compiling) step and the median of ``args.steps`` more."""
         t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+        step(net)
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            step(net)
+            times.append(time.perf_counter() - t0)
+        return first, statistics.median(times)
+
+    _, med = timed_steps(model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; data: {source}")  # fmt: skip
@@ -116,23 +122,7 @@ def main() -> None:
     )
     print(f"train step (forward + backward + Adam): median {med:.3f} s -> {args.batch / med:.1f} molecules/s")
     if args.compile:
-        compiled = torch.compile(model, dynamic=True)
-
-        def step_c():
-            out = eqgat_diff_loss(compiled, batch, sch, generator=g)
-            opt.zero_grad()
-            out["loss"].backward()
-            opt.step()
-
-        t0 = time.perf_counter()
-        step_c()  # compiles
-        first = time.perf_counter() - t0
-        times_c = []
-        for _ in range(args.steps):
-            t0 = time.perf_counter()
-            step_c()
-            times_c.append(time.perf_counter() - t0)
-        med_c = statistics.median(times_c)
+        first, med_c = timed_steps(torch.compile(model, dynamic=True))  # the first step compiles
         print(f"torch.compile (dynamic): first step {first:.1f} s (compilation), then median "
               f"{med_c:.3f} s -> {args.batch / med_c:.1f} molecules/s, {med / med_c:.2f}x eager")  # fmt: skip
     if args.sample_n > 0:
