@@ -2,6 +2,7 @@
 the same seeded pairs, one JSON and a Markdown table (the README's registration table).
 
     .venv/bin/python eval/eval_registration.py [--ckpt checkpoints/registration_tudl_small] [--pairs 60]
+        [--steps 5] [--refine-steps 3]
         [--methods diffusion one_shot icp_point icp_plane fgr ransac]
         [--json eval/results/registration_tudl.json]
 
@@ -47,6 +48,12 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=["diffusion", "one_shot", "icp_point", "icp_plane", "fgr",
                                                      "ransac"])  # fmt: skip
     ap.add_argument("--steps", type=int, default=5, help="reverse diffusion steps")
+    ap.add_argument(
+        "--refine-steps",
+        type=int,
+        default=3,
+        help="clean-step (t=0) passes of the surrogate after diffusion / one_shot (0: none)",
+    )
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--json", default=str(ROOT / "eval" / "results" / "registration_tudl.json"))
     args = ap.parse_args(argv)
@@ -61,7 +68,9 @@ def main(argv=None) -> int:
         for setting in args.settings:
             cfg = PairConfig(num_points=1024, max_angle=angle, **SETTINGS[setting])
             pairs = benchmark_pairs(objects, cfg, args.pairs, seed=args.seed)
-            res = evaluate_registration(pairs, methods, pipe, args.steps, seed=0, progress=False)
+            res = evaluate_registration(
+                pairs, methods, pipe, args.steps, seed=0, progress=False, refine_steps=args.refine_steps
+            )
             key = f"{angle:g}deg_{setting}"
             results[key] = {m: r["summary"] for m, r in res.items()}
             print(f"\n== {key}: {len(pairs)} pairs")
@@ -77,6 +86,7 @@ def main(argv=None) -> int:
     print("\n" + table)
     report = {"protocol": __doc__.split("\n\n")[2].replace("\n", " "), "ckpt": str(args.ckpt),
               "pairs_per_setting": args.pairs, "seed": args.seed, "diffusion_steps": args.steps,
+              "refine_steps": args.refine_steps,
               "command": "python eval/eval_registration.py " + " ".join(argv or sys.argv[1:]),
               "seconds": time.time() - t0, "results": results, "markdown": table}  # fmt: skip
     with atomic_path(args.json) as tmp:

@@ -319,6 +319,14 @@ def _evaluate_trajectories(cfg) -> int:
     return 0
 
 
+def _refine_steps(cfg) -> int:
+    """``refine_steps`` of a registration config: an integer >= 0 (clean-step passes after diffusion)."""
+    v = cfg.get("refine_steps", 3)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise GeodiffError(f"refine_steps: must be an integer >= 0, got {v!r}")
+    return v
+
+
 def _evaluate_registration(cfg) -> int:
     import json
 
@@ -340,14 +348,20 @@ def _evaluate_registration(cfg) -> int:
         from geodiff.pipelines.registration import RegistrationPipeline
 
         pipe = RegistrationPipeline.from_pretrained(resolve_path(cfg.ckpt))
-    res = evaluate_registration(pairs, methods, pipe, int(cfg.num_inference_steps), int(cfg.seed))
+    refine = _refine_steps(cfg)
+    res = evaluate_registration(pairs, methods, pipe, int(cfg.num_inference_steps), int(cfg.seed),
+                                refine_steps=refine)  # fmt: skip
     desc = ", ".join(f"{k}={v}" for k, v in meta.items() if k in ("source", "max_angle", "noise", "keep"))
-    print(f"{len(pairs)} pairs ({desc}); recalls in %, diffusion with {cfg.num_inference_steps} steps")
+    print(
+        f"{len(pairs)} pairs ({desc}); recalls in %, diffusion with {cfg.num_inference_steps} steps, "
+        f"{refine} refinement passes"
+    )
     print(format_registration_table(res))
     if cfg.output:
         report = {"task": "registration", "pairs": str(cfg.pairs), "pair_config": meta,
                   "ckpt": str(cfg.ckpt) if pipe else None,
-                  "num_inference_steps": int(cfg.num_inference_steps), "methods": res}  # fmt: skip
+                  "num_inference_steps": int(cfg.num_inference_steps), "refine_steps": refine,
+                  "methods": res}  # fmt: skip
         with atomic_path(cfg.output) as tmp:
             tmp.write_text(json.dumps(report, indent=1))
         print(f"JSON {cfg.output}")
@@ -512,7 +526,8 @@ def cmd_register(overrides: list[str]) -> int:
         pipe = RegistrationPipeline.from_pretrained(resolve_path(cfg.ckpt))
         pipe.model.to(cfg.device)
         pose = pipe.register([s], [t], int(cfg.num_inference_steps), one_shot=method == "one_shot",
-                             seed=int(cfg.seed), max_points=cfg.max_points, progress=False)[0]  # fmt: skip
+                             seed=int(cfg.seed), max_points=cfg.max_points, progress=False,
+                             refine_steps=_refine_steps(cfg))[0]  # fmt: skip
     elif method in ("icp_point", "icp_plane"):
         from geodiff.pipelines.icp import icp
 
@@ -530,6 +545,7 @@ def cmd_register(overrides: list[str]) -> int:
         rec = {"transform": pose.tolist(), "method": method, "source": str(cfg.source),
                "target": str(cfg.target),
                "num_inference_steps": int(cfg.num_inference_steps), "chamfer": cd,
+               "refine_steps": _refine_steps(cfg) if method in ("diffusion", "one_shot") else None,
                "ckpt": str(cfg.ckpt) if method in ("diffusion", "one_shot") else None}  # fmt: skip
         with atomic_path(cfg.output) as tmp:
             tmp.write_text(json.dumps(rec, indent=1))

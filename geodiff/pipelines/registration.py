@@ -8,6 +8,12 @@ features are computed once, and the reverse SE(3) diffusion starts at the identi
 surrogate network predicts the clean pose ``H0_hat`` from the current ``H_t`` and the scheduler moves to
 ``exp(g0 log H0_hat + g1 log H_t)`` with left-multiplied posterior noise (Jiang et al.). ``one_shot=True``
 runs the surrogate once from the identity, without diffusion (the paper's comparison).
+
+``refine_steps`` (default 3) then applies the surrogate at the clean step ``t = 0`` that many times more,
+each time from its own last estimate: ``H <- H0_hat(H, t=0)``. At ``t = 0`` the network was trained on
+nearly aligned clouds, where its distance term makes it a learned ICP; these fixed-point iterations
+remove the small residual errors the few reverse steps leave (measured in README: on 60 noisy TUD-L pairs
+at 45 degrees, R<5 deg recall 95 -> 100 %). ``refine_steps=0`` is the plain reverse process.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class RegistrationPipeline:
         num_inference_steps: int = 5,
         one_shot: bool = False,
         seed: int | None = 0,
+        refine_steps: int = 3,
         batch_size: int = 16,
         max_points: int | None = None,
         progress: bool = True,
@@ -78,7 +85,10 @@ class RegistrationPipeline:
     ) -> np.ndarray:
         """Poses ``[B, 4, 4]`` (float64) with ``target ~= R source + t`` for each pair. Clouds may differ
         in size between pairs; clouds larger than ``max_points`` (default: the training size) are randomly
-        subsampled (seeded)."""
+        subsampled (seeded). ``refine_steps``: extra clean-step (t = 0) passes of the surrogate after the
+        reverse process (or after the one-shot estimate); 0 turns them off."""
+        if isinstance(refine_steps, bool) or int(refine_steps) != refine_steps or refine_steps < 0:
+            raise GeodiffValueError(f"refine_steps: must be an integer >= 0, got {refine_steps!r}")
         if len(sources) != len(targets):
             raise GeodiffValueError(f"sources/targets: {len(sources)} sources but {len(targets)} targets")
         if len(sources) == 0:
@@ -98,12 +108,14 @@ class RegistrationPipeline:
         for chunk in chunks:
             s = torch.as_tensor(np.stack([src[i] for i in chunk]), dtype=torch.float32, device=device)
             t = torch.as_tensor(np.stack([tgt[i] for i in chunk]), dtype=torch.float32, device=device)
-            out[chunk] = self.register_batch(s, t, num_inference_steps, one_shot, gen).double().cpu().numpy()
+            pose = self.register_batch(s, t, num_inference_steps, one_shot, gen, int(refine_steps))
+            out[chunk] = pose.double().cpu().numpy()
             bar.update(len(chunk))
         bar.close()
         return out
 
-    def register_batch(self, source, target, steps: int, one_shot: bool, generator) -> torch.Tensor:
+    def register_batch(self, source, target, steps: int, one_shot: bool, generator,
+                       refine_steps: int = 0) -> torch.Tensor:  # fmt: skip
         """Poses ``[B, 4, 4]`` for equal-sized tensor clouds ``[B, N, 3]`` / ``[B, M, 3]`` (no input checks or
         subsampling: :meth:`register` does those; training validation calls this directly)."""
         dtype = next(self.model.parameters()).dtype
@@ -119,6 +131,9 @@ class RegistrationPipeline:
                 tt = torch.full((s.shape[0],), int(step_t), device=s.device)
                 h0 = self.model.match(feats, s, t, h, tt)["pose"]
                 h = self.scheduler.step(h0, int(step_t), h, generator=generator).prev_sample
+        clean = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
+        for _ in range(int(refine_steps)):
+            h = self.model.match(feats, s, t, h, clean)["pose"]
         if not bool(torch.isfinite(h).all()):
             raise GeodiffError("registration produced a non-finite pose (degenerate input?)")
         return denormalize_pose(h, cs, ct, scale)

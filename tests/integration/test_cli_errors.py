@@ -92,6 +92,10 @@ def cases(d):
             ],
             "not a registration checkpoint",
         ),  # fmt: skip
+        (
+            ["register", f"source={d / 'cloud.xyz'}", f"target={d / 'cloud.xyz'}", "refine_steps=-1"],
+            "refine_steps",
+        ),
         # train
         (["train", "experiment=nope"], "experiment/nope"),
         (
