@@ -13,7 +13,8 @@
    the shipped GeoTDM model (checkpoints/nbody_charged_geotdm_small), against constant velocity;
 4. registration: a procedural object seen twice (independent samples of 1,024 points, jitter, a random pose
    with Euler angles up to 180 degrees per axis), registered by SE(3) diffusion with the shipped model
-   (checkpoints/registration_tudl_small, 5 reverse steps) and by point-to-plane ICP; before/after picture.
+   (checkpoints/registration_tudl_small, 5 reverse steps + 3 refinement passes) and by point-to-plane ICP;
+   before/after picture.
 
 Everything lands in ``--out``; a summary table and every output path are printed at the end.
 """

@@ -1,7 +1,8 @@
 """Register a TUD-L object against a rotated, noisy, partial view of itself with the shipped model.
 
     .venv/bin/python sampling/register_tudl.py [--ckpt checkpoints/registration_tudl_small] [--object 1]
-        [--angle 180] [--noise 0.01] [--keep 0.7] [--steps 5] [--seed 3] [--out samples/registration]
+        [--angle 180] [--noise 0.01] [--keep 0.7] [--steps 5] [--refine-steps 3] [--seed 3]
+        [--out samples/registration]
 
 Makes one RPMNet-protocol pair from the object's mesh (../shared/data/registration/tudl, mm), registers it
 by SE(3) diffusion and, on the same pair, by ICP point-to-plane, and writes ``source.ply``, ``target.ply``,
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.01, help="jitter std in object radii")
     ap.add_argument("--keep", type=float, default=0.7, help="kept fraction of each partial view")
     ap.add_argument("--steps", type=int, default=5, help="reverse diffusion steps")
+    ap.add_argument("--refine-steps", type=int, default=3, help="clean-step refinement passes (0: none)")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--out", default="samples/registration")
     args = ap.parse_args()
@@ -45,7 +47,14 @@ def main() -> None:
     cfg = PairConfig(num_points=1024, max_angle=args.angle, noise=args.noise, keep=args.keep)
     pair = make_pair(obj["mesh"], cfg, np.random.default_rng(args.seed), obj["diameter"], "mm")
     pipe = RegistrationPipeline.from_pretrained(resolve_path(args.ckpt))
-    est = pipe.register([pair.source], [pair.target], args.steps, seed=args.seed, progress=False)[0]
+    est = pipe.register(
+        [pair.source],
+        [pair.target],
+        args.steps,
+        seed=args.seed,
+        progress=False,
+        refine_steps=args.refine_steps,
+    )[0]
     base = icp(pair.source, pair.target, "point_to_plane")
     out = Path(args.out)
     write_ply(out / "source.ply", pair.source)

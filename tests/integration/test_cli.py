@@ -35,6 +35,18 @@ def test_every_scheduler_config_composes_and_builds(name, tmp_path):
     assert public_config(again) == public_config(sched)
 
 
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_takes_the_common_trainer_limits(name):
+    """max_epochs / max_steps / max_time are overridable without Hydra's `+` in every experiment."""
+    cfg = compose("train", [f"experiment={name}", "trainer.max_steps=7", "trainer.max_epochs=3",
+                            'trainer.max_time="00:00:01:00"'])  # fmt: skip
+    assert (cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.trainer.max_time) == (7, 3, "00:00:01:00")
+    assert compose("train", [f"experiment={name}"]).trainer.max_steps == -1  # Lightning's "no limit"
+
+
 def test_schedule_command_saves_and_plots(tmp_path):
     out, png = tmp_path / "sched", tmp_path / "s.png"
     r = run("schedule", "scheduler=se3_registration", "num_inference_steps=5", f"output={out}", f"plot={png}")
