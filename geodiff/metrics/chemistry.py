@@ -130,14 +130,16 @@ def canonical_smiles(mol: Chem.Mol) -> str:
     return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
 
 
-def _validity_one(m: Molecule3D) -> str | None:
-    """Canonical SMILES of the largest fragment when ``m`` sanitises, else None (one molecule at a time)."""
+def _validity_one(m: Molecule3D, single_fragment: bool = False) -> str | None:
+    """Canonical SMILES of the largest fragment when ``m`` sanitises, else None (one molecule at a time).
+    ``single_fragment``: the bond graph is known to be connected, so the fragment split (a copy) is skipped."""
     try:
         mol = to_rdkit(m, sanitize=True, conformer=False, implicit_hydrogens=True)
     except Exception:  # RDKit raises several error types for impossible valences / kekulisation
         return None
-    largest = max(Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False), key=lambda f: f.GetNumAtoms())
-    return canonical_smiles(largest)
+    if not single_fragment:
+        mol = max(Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False), key=lambda f: f.GetNumAtoms())
+    return canonical_smiles(mol)
 
 
 def rdkit_validity(items, vocab=None) -> dict:
@@ -149,7 +151,7 @@ def rdkit_validity(items, vocab=None) -> dict:
     valid = np.zeros(len(mols), bool)
     smiles: list[str] = []
     for k, m in enumerate(mols):
-        s = _validity_one(m)
+        s = _validity_one(m, bool(single[k]))
         valid[k] = s is not None
         smiles += [s] if s is not None else []
     n = max(len(mols), 1)

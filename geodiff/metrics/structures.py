@@ -11,6 +11,8 @@ Readers never stop at a bad record: :func:`read_molecules` returns the molecules
 
 from __future__ import annotations
 
+import functools
+
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,6 +126,15 @@ def from_rdkit(mol: Chem.Mol, name: str = "", keep_bonds: bool = True) -> Molecu
     return Molecule3D(z, pos, charges, bonds, name)
 
 
+@functools.lru_cache(maxsize=4096)
+def _template_atom(z: int, charge: int, implicit_hydrogens: bool) -> Chem.Atom:
+    """One prepared atom per (element, charge, H mode): building a molecule then costs one call per atom."""
+    a = Chem.Atom(int(z))
+    a.SetFormalCharge(int(charge))
+    a.SetNoImplicit(not implicit_hydrogens)
+    return a
+
+
 def to_rdkit(m: Molecule3D, sanitize: bool = False, conformer: bool = True,
              implicit_hydrogens: bool = False) -> Chem.Mol:  # fmt: skip
     """An RDKit molecule with the atoms, charges, bonds (if any) and (``conformer``) coordinates of ``m``.
@@ -132,10 +143,7 @@ def to_rdkit(m: Molecule3D, sanitize: bool = False, conformer: bool = True,
     convention of EDM, MiDi and EQGAT-diff, whose molecule builders let RDKit fill open valences)."""
     rw = Chem.RWMol()
     for z, c in zip(m.atomic_numbers.tolist(), m.charges.tolist(), strict=True):
-        a = Chem.Atom(int(z))
-        a.SetFormalCharge(int(c))
-        a.SetNoImplicit(not implicit_hydrogens)
-        rw.AddAtom(a)
+        rw.AddAtom(_template_atom(z, c, implicit_hydrogens))  # AddAtom copies the template
     if m.bonds is not None:
         for i, j, t in m.bonds.tolist():
             rw.AddBond(int(i), int(j), _RDKIT_BOND[int(t)])
