@@ -132,7 +132,7 @@ def canonical_smiles(mol: Chem.Mol) -> str:
 
 def _validity_one(m: Molecule3D, single_fragment: bool = False) -> str | None:
     """Canonical SMILES of the largest fragment when ``m`` sanitises, else None (one molecule at a time).
-    ``single_fragment``: the bond graph is known to be connected, so the fragment split (a copy) is skipped."""
+    ``single_fragment``: the bond graph is known to be connected; the fragment split (a copy) is skipped."""
     try:
         mol = to_rdkit(m, sanitize=True, conformer=False, implicit_hydrogens=True)
     except Exception:  # RDKit raises several error types for impossible valences / kekulisation

@@ -12,7 +12,6 @@ Readers never stop at a bad record: :func:`read_molecules` returns the molecules
 from __future__ import annotations
 
 import functools
-
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
