@@ -601,7 +601,8 @@ COMMANDS = {
     "register": (
         cmd_register,
         "align two point clouds: geodiff register source=A.ply target=B.ply [ckpt=DIR] output=pose.json "
-        "[aligned=A_aligned.ply] [plot=pair.png] [method=diffusion|one_shot|icp_point|icp_plane]",
+        "[aligned=A_aligned.ply] [plot=pair.png] [method=diffusion|one_shot|icp_point|icp_plane] "
+        "[num_inference_steps=5] [refine_steps=3]",
     ),
     "data": (
         cmd_data,
