@@ -109,4 +109,6 @@ def test_loading_any_shipped_checkpoint_executes_no_pickle(monkeypatch, tmp_path
     monkeypatch.chdir(tmp_path)
     MoleculeDiffusionPipeline.from_pretrained(SHIPPED)
     TrajectoryDiffusionPipeline.from_pretrained(TRAJ)
+    for scene in ("hotel", "eth"):
+        TrajectoryDiffusionPipeline.from_pretrained(ROOT / "checkpoints" / f"eth_ucy_{scene}_geotdm_small")
     RegistrationPipeline.from_pretrained(REG)
