@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, check_count
 
 __all__ = ["main", "config_dir", "compose", "instantiate"]
 
@@ -319,14 +319,6 @@ def _evaluate_trajectories(cfg) -> int:
     return 0
 
 
-def _refine_steps(cfg) -> int:
-    """``refine_steps`` of a registration config: an integer >= 0 (clean-step passes after diffusion)."""
-    v = cfg.get("refine_steps", 3)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise GeodiffError(f"refine_steps: must be an integer >= 0, got {v!r}")
-    return v
-
-
 def _evaluate_registration(cfg) -> int:
     import json
 
@@ -348,7 +340,7 @@ def _evaluate_registration(cfg) -> int:
         from geodiff.pipelines.registration import RegistrationPipeline
 
         pipe = RegistrationPipeline.from_pretrained(resolve_path(cfg.ckpt))
-    refine = _refine_steps(cfg)
+    refine = check_count("refine_steps", cfg.get("refine_steps", 3))
     res = evaluate_registration(pairs, methods, pipe, int(cfg.num_inference_steps), int(cfg.seed),
                                 refine_steps=refine)  # fmt: skip
     desc = ", ".join(f"{k}={v}" for k, v in meta.items() if k in ("source", "max_angle", "noise", "keep"))
@@ -520,14 +512,16 @@ def cmd_register(overrides: list[str]) -> int:
             f"({ext_s:.4g} vs {ext_t:.4g}); mismatched units (mm vs m)?"
         )
     method = str(cfg.method)
-    if method in ("diffusion", "one_shot"):
+    learned = method in ("diffusion", "one_shot")
+    refine = check_count("refine_steps", cfg.get("refine_steps", 3)) if learned else None
+    if learned:
         from geodiff.pipelines.registration import RegistrationPipeline
 
         pipe = RegistrationPipeline.from_pretrained(resolve_path(cfg.ckpt))
         pipe.model.to(cfg.device)
         pose = pipe.register([s], [t], int(cfg.num_inference_steps), one_shot=method == "one_shot",
                              seed=int(cfg.seed), max_points=cfg.max_points, progress=False,
-                             refine_steps=_refine_steps(cfg))[0]  # fmt: skip
+                             refine_steps=refine)[0]  # fmt: skip
     elif method in ("icp_point", "icp_plane"):
         from geodiff.pipelines.icp import icp
 
@@ -545,8 +539,7 @@ def cmd_register(overrides: list[str]) -> int:
         rec = {"transform": pose.tolist(), "method": method, "source": str(cfg.source),
                "target": str(cfg.target),
                "num_inference_steps": int(cfg.num_inference_steps), "chamfer": cd,
-               "refine_steps": _refine_steps(cfg) if method in ("diffusion", "one_shot") else None,
-               "ckpt": str(cfg.ckpt) if method in ("diffusion", "one_shot") else None}  # fmt: skip
+               "refine_steps": refine, "ckpt": str(cfg.ckpt) if learned else None}  # fmt: skip
         with atomic_path(cfg.output) as tmp:
             tmp.write_text(json.dumps(rec, indent=1))
         print(f"JSON {cfg.output}")

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["GeodiffError", "GeodiffValueError", "check_finite", "check_shape", "check_positive_ints"]
+__all__ = [
+    "GeodiffError",
+    "GeodiffValueError",
+    "check_finite",
+    "check_shape",
+    "check_positive_ints",
+    "check_count",
+]
 
 
 class GeodiffError(Exception):
@@ -35,9 +42,20 @@ def check_shape(name: str, x: torch.Tensor, trailing: tuple[int, ...], min_dim: 
         raise GeodiffValueError(f"{name}: expected shape {want}, got {list(x.shape)}")
 
 
+def _is_int_at_least(v, minimum: int) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int) and v >= minimum
+
+
 def check_positive_ints(prefix: str, **values) -> None:
     """Raise ``GeodiffValueError`` (``"<prefix>.<key>: must be a positive integer"``) for the first value
     that is not an integer >= 1 (hyperparameters such as layer counts and widths)."""
     for key, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if not _is_int_at_least(v, 1):
             raise GeodiffValueError(f"{prefix}.{key}: must be a positive integer, got {v!r}")
+
+
+def check_count(name: str, v, minimum: int = 0) -> int:
+    """``v`` when it is an integer >= ``minimum`` (not a bool), else ``GeodiffValueError`` naming ``name``."""
+    if not _is_int_at_least(v, minimum):
+        raise GeodiffValueError(f"{name}: must be an integer >= {minimum}, got {v!r}")
+    return v

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from geodiff.data.pointclouds import check_cloud
-from geodiff.errors import GeodiffError, GeodiffValueError
+from geodiff.errors import GeodiffError, GeodiffValueError, check_count
 from geodiff.io import checkpoint_meta
 from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, denormalize_pose, normalize_pair
@@ -87,8 +87,7 @@ class RegistrationPipeline:
         in size between pairs; clouds larger than ``max_points`` (default: the training size) are randomly
         subsampled (seeded). ``refine_steps``: extra clean-step (t = 0) passes of the surrogate after the
         reverse process (or after the one-shot estimate); 0 turns them off."""
-        if isinstance(refine_steps, bool) or int(refine_steps) != refine_steps or refine_steps < 0:
-            raise GeodiffValueError(f"refine_steps: must be an integer >= 0, got {refine_steps!r}")
+        refine_steps = check_count("refine_steps", refine_steps)
         if len(sources) != len(targets):
             raise GeodiffValueError(f"sources/targets: {len(sources)} sources but {len(targets)} targets")
         if len(sources) == 0:
@@ -108,7 +107,7 @@ class RegistrationPipeline:
         for chunk in chunks:
             s = torch.as_tensor(np.stack([src[i] for i in chunk]), dtype=torch.float32, device=device)
             t = torch.as_tensor(np.stack([tgt[i] for i in chunk]), dtype=torch.float32, device=device)
-            pose = self.register_batch(s, t, num_inference_steps, one_shot, gen, int(refine_steps))
+            pose = self.register_batch(s, t, num_inference_steps, one_shot, gen, refine_steps)
             out[chunk] = pose.double().cpu().numpy()
             bar.update(len(chunk))
         bar.close()
