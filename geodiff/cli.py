@@ -7,6 +7,7 @@
     geodiff data nbody kind=charged          simulate N-body train/val/test files
     geodiff data registration output=F.npz   a seeded benchmark set of registration pairs
     geodiff schedule [hydra overrides ...]   build, save and plot a diffusion scheduler
+    geodiff curves runs=DIR                  training curves of runs (summary + PNG) from their Lightning logs
     geodiff info                             versions and the config groups available
 
 Every subcommand takes Hydra-style overrides (``key=value``, ``group=option``). Errors a user can cause
@@ -141,6 +142,50 @@ def cmd_schedule(overrides: list[str]) -> int:
     if cfg.plot:
         _plot_schedule(sched, Path(cfg.plot), inference)
         print(f"plot  {cfg.plot}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ curves
+def cmd_curves(overrides: list[str]) -> int:
+    import json
+
+    from omegaconf import OmegaConf
+
+    from geodiff.io import atomic_path
+    from geodiff.training.curves import check_metrics, plot_runs, read_run, summarise
+
+    def as_list(v) -> list[str] | None:  # key=a and key=[a,b] both work
+        if v is None:
+            return None
+        return [str(x) for x in OmegaConf.to_container(v)] if OmegaConf.is_list(v) else [str(v)]
+
+    cfg = compose("curves", overrides)
+    runs = as_list(cfg.runs)
+    if not runs:
+        raise GeodiffError("runs: give at least one run folder")
+    labels = as_list(cfg.labels) or [Path(r).name or r for r in runs]
+    if len(labels) != len(runs):
+        raise GeodiffError(f"labels: {len(labels)} labels for {len(runs)} runs")
+    if len(set(labels)) != len(labels):
+        raise GeodiffError(f"labels: not unique ({', '.join(labels)}); name the runs with labels=[...]")
+    smooth = check_count("smooth", cfg.smooth, minimum=1)
+    logs = {label: read_run(resolve_path(run)) for label, run in zip(labels, runs)}
+    metrics = as_list(cfg.metrics)
+    if metrics:
+        check_metrics(logs, metrics)
+    summary = {label: summarise(m) for label, m in logs.items()}
+    for label, rows in summary.items():
+        print(f"{label}")
+        for name, r in rows.items():
+            print(f"  {name:24s} first {r['first']:.4g}  last {r['last']:.4g} (step {r['last_step']})  "
+                  f"best {r['best']:.4g} (step {r['best_step']})")  # fmt: skip
+    if cfg.output:
+        plot_runs(logs, cfg.output, metrics=metrics, smooth=smooth, title=cfg.title)
+        print(f"plot  {cfg.output}")
+    if cfg.summary:
+        with atomic_path(cfg.summary) as tmp:
+            tmp.write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"summary  {cfg.summary}")
     return 0
 
 
@@ -601,6 +646,11 @@ COMMANDS = {
         cmd_data,
         "make data: geodiff data nbody kind=charged|springs|gravity output=DIR | geodiff data registration "
         "[max_angle=45 noise=0 keep=1 num_pairs=200] output=pairs.npz",
+    ),
+    "curves": (
+        cmd_curves,
+        "training curves: geodiff curves runs=[outputs/a,outputs/b] [metrics=[train/loss,val/ade]] "
+        "output=curves.png [summary=curves.json]",
     ),
     "info": (cmd_info, "versions and available config groups"),
 }
