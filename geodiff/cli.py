@@ -169,7 +169,7 @@ def cmd_curves(overrides: list[str]) -> int:
     if len(set(labels)) != len(labels):
         raise GeodiffError(f"labels: not unique ({', '.join(labels)}); name the runs with labels=[...]")
     smooth = check_count("smooth", cfg.smooth, minimum=1)
-    logs = {label: read_run(resolve_path(run)) for label, run in zip(labels, runs)}
+    logs = {label: read_run(resolve_path(run)) for label, run in zip(labels, runs, strict=True)}
     metrics = as_list(cfg.metrics)
     if metrics:
         check_metrics(logs, metrics)

@@ -18,7 +18,15 @@ import numpy as np
 
 from geodiff.errors import GeodiffError
 
-__all__ = ["read_metrics_csv", "read_run", "summarise", "plot_runs", "default_metrics", "check_metrics", "lower_is_better"]
+__all__ = [
+    "read_metrics_csv",
+    "read_run",
+    "summarise",
+    "plot_runs",
+    "default_metrics",
+    "check_metrics",
+    "lower_is_better",
+]
 
 # metrics where a larger value is better; every other metric is a loss or an error
 _HIGHER_IS_BETTER = ("valid", "stab", "unique", "novel", "acc", "success", "connected")
@@ -96,11 +104,11 @@ def read_run(run: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]
         raise GeodiffError(f"{run}: no such run folder")
     files = sorted(run.glob("lightning_logs/version_*/metrics.csv"), key=_version_number)
     if not files:
-        raise GeodiffError(f"{run}: no lightning_logs/version_*/metrics.csv (is it a geodiff train output_dir?)")
+        raise GeodiffError(f"{run}: no lightning_logs/version_*/metrics.csv (a geodiff train output_dir?)")
     merged: dict[str, dict[int, float]] = {}
     for f in files:  # in version order: a resumed run's later version overrides overlapping steps
         for key, (steps, values) in read_metrics_csv(f).items():
-            merged.setdefault(key, {}).update(zip(steps.tolist(), values.tolist()))
+            merged.setdefault(key, {}).update(zip(steps.tolist(), values.tolist(), strict=True))
     out = {}
     for key, by_step in merged.items():
         steps = np.array(sorted(by_step), dtype=np.int64)
@@ -176,7 +184,7 @@ def plot_runs(
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, name in zip(axes.flat, metrics):
+    for ax, name in zip(axes.flat[: len(metrics)], metrics, strict=True):
         for j, (label, run) in enumerate(runs.items()):
             if name not in run:
                 continue

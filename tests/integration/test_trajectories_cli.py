@@ -35,11 +35,12 @@ def test_simulate_train_sample_evaluate(tmp_path):
     meta = json.loads((out / "export" / "trajectories.json").read_text())
     assert meta["family"] == "trajectories" and meta["data"]["kind"] == "charged"
     assert "val/ade" in (out / "lightning_logs" / "version_0" / "metrics.csv").read_text()
-    r = geodiff("curves", f"runs={out}", f"output={tmp_path / 'curves.png'}", f"summary={tmp_path / 'c.json'}")
+    png, js = tmp_path / "curves.png", tmp_path / "c.json"
+    r = geodiff("curves", f"runs={out}", f"output={png}", f"summary={js}")
     assert r.returncode == 0, r.stderr[-2000:]
-    curves = json.loads((tmp_path / "c.json").read_text())["run"]
+    curves = json.loads(js.read_text())["run"]
     assert {"val/loss", "val/ade", "val/fde"} <= set(curves) and curves["val/ade"]["last"] > 0
-    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert png.read_bytes()[:4] == b"\x89PNG"
     npz = tmp_path / "traj.npz"
     r = geodiff("sample", f"ckpt={out / 'export'}", f"data={data}", "num_systems=3", "samples_per_system=2",
                 "num_inference_steps=5", f"output={npz}")  # fmt: skip
