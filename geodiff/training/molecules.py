@@ -170,17 +170,21 @@ class MoleculeDiffusionModule(L.LightningModule):
         self.log("val_loss", out["loss"], prog_bar=True, batch_size=batch.num_graphs)
 
     def on_validation_epoch_end(self) -> None:
-        """Every ``val_sample_every_n_epochs`` epochs: sample with the EMA model, log RDKit validity."""
+        """Every ``val_sample_every_n_epochs`` epochs: sample with the EMA model, log molecule and atom
+        stability (generated bonds, charge-aware valences) and RDKit validity."""
         every = self.hparams.val_sample_every_n_epochs
         if not every or self.trainer.sanity_checking or (self.current_epoch + 1) % every:
             return
-        from geodiff.metrics.chemistry import rdkit_validity
+        from geodiff.metrics.chemistry import rdkit_validity, stability
         from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
 
         pipe = MoleculeDiffusionPipeline(self.ema.module, self.schedulers_, self.vocab, self.stats)
         records = pipe(num_samples=self.hparams.val_num_samples, sampler="ddim", seed=0, progress=False,
                        num_inference_steps=self.hparams.val_sampling_steps)  # fmt: skip
         self.ema.module.train(self.model.training)
+        stable = stability(records, self.vocab)
+        self.log("val/mol_stability", stable["mol_stability"], prog_bar=True)
+        self.log("val/atom_stability", stable["atom_stability"])
         scores = rdkit_validity(records, self.vocab)
         self.log("val/validity", scores["validity"])
         self.log("val/connected_validity", scores["connected_validity"], prog_bar=True)

@@ -27,6 +27,7 @@ def test_train_then_sample(qm9_npz, tmp_path):
     assert (out / "export" / "model" / "diffusion_pytorch_model.safetensors").is_file()
     metrics = (out / "lightning_logs" / "version_0" / "metrics.csv").read_text()
     assert "val/connected_validity" in metrics  # validation sampled molecules and scored them
+    assert "val/mol_stability" in metrics and "val/atom_stability" in metrics
     assert (out / "checkpoints" / "last.ckpt").is_file()
     sdf = tmp_path / "mols.sdf"
     r = geodiff("sample", f"ckpt={out / 'export'}", "num_samples=5", "sampler=ddim", "num_inference_steps=4",
