@@ -180,7 +180,7 @@ def plot_runs(
         raise GeodiffError("no runs to plot")
     metrics = list(metrics) if metrics else default_metrics(runs)
     check_metrics(runs, metrics)
-    cols = min(3, len(metrics))
+    cols = 2 if len(metrics) in (2, 4) else min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -194,8 +194,8 @@ def plot_runs(
             if dense:
                 ax.plot(steps, values, c=c, alpha=0.2, lw=0.7)
                 ax.plot(steps, _smooth(values, smooth), c=c, lw=1.4, label=label)
-            else:
-                ax.plot(steps, values, "o-", c=c, ms=3, lw=1.2, label=label)
+            else:  # markers while the points are few enough to tell apart
+                ax.plot(steps, values, "o-" if len(values) <= 60 else "-", c=c, ms=3, lw=1.2, label=label)
         ax.set_title(name + ("  (lower is better)" if lower_is_better(name) else "  (higher is better)"),
                      fontsize=9)  # fmt: skip
         ax.set_xlabel("optimizer step")
