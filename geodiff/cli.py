@@ -55,6 +55,15 @@ def resolve_path(path: str) -> Path:
     return shipped if shipped.exists() else p
 
 
+def _as_list(value) -> list[str] | None:
+    """A list override as strings, where ``key=a`` means ``key=[a]``; None stays None."""
+    from omegaconf import OmegaConf
+
+    if value is None:
+        return None
+    return [str(x) for x in OmegaConf.to_container(value)] if OmegaConf.is_list(value) else [str(value)]
+
+
 def instantiate(cfg, **kwargs):
     """Build the object a config describes (``_target_``), with plain Python containers as arguments
     (OmegaConf lists would not survive ``save_pretrained``'s JSON), and user errors as ``GeodiffError``."""
@@ -149,28 +158,21 @@ def cmd_schedule(overrides: list[str]) -> int:
 def cmd_curves(overrides: list[str]) -> int:
     import json
 
-    from omegaconf import OmegaConf
-
     from geodiff.io import atomic_path
     from geodiff.training.curves import check_metrics, plot_runs, read_run, summarise
 
-    def as_list(v) -> list[str] | None:  # key=a and key=[a,b] both work
-        if v is None:
-            return None
-        return [str(x) for x in OmegaConf.to_container(v)] if OmegaConf.is_list(v) else [str(v)]
-
     cfg = compose("curves", overrides)
-    runs = as_list(cfg.runs)
+    runs = _as_list(cfg.runs)
     if not runs:
         raise GeodiffError("runs: give at least one run folder")
-    labels = as_list(cfg.labels) or [Path(r).name or r for r in runs]
+    labels = _as_list(cfg.labels) or [Path(r).name or r for r in runs]
     if len(labels) != len(runs):
         raise GeodiffError(f"labels: {len(labels)} labels for {len(runs)} runs")
     if len(set(labels)) != len(labels):
         raise GeodiffError(f"labels: not unique ({', '.join(labels)}); name the runs with labels=[...]")
     smooth = check_count("smooth", cfg.smooth, minimum=1)
     logs = {label: read_run(resolve_path(run)) for label, run in zip(labels, runs, strict=True)}
-    metrics = as_list(cfg.metrics)
+    metrics = _as_list(cfg.metrics)
     if metrics:
         check_metrics(logs, metrics)
     summary = {label: summarise(m) for label, m in logs.items()}
@@ -375,7 +377,7 @@ def _evaluate_registration(cfg) -> int:
         raise GeodiffError(
             "task=registration needs pairs=PATH (a benchmark npz from `geodiff data registration`)"
         )
-    methods = [str(m) for m in cfg.methods]
+    methods = _as_list(cfg.methods) or []
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise GeodiffError(f"methods: unknown {unknown or '[]'} (choose from {', '.join(METHODS)})")

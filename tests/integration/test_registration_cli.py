@@ -91,6 +91,8 @@ def test_register_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "pairs=PATH" in r.stderr
     r = geodiff("evaluate", "task=registration", f"pairs={good}", "methods=[teaser]")
     assert r.returncode == 2 and "methods" in r.stderr
+    r = geodiff("evaluate", "task=registration", f"pairs={good}", "methods=teaser")  # one name, not a list
+    assert r.returncode == 2 and "unknown ['teaser']" in r.stderr, r.stderr
     r = geodiff("data", "registration", "num_pairs=0", f"output={tmp_path / 'x.npz'}")
     assert r.returncode == 2 and "num_pairs" in r.stderr
 
