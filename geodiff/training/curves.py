@@ -98,11 +98,10 @@ def read_run(run: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]
     """All versions of a run folder (or one ``metrics.csv``) merged: ``{metric: (steps, values)}``, with
     Lightning's ``loss`` / ``val_loss`` reported as ``train/loss`` / ``val/loss``."""
     run = Path(run)
-    if run.is_file():
-        return _canonical(read_metrics_csv(run))
-    if not run.is_dir():
+    if not run.exists():
         raise GeodiffError(f"{run}: no such run folder")
-    files = sorted(run.glob("lightning_logs/version_*/metrics.csv"), key=_version_number)
+    logs = run.glob("lightning_logs/version_*/metrics.csv") if run.is_dir() else [run]
+    files = sorted(logs, key=_version_number)
     if not files:
         raise GeodiffError(f"{run}: no lightning_logs/version_*/metrics.csv (a geodiff train output_dir?)")
     merged: dict[str, dict[int, float]] = {}
