@@ -161,6 +161,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         return {"dataset": self.dataset, "name": ds.name,
                 "kind": self.kind if self.dataset == "nbody" else None,
                 "scene": self.scene if self.dataset == "eth_ucy" else None, "path": str(self.path),
+                "stride": self.stride if self.dataset == "md17" else None,
                 "num_cond": self.num_cond, "num_target": self.num_target, "dim": ds.dim,
                 "node_dim": ds.node_dim, "edge_dim": ds.edge_dim, "num_train": len(ds),
                 "frame_offset": self.frame_offset}  # fmt: skip
@@ -275,7 +276,8 @@ def systems_for_sampling(info: dict, data: str | None = None, split: str = "test
             p = p / f"{split}.npz" if p.is_dir() else p
             ds = load_nbody_npz(p, cond, target, int(info.get("frame_offset") or 0), num_systems)
     elif ds_kind == "md17":
-        ds = load_md17_npz(data or info.get("path"), split, cond, target, limit=num_systems)
+        stride = int(info.get("stride") or 10)  # the training frame stride (older exports: the default 10)
+        ds = load_md17_npz(data or info.get("path"), split, cond, target, stride, limit=num_systems)
     elif ds_kind == "eth_ucy":
         ds = load_eth_ucy(data or info.get("path"), info.get("scene") or "eth", split, cond, target,
                           limit=num_systems)  # fmt: skip

@@ -127,3 +127,32 @@ def test_bad_trajectory_npz_for_evaluate(tmp_path):
     np.savez(tmp_path / "y.npz", pred=np.zeros((2, 4, 5, 3)), truth=np.zeros((4, 6, 3)))
     r = geodiff("evaluate", "task=trajectories", f"samples={tmp_path / 'y.npz'}")
     assert r.returncode == 2 and "do not match" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_md17_train_sample_evaluate_keeps_the_training_stride(tmp_path):
+    """An MD17 model trained on every 2nd frame forecasts test windows cut with the same stride."""
+    from tests.unit.data.test_trajectory_data import _ethanol_like_md17
+
+    R = _ethanol_like_md17(tmp_path / "ethanol.npz", frames=200)
+    out = tmp_path / "run"
+    r = geodiff("train", "experiment=md17_geotdm_small", f"data.path={tmp_path / 'ethanol.npz'}",
+                "data.stride=2", "data.num_cond=4", "data.num_target=4", "data.window_step=null",
+                "data.batch_size=4", *TINY, f"output_dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((out / "export" / "trajectories.json").read_text())
+    assert meta["data"]["dataset"] == "md17" and meta["data"]["stride"] == 2
+    npz = tmp_path / "md.npz"
+    r = geodiff("sample", f"ckpt={out / 'export'}", "num_systems=2", "samples_per_system=2",
+                "num_inference_steps=4", f"output={npz}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(npz) as z:
+        obs, truth, pred = z["observed"], z["truth"], z["pred"]
+    assert obs.shape == (18, 4, 3) and truth.shape == (18, 4, 3) and pred.shape == (2, 18, 4, 3)
+    # 100 strided frames = 12 windows of 8; 60/20/20 by windows: test = windows 10, 11 (strided frames 80-95)
+    start = 2 * 80
+    np.testing.assert_allclose(obs[:9].transpose(1, 0, 2), R[start : start + 8 : 2], atol=1e-5)
+    np.testing.assert_allclose(truth[:9].transpose(1, 0, 2), R[start + 8 : start + 16 : 2], atol=1e-5)
+    r = geodiff("evaluate", "task=trajectories", f"samples={npz}", f"output={tmp_path / 'r.json'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["k"] == 2 and np.isfinite(rep["ade_avg"]) and "constant_velocity" in rep["baselines"]
