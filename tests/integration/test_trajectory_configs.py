@@ -21,6 +21,9 @@ def test_experiment_builds(name):
     expect = {"md17": (4, 3, 3), "eth_ucy": (1, 1, 2)}.get(cfg.data.dataset, (1, 1, 3))
     assert (c.node_dim, c.edge_dim, c.dim) == expect
     assert cfg.module.num_train_timesteps == (100 if cfg.data.dataset == "eth_ucy" else 1000)
+    # CPU-sized forecasters predict x0 (README: it learns the forecast sooner); the paper sizes predict eps
+    expect_pred = "sample" if name.endswith("_small") and c.num_cond > 0 else "epsilon"
+    assert c.prediction == expect_pred
 
 
 @pytest.mark.parametrize("kind", ["springs", "gravity"])
