@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rdkit import Chem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +36,10 @@ def test_geodiff_sample_works_out_of_the_box(tmp_path):
 TRAJ = ROOT / "checkpoints" / "nbody_charged_geotdm_small"
 
 
-def test_shipped_geotdm_model_forecasts_better_than_constant_velocity():
-    """The shipped charged-particle model loads without its training data and, on systems it never saw
-    (a fresh seed), beats the constant-velocity baseline."""
+@pytest.mark.parametrize("kind", ["charged", "springs"])
+def test_shipped_geotdm_model_forecasts_better_than_constant_velocity(kind):
+    """The shipped charged-particle and springs models load without their training data and, on systems
+    they never saw (a fresh seed), beat the constant-velocity baseline."""
     import torch
 
     from geodiff.data.trajectories import collate_trajectories
@@ -45,10 +47,11 @@ def test_shipped_geotdm_model_forecasts_better_than_constant_velocity():
     from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
     from geodiff.training.trajectories import systems_for_sampling
 
-    meta = json.loads((TRAJ / "trajectories.json").read_text())
-    assert meta["family"] == "trajectories" and "command" in meta["training"]
-    assert not [p for p in TRAJ.rglob("*") if p.suffix in (".bin", ".ckpt", ".pt", ".pkl")]
-    pipe = TrajectoryDiffusionPipeline.from_pretrained(TRAJ)
+    ckpt = ROOT / "checkpoints" / f"nbody_{kind}_geotdm_small"
+    meta = json.loads((ckpt / "trajectories.json").read_text())
+    assert meta["family"] == "trajectories" and "command" in meta["training"] and meta["data"]["kind"] == kind
+    assert not [p for p in ckpt.rglob("*") if p.suffix in (".bin", ".ckpt", ".pt", ".pkl")]
+    pipe = TrajectoryDiffusionPipeline.from_pretrained(ckpt)
     ds = systems_for_sampling(pipe.data_info, None, num_systems=16, seed=4242)
     b = collate_trajectories(ds.samples)
     torch.set_num_threads(2)
@@ -56,7 +59,7 @@ def test_shipped_geotdm_model_forecasts_better_than_constant_velocity():
     truth = b.x[:, 10:]
     ours = displacement_errors(pred, truth)
     cv = displacement_errors(constant_velocity(b.x[:, :10], 20), truth)
-    assert ours["ade"] < cv["ade"], (ours, cv)
+    assert ours["ade"] < cv["ade"] and ours["fde"] < cv["fde"], (ours, cv)
 
 
 REG = ROOT / "checkpoints" / "registration_tudl_small"
@@ -109,6 +112,7 @@ def test_loading_any_shipped_checkpoint_executes_no_pickle(monkeypatch, tmp_path
     monkeypatch.chdir(tmp_path)
     MoleculeDiffusionPipeline.from_pretrained(SHIPPED)
     TrajectoryDiffusionPipeline.from_pretrained(TRAJ)
+    TrajectoryDiffusionPipeline.from_pretrained(ROOT / "checkpoints" / "nbody_springs_geotdm_small")
     for scene in ("hotel", "eth"):
         TrajectoryDiffusionPipeline.from_pretrained(ROOT / "checkpoints" / f"eth_ucy_{scene}_geotdm_small")
     RegistrationPipeline.from_pretrained(REG)
