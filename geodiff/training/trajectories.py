@@ -276,8 +276,9 @@ def systems_for_sampling(info: dict, data: str | None = None, split: str = "test
             p = p / f"{split}.npz" if p.is_dir() else p
             ds = load_nbody_npz(p, cond, target, int(info.get("frame_offset") or 0), num_systems)
     elif ds_kind == "md17":
-        stride = int(info.get("stride") or 10)  # the training frame stride (older exports: the default 10)
-        ds = load_md17_npz(data or info.get("path"), split, cond, target, stride, limit=num_systems)
+        # the training frame stride; exports from before it was recorded used the loader's default
+        kw = {"stride": int(info["stride"])} if info.get("stride") else {}
+        ds = load_md17_npz(data or info.get("path"), split, cond, target, limit=num_systems, **kw)
     elif ds_kind == "eth_ucy":
         ds = load_eth_ucy(data or info.get("path"), info.get("scene") or "eth", split, cond, target,
                           limit=num_systems)  # fmt: skip
