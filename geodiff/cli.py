@@ -193,10 +193,10 @@ def cmd_curves(overrides: list[str]) -> int:
 
 # ------------------------------------------------------------------------------------------- train
 def cmd_train(overrides: list[str]) -> int:
-    from geodiff.training.train import train
+    from geodiff.training.train import command_line, train
 
     cfg = compose("train", overrides)
-    train(cfg)
+    train(cfg, command=command_line(overrides))
     print(f"outputs: {cfg.output_dir} (checkpoints/, export/ with the EMA model in safetensors)")
     return 0
 

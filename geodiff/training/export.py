@@ -11,7 +11,7 @@ from pathlib import Path
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path, atomic_save_pretrained, public_config
 
-__all__ = ["ExportMixin", "load_exported_weights"]
+__all__ = ["ExportMixin", "load_exported_weights", "read_training_record", "training_record"]
 
 
 class ExportMixin:
@@ -25,6 +25,8 @@ class ExportMixin:
 
         if init_from:
             load_exported_weights(model, init_from)
+        # read now: this run's export may overwrite the folder it started from
+        self.parent_training = read_training_record(init_from) if init_from else None
         self.model = model
         self.ema = ema_model(model, ema_decay)
 
@@ -39,9 +41,9 @@ class ExportMixin:
         directory = Path(directory)
         atomic_save_pretrained(copy.deepcopy(self.ema.module).float().cpu(), directory / "model")
         atomic_save_pretrained(self.scheduler_, directory / "scheduler")
-        meta = {"family": self.FAMILY, "data": self.data_info,
-                "training": {"global_step": int(self.global_step), "epoch": int(self.current_epoch),
-                             **(extra or {})}}  # fmt: skip
+        training = training_record(int(self.global_step), int(self.current_epoch), extra,
+                                   getattr(self, "parent_training", None))  # fmt: skip
+        meta = {"family": self.FAMILY, "data": self.data_info, "training": training}
         with atomic_path(directory / f"{self.FAMILY}.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
         return directory
@@ -61,3 +63,52 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
         diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
         raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")
     model.load_state_dict(src.state_dict())
+
+
+def read_training_record(directory: str | os.PathLike) -> dict | None:
+    """The ``training`` record of an exported model folder (its ``<family>.json``), or None if it has none."""
+    from geodiff.cli import resolve_path
+
+    for path in sorted(resolve_path(str(directory)).glob("*.json")):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and "family" in meta and isinstance(meta.get("training"), dict):
+            return meta["training"]
+    return None
+
+
+_PER_STAGE = (
+    "global_step",
+    "epoch",
+    "command",
+    "stages",
+    "wall_time",
+    "hardware",
+    "init_from",
+    "final_val_loss",
+)
+
+
+def training_record(global_step: int, epoch: int, extra: dict | None, parent: dict | None) -> dict:
+    """The ``training`` record of an export: this run's steps, epochs and ``extra`` (command, hardware, wall
+    time, final validation loss), and, for a run warm-started from another export (``module.init_from``),
+    the lineage: ``stages`` lists every earlier stage and this one, and ``global_step`` / ``epoch`` are the
+    totals, so a model trained over several sessions says exactly how it was made."""
+    stage = {"global_step": global_step, "epoch": epoch, **(extra or {})}
+    if parent is None:
+        return stage
+    earlier = parent.get("stages") or [{k: v for k, v in parent.items() if k != "stages"}]
+    stages = [*earlier, stage]
+    record = {k: v for k, v in parent.items() if k not in _PER_STAGE}  # e.g. a description of the data
+    record["global_step"] = sum(int(s.get("global_step", 0)) for s in stages)
+    record["epoch"] = sum(int(s.get("epoch", 0)) for s in stages)
+    commands = [s.get("command") for s in stages]
+    if all(commands):
+        record["command"] = "  THEN  ".join(commands)
+    times = [s.get("wall_time") for s in stages]
+    if all(times):
+        record["wall_time"] = " + ".join(str(t) for t in times)
+    record["stages"] = stages
+    return record

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -24,8 +25,9 @@ from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path, atomic_save_pretrained
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
-from geodiff.training.export import load_exported_weights
+from geodiff.training.export import load_exported_weights, read_training_record, training_record
 from geodiff.training.molecule_loss import LossWeights, MoleculeSchedulers, eqgat_diff_loss
+from geodiff.training.optim import check_lr_schedule, optimizer_config
 
 __all__ = ["MoleculeDataModule", "MoleculeDiffusionModule", "ExportCallback", "make_schedulers"]
 
@@ -123,11 +125,15 @@ class MoleculeDiffusionModule(L.LightningModule):
                  ema_decay: float = 0.9999, weight_pos: float = 3.0, weight_atoms: float = 0.4,
                  weight_bonds: float = 2.0, weight_charges: float = 1.0, val_sample_every_n_epochs: int = 0,
                  val_num_samples: int = 32, val_sampling_steps: int = 50,
-                 init_from: str | None = None):  # fmt: skip
+                 init_from: str | None = None, lr_schedule: str = "constant",
+                 lr_decay_steps: int | None = None, lr_min_ratio: float = 0.05):  # fmt: skip
         super().__init__()
+        check_lr_schedule(lr_schedule, lr_decay_steps, lr_min_ratio)
         self.save_hyperparameters(ignore=["model"])
         if init_from:
             load_exported_weights(model, init_from)
+        # read now: this run's export may overwrite the folder it started from
+        self.parent_training = read_training_record(init_from) if init_from else None
         self.model = model
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients
@@ -189,7 +195,9 @@ class MoleculeDiffusionModule(L.LightningModule):
         self.log("val/connected_validity", scores["connected_validity"], prog_bar=True)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr, amsgrad=True)
+        h = self.hparams
+        opt = torch.optim.Adam(self.model.parameters(), lr=h.lr, amsgrad=True)
+        return optimizer_config(opt, h.lr_schedule, self.trainer, h.lr_decay_steps, h.lr_min_ratio)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["geodiff"] = {"statistics": self.stats.to_dict(), "vocab": self.vocab.to_dict()}
@@ -212,11 +220,9 @@ class MoleculeDiffusionModule(L.LightningModule):
             "family": "molecules",
             "vocab": self.vocab.to_dict(),
             "statistics": self.stats.to_dict(),
-            "training": {
-                "global_step": int(self.global_step),
-                "epoch": int(self.current_epoch),
-                **(extra or {}),
-            },
+            "training": training_record(
+                int(self.global_step), int(self.current_epoch), extra, self.parent_training
+            ),  # fmt: skip
         }
         with atomic_path(directory / "molecules.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
@@ -224,15 +230,46 @@ class MoleculeDiffusionModule(L.LightningModule):
 
 
 class ExportCallback(L.Callback):
-    """Export the EMA model (safetensors) every ``every_n_epochs`` epochs and at the end of training."""
+    """Export the EMA model (safetensors) every ``every_n_epochs`` epochs and at the end of training, with
+    a record of the run: ``command`` (the command line that started it), hardware, wall time, batch size,
+    the last validation loss and the model it was warm-started from."""
 
-    def __init__(self, dirpath: str, every_n_epochs: int = 1):
-        self.dirpath, self.every = dirpath, every_n_epochs
+    def __init__(self, dirpath: str, every_n_epochs: int = 1, command: str | None = None):
+        self.dirpath, self.every, self.command = dirpath, every_n_epochs, command
+        self._start: float | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.monotonic()
+
+    def run_record(self, trainer, pl_module) -> dict:
+        """What this run adds to the export's training record."""
+        record: dict = {}
+        if self.command:
+            record["command"] = self.command
+        device = pl_module.device
+        if device.type == "cuda":
+            where = f"{trainer.num_devices} x {torch.cuda.get_device_name(device)}"
+        else:
+            where = f"{device.type.upper()}, {torch.get_num_threads()} threads"
+        record["hardware"] = f"{where}, torch {torch.__version__}, precision {trainer.precision}"
+        if self._start is not None:
+            minutes = (time.monotonic() - self._start) / 60
+            record["wall_time"] = f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+        batch_size = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+        if isinstance(batch_size, int):
+            record["batch_size"] = batch_size
+        init_from = pl_module.hparams.get("init_from")
+        if init_from:
+            record["init_from"] = str(init_from)
+        val = trainer.callback_metrics.get("val_loss")
+        if val is not None:
+            record["final_val_loss"] = round(float(val), 4)
+        return record
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if (trainer.current_epoch + 1) % self.every == 0 and trainer.is_global_zero:
-            pl_module.export_pretrained(self.dirpath)
+            pl_module.export_pretrained(self.dirpath, self.run_record(trainer, pl_module))
 
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
-            pl_module.export_pretrained(self.dirpath)
+            pl_module.export_pretrained(self.dirpath, self.run_record(trainer, pl_module))

@@ -10,6 +10,7 @@ a real failure and propagates with its traceback. ``GEODIFF_DEBUG=1`` re-raises 
 from __future__ import annotations
 
 import os
+import shlex
 import traceback
 from pathlib import Path
 
@@ -43,8 +44,16 @@ def _setup_error(exc: BaseException) -> GeodiffError:
     )
 
 
-def train(cfg: DictConfig):
-    """Fit the experiment ``cfg`` describes; returns the fitted LightningModule."""
+def command_line(overrides: list[str]) -> str:
+    """``geodiff train OVERRIDES`` as a user would type it, with the thread count when ``OMP_NUM_THREADS``
+    was set; recorded in the export."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return (f"OMP_NUM_THREADS={threads} " if threads else "") + shlex.join(["geodiff", "train", *overrides])
+
+
+def train(cfg: DictConfig, command: str | None = None):
+    """Fit the experiment ``cfg`` describes; returns the fitted LightningModule. ``command`` (the command
+    line, see :func:`command_line`) goes into the export's training record."""
     from geodiff.cli import instantiate
     from geodiff.training.molecules import ExportCallback
 
@@ -59,7 +68,9 @@ def train(cfg: DictConfig):
         module = instantiate(cfg.module, model=model)
         callbacks = [
             ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_epochs=1),
-            ExportCallback(str(out / "export"), every_n_epochs=int(cfg.export_every_n_epochs)),
+            ExportCallback(
+                str(out / "export"), every_n_epochs=int(cfg.export_every_n_epochs), command=command
+            ),  # fmt: skip
             TQDMProgressBar(refresh_rate=int(cfg.progress_refresh_rate)),
             started,
         ]

@@ -31,6 +31,7 @@ from geodiff.errors import GeodiffError
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.schedulers import E3DDPMScheduler
 from geodiff.training.export import ExportMixin
+from geodiff.training.optim import check_lr_schedule, optimizer_config
 
 __all__ = ["TrajectoryDataModule", "TrajectoryDiffusionModule", "make_scheduler", "generate_nbody_split",
            "trajectory_loss"]  # fmt: skip
@@ -190,8 +191,10 @@ class TrajectoryDiffusionModule(ExportMixin, L.LightningModule):
     def __init__(self, model: GeoTDMDenoiser, num_train_timesteps: int = 1000, lr: float = 5e-4,
                  weight_decay: float = 0.0, ema_decay: float = 0.999, val_sample_every_n_epochs: int = 0,
                  val_num_systems: int = 64, val_sampling_steps: int = 100,
-                 init_from: str | None = None):  # fmt: skip
+                 init_from: str | None = None, lr_schedule: str = "constant",
+                 lr_decay_steps: int | None = None, lr_min_ratio: float = 0.05):  # fmt: skip
         super().__init__()
+        check_lr_schedule(lr_schedule, lr_decay_steps, lr_min_ratio)
         self.save_hyperparameters(ignore=["model"])
         self._set_model(model, ema_decay, init_from)
         self.scheduler_ = make_scheduler(num_train_timesteps, conditional=model.conditional,
@@ -241,9 +244,9 @@ class TrajectoryDiffusionModule(ExportMixin, L.LightningModule):
             self.log("val/fde", err["fde"], batch_size=sub.num_graphs)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(
-            self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
+        h = self.hparams
+        opt = torch.optim.Adam(self.model.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        return optimizer_config(opt, h.lr_schedule, self.trainer, h.lr_decay_steps, h.lr_min_ratio)
 
 
 def systems_for_sampling(info: dict, data: str | None = None, split: str = "test",

@@ -1,5 +1,6 @@
 """geodiff train -> geodiff sample on real QM9 molecules, through the CLI (tiny model, one epoch)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,14 @@ def test_train_on_an_sdf_and_vocabulary_mismatch(tmp_path):
     assert r.returncode == 0, r.stderr[-1500:]
     meta = (tmp_path / "run" / "export" / "molecules.json").read_text()
     assert '"Bi"' in meta and '"Cl"' in meta
+    # a second stage warm-started from that export records both stages and the total step count
+    first = json.loads(meta)["training"]
+    assert "geodiff train experiment=geom_eqgat_small" in first["command"] and "stages" not in first
+    again = [a for a in common if not a.startswith("output_dir=")]
+    warm = f"module.init_from={tmp_path / 'run' / 'export'}"
+    r = geodiff("train", "experiment=geom_eqgat_small", *again, warm, f"output_dir={tmp_path / 'run2'}")
+    assert r.returncode == 0, r.stderr[-1500:]
+    rec = json.loads((tmp_path / "run2" / "export" / "molecules.json").read_text())["training"]
+    assert [s["command"] for s in rec["stages"]][0] == first["command"] and len(rec["stages"]) == 2
+    assert rec["global_step"] == 2 * first["global_step"] > 0
+    assert rec["stages"][1]["init_from"] == str(tmp_path / "run" / "export")

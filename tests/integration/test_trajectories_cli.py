@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import SHARED_DATA
 
@@ -29,11 +30,19 @@ def test_simulate_train_sample_evaluate(tmp_path):
     out = tmp_path / "run"
     r = geodiff("train", "experiment=nbody_charged_geotdm_small", f"data.path={data}", "data.batch_size=8",
                 "module.val_sample_every_n_epochs=1", "module.val_sampling_steps=3", *TINY,
-                f"output_dir={out}")  # fmt: skip
+                "module.lr_schedule=cosine", "module.lr_min_ratio=0.1", f"output_dir={out}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "export" / "model" / "diffusion_pytorch_model.safetensors").is_file()
+    # the cosine schedule ran over the whole run (2 steps of 8): the rate ends at lr * lr_min_ratio
+    (ckpt,) = (out / "checkpoints").glob("last*.ckpt")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2
+    assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.1 * 5e-4)
     meta = json.loads((out / "export" / "trajectories.json").read_text())
     assert meta["family"] == "trajectories" and meta["data"]["kind"] == "charged"
+    run = meta["training"]  # the command line, hardware and time of the run go with the model
+    assert "geodiff train experiment=nbody_charged_geotdm_small data.path=" in run["command"]
+    assert "CPU" in run["hardware"] and run["wall_time"].endswith("min") and run["batch_size"] == 8
     assert "val/ade" in (out / "lightning_logs" / "version_0" / "metrics.csv").read_text()
     png, js = tmp_path / "curves.png", tmp_path / "c.json"
     r = geodiff("curves", f"runs={out}", f"output={png}", f"summary={js}")
@@ -104,6 +113,8 @@ def test_eth_ucy_trains_in_2d(tmp_path):
         (["evaluate", "task=trajectories", "samples=/nonexistent.npz"], "file not found"),
         (["train", "experiment=eth_ucy_geotdm_small", "data.scene=paris"], "unknown ETH-UCY scene"),
         (["train", "experiment=md17_geotdm_small", "data.path=/nonexistent.npz"], "file not found"),
+        (["train", "experiment=nbody_charged_geotdm_small", "module.lr_schedule=linear"], "unknown schedule"),
+        (["train", "experiment=qm9_eqgat_small", "module.lr_min_ratio=2"], "must lie in [0, 1]"),
     ],
 )
 def test_trajectory_cli_errors(args, message, tmp_path):
