@@ -26,6 +26,7 @@ from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, normalize_pair, normalized_pose
 from geodiff.schedulers import SE3DiffusionScheduler
 from geodiff.training.export import ExportMixin
+from geodiff.training.optim import check_lr_schedule, optimizer_config
 
 __all__ = ["PairDataset", "RegistrationDataModule", "RegistrationDiffusionModule", "registration_loss"]
 
@@ -162,8 +163,10 @@ class RegistrationDiffusionModule(ExportMixin, L.LightningModule):
     def __init__(self, model: RegistrationNet, num_train_timesteps: int = 200, sigma_r: float = 0.05,
                  sigma_t: float = 0.03, lr: float = 1e-3, weight_decay: float = 0.0, ema_decay: float = 0.999,
                  val_steps: int = 5, corr_weight: float = 0.0, corr_radius: float = 0.15,
-                 init_from: str | None = None):  # fmt: skip
+                 init_from: str | None = None, lr_schedule: str = "constant",
+                 lr_decay_steps: int | None = None, lr_min_ratio: float = 0.05):  # fmt: skip
         super().__init__()
+        check_lr_schedule(lr_schedule, lr_decay_steps, lr_min_ratio)
         self.save_hyperparameters(ignore=["model"])
         self._set_model(model, ema_decay, init_from)
         self.scheduler_ = SE3DiffusionScheduler(num_train_timesteps=num_train_timesteps, sigma_r=sigma_r,
@@ -205,7 +208,6 @@ class RegistrationDiffusionModule(ExportMixin, L.LightningModule):
         self.log("val/trans_err_over_d", terr.mean(), batch_size=b)
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(
-            self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        return opt
+        h = self.hparams
+        opt = torch.optim.Adam(self.model.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        return optimizer_config(opt, h.lr_schedule, self.trainer, h.lr_decay_steps, h.lr_min_ratio)
