@@ -136,25 +136,51 @@ class TrajectoryDataModule(L.LightningDataModule):
         )
         self._splits: dict[str, TrajectoryDataset] = {}
 
+    @classmethod
+    def from_record(cls, info: dict, path: str | None = None) -> TrajectoryDataModule:
+        """The data module an export's data record (:meth:`describe`) describes, reading ``path`` instead
+        of the recorded path when given: sampling cuts its windows exactly as training did."""
+        dataset = info.get("dataset")
+        if dataset not in ("nbody", "md17", "eth_ucy"):
+            raise GeodiffError(f"checkpoint: unknown trajectory data set {dataset!r}")
+        kw = {
+            "dataset": dataset,
+            "path": str(path or info.get("path")),
+            "num_cond": int(info.get("num_cond", 0)),
+            "num_target": int(info.get("num_target", 0)),
+            "frame_offset": int(info.get("frame_offset") or 0),
+        }
+        # recorded only for their own data set; exports from before a field was recorded get the default
+        for key in ("kind", "scene", "stride", "window_step"):
+            if info.get(key) is not None:
+                kw[key] = info[key]
+        return cls(**kw)  # fmt: skip
+
+    def load_split(self, name: str, limit: int | None = None) -> TrajectoryDataset:
+        """Read the ``train``, ``val`` or ``test`` split (at most ``limit`` windows) from ``path``; an N-body
+        ``path`` may also be a single npz, read whatever ``name``."""
+        if self.dataset == "nbody":
+            p = Path(self.path)
+            return load_nbody_npz(p / f"{name}.npz" if p.is_dir() else p, self.num_cond, self.num_target,
+                                  self.frame_offset, limit)  # fmt: skip
+        if self.dataset == "md17":
+            return load_md17_npz(self.path, name, self.num_cond, self.num_target, self.stride,
+                                 self.window_step, limit=limit)  # fmt: skip
+        return load_eth_ucy(self.path, self.scene, name, self.num_cond, self.num_target, limit=limit)
+
     def split(self, name: str) -> TrajectoryDataset:
         """The ``train``, ``val`` or ``test`` data set (loaded once)."""
         if name not in self._splits:
-            limit = self.limit if name == "train" else self.val_limit
             if self.dataset == "nbody":
                 folder = Path(self.path)
+                if folder.is_file():
+                    raise GeodiffError(f"data.path: {folder} is a file; training reads an N-body folder "
+                                       "of train/val/test.npz (geodiff data nbody)")  # fmt: skip
                 if not folder.exists():
                     print(f"data: {folder} does not exist; simulating {self.kind} systems into it")
                     generate_nbody_split(folder, self.kind, self.num_train, self.num_val, self.num_test,
                                          self.sim_seed)  # fmt: skip
-                ds = load_nbody_npz(
-                    folder / f"{name}.npz", self.num_cond, self.num_target, self.frame_offset, limit
-                )
-            elif self.dataset == "md17":
-                ds = load_md17_npz(self.path, name, self.num_cond, self.num_target, self.stride,
-                                   self.window_step, limit=limit)  # fmt: skip
-            else:
-                ds = load_eth_ucy(self.path, self.scene, name, self.num_cond, self.num_target, limit=limit)
-            self._splits[name] = ds
+            self._splits[name] = self.load_split(name, self.limit if name == "train" else self.val_limit)
         return self._splits[name]
 
     def describe(self) -> dict:
@@ -163,6 +189,7 @@ class TrajectoryDataModule(L.LightningDataModule):
                 "kind": self.kind if self.dataset == "nbody" else None,
                 "scene": self.scene if self.dataset == "eth_ucy" else None, "path": str(self.path),
                 "stride": self.stride if self.dataset == "md17" else None,
+                "window_step": self.window_step if self.dataset == "md17" else None,
                 "num_cond": self.num_cond, "num_target": self.num_target, "dim": ds.dim,
                 "node_dim": ds.node_dim, "edge_dim": ds.edge_dim, "num_train": len(ds),
                 "frame_offset": self.frame_offset}  # fmt: skip
@@ -258,35 +285,22 @@ def systems_for_sampling(info: dict, data: str | None = None, split: str = "test
     on); with ``data=None`` an N-body model gets ``num_systems`` freshly simulated systems (``seed``) and
     the others read the ``split`` of the data they were trained on.
     """
+    import tempfile
+
     from geodiff.data.nbody import simulate
+    from geodiff.data.trajectories import save_nbody_npz
 
-    ds_kind = info.get("dataset")
-    cond, target = int(info.get("num_cond", 0)), int(info.get("num_target", 0))
-    frames = cond + target
-    if ds_kind == "nbody":
-        if data is None:
-            sim = simulate(int(num_systems or 100), info.get("kind") or "charged", seed=seed)
-            import tempfile
-
-            from geodiff.data.trajectories import save_nbody_npz
-
-            with tempfile.TemporaryDirectory() as tmp:
-                f = save_nbody_npz(sim, Path(tmp) / "fresh.npz", info.get("kind") or "charged")
-                ds = load_nbody_npz(f, cond, target, int(info.get("frame_offset") or 0))
-            ds.source = f"{len(ds)} freshly simulated {info.get('kind')} systems (seed {seed})"
-        else:
-            p = Path(data)
-            p = p / f"{split}.npz" if p.is_dir() else p
-            ds = load_nbody_npz(p, cond, target, int(info.get("frame_offset") or 0), num_systems)
-    elif ds_kind == "md17":
-        # the training frame stride; exports from before it was recorded used the loader's default
-        kw = {"stride": int(info["stride"])} if info.get("stride") else {}
-        ds = load_md17_npz(data or info.get("path"), split, cond, target, limit=num_systems, **kw)
-    elif ds_kind == "eth_ucy":
-        ds = load_eth_ucy(data or info.get("path"), info.get("scene") or "eth", split, cond, target,
-                          limit=num_systems)  # fmt: skip
+    dm = TrajectoryDataModule.from_record(info, data)  # the windows exactly as training cut them
+    frames = dm.num_cond + dm.num_target
+    if dm.dataset == "nbody" and data is None:
+        kind = info.get("kind") or "charged"
+        sim = simulate(int(num_systems or 100), kind, seed=seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            dm.path = str(save_nbody_npz(sim, Path(tmp) / "fresh.npz", kind))
+            ds = dm.load_split(split)
+        ds.source = f"{len(ds)} freshly simulated {kind} systems (seed {seed})"
     else:
-        raise GeodiffError(f"checkpoint: unknown trajectory data set {ds_kind!r}")
+        ds = dm.load_split(split, num_systems)
     if ds.num_frames < frames:
         raise GeodiffError(f"{ds.source}: {ds.num_frames} frames, the model needs {frames}")
     if num_systems is not None and len(ds) > num_systems:
