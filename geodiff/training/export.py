@@ -88,6 +88,7 @@ _PER_STAGE = (
     "hardware",
     "init_from",
     "final_val_loss",
+    "batch_size",
 )
 
 

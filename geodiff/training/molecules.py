@@ -222,7 +222,7 @@ class MoleculeDiffusionModule(L.LightningModule):
             "statistics": self.stats.to_dict(),
             "training": training_record(
                 int(self.global_step), int(self.current_epoch), extra, self.parent_training
-            ),  # fmt: skip
+            ),
         }
         with atomic_path(directory / "molecules.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))

@@ -63,10 +63,12 @@ def test_warm_started_exports_record_their_lineage(tmp_path):
 
 
 def test_training_record_sums_stages_and_keeps_shared_fields():
-    parent = {"global_step": 100, "epoch": 3, "command": "x", "data": "qm9 test split", "hardware": "H100"}
+    parent = {"global_step": 100, "epoch": 3, "command": "x", "data": "qm9 test split", "hardware": "H100",
+              "batch_size": 128}
     rec = training_record(50, 2, {"command": "y"}, parent)
     assert rec["global_step"] == 150 and rec["epoch"] == 5 and rec["data"] == "qm9 test split"
-    assert "hardware" not in rec and rec["stages"][0]["hardware"] == "H100"
+    assert "hardware" not in rec and "batch_size" not in rec  # per stage, not for the whole lineage
+    assert rec["stages"][0]["hardware"] == "H100" and rec["stages"][0]["batch_size"] == 128
     assert rec["stages"][1] == {"global_step": 50, "epoch": 2, "command": "y"}
     assert "wall_time" not in rec  # not every stage has one
     assert training_record(7, 1, None, None) == {"global_step": 7, "epoch": 1}
