@@ -63,8 +63,14 @@ def test_warm_started_exports_record_their_lineage(tmp_path):
 
 
 def test_training_record_sums_stages_and_keeps_shared_fields():
-    parent = {"global_step": 100, "epoch": 3, "command": "x", "data": "qm9 test split", "hardware": "H100",
-              "batch_size": 128}
+    parent = {
+        "global_step": 100,
+        "epoch": 3,
+        "command": "x",
+        "data": "qm9 test split",
+        "hardware": "H100",
+        "batch_size": 128,
+    }
     rec = training_record(50, 2, {"command": "y"}, parent)
     assert rec["global_step"] == 150 and rec["epoch"] == 5 and rec["data"] == "qm9 test split"
     assert "hardware" not in rec and "batch_size" not in rec  # per stage, not for the whole lineage
