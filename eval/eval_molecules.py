@@ -21,7 +21,7 @@ import torch
 from geodiff.cli import resolve_path
 from geodiff.io import atomic_path
 from geodiff.metrics.chemistry import molecule_metrics
-from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
+from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, write_sdf
 
 
 def _where(device: str) -> str:
@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--sdf", default=None, help="also write the molecules (with their generated bonds) here")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     pipe = MoleculeDiffusionPipeline.from_pretrained(resolve_path(args.ckpt))
@@ -53,6 +54,11 @@ def main() -> None:
           f"({args.n / seconds:.2f} molecules/s, {_where(args.device)})")  # fmt: skip
     for k in ("mol_stability", "atom_stability", "validity", "connected_validity", "uniqueness"):
         print(f"  {k:<19} {100 * m[k]:6.2f} %")
+    worst = ", ".join(f"{k} ({v})" for k, v in list(m["unstable_atoms"].items())[:5])
+    print(f"  unstable atoms      {worst or 'none'}")
+    if args.sdf:
+        write_sdf(records, pipe.vocab, args.sdf)
+        print(f"  SDF                 {args.sdf}")
     if args.json:
         result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "sampler": args.sampler,
                   "steps": steps, "seed": args.seed, "seconds": seconds, "machine": platform.machine(),

@@ -123,7 +123,20 @@ def stability(items, vocab=None, table: str = "charged") -> dict:
         "atom_stability": float(atom_ok.mean()) if len(z) else 0.0,
         "mol_stability": float(mol_ok.mean()) if len(mols) else 0.0,
         "stable": mol_ok,
+        "unstable_atoms": _unstable_counts(z[~atom_ok], q[~atom_ok], valence[~atom_ok]),
     }
+
+
+def _unstable_counts(z: np.ndarray, q: np.ndarray, valence: np.ndarray) -> dict[str, int]:
+    """How often each unstable (element, charge, bond-order sum) occurs, most frequent first, as
+    ``"C valence 3"``, ``"N+ valence 3"``, ``"O+2 valence 1"``: what a generator gets wrong."""
+    from geodiff.metrics.structures import element_symbol
+
+    counts = Counter()
+    for zi, qi, vi in zip(z.tolist(), q.tolist(), valence.tolist(), strict=True):
+        sign = "" if qi == 0 else ("+" if qi > 0 else "-") if abs(qi) == 1 else f"{qi:+d}"
+        counts[f"{element_symbol(zi)}{sign} valence {vi:g}"] += 1
+    return dict(counts.most_common())
 
 
 def canonical_smiles(mol: Chem.Mol) -> str:
@@ -269,6 +282,7 @@ def molecule_metrics(items, vocab=None, table: str = "charged", reference_smiles
         "num_molecules": len(mols),
         "atom_stability": stab["atom_stability"],
         "mol_stability": stab["mol_stability"],
+        "unstable_atoms": stab["unstable_atoms"],
         "validity": val["validity"],
         "connected_validity": val["connected_validity"],
         "connected": connected_fraction(mols)[0],

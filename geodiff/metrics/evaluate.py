@@ -98,6 +98,10 @@ def format_report(report: dict) -> str:
                        ("novelty", "novelty")]:  # fmt: skip
         if key in report:
             rows.append((label, f"{100 * report[key]:.2f} %"))
+    bad = report.get("unstable_atoms")
+    if bad:  # the three most frequent unstable (element, valence) kinds
+        top = ", ".join(f"{k} ({v})" for k, v in list(bad.items())[:3])
+        rows.append(("most unstable atoms", f"{top}; all in the JSON"))
     dist = report.get("distributions")
     if dist:
         rows += [("atom type TV", f"{dist['atom_type_tv']:.4f}"),

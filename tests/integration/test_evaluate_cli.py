@@ -49,10 +49,14 @@ def test_evaluate_sdf_with_a_bad_record_and_smiles_reference(tmp_path):
     ):
         assert key in rep
     assert rep["num_molecules"] == 4 and len(rep["unreadable"]) == 1 and rep["bonds"] == "generated"
-    assert rep["mol_stability"] == 1.0 and rep["uniqueness"] == 0.75
+    assert rep["mol_stability"] == 1.0 and rep["uniqueness"] == 0.75 and rep["unstable_atoms"] == {}
     assert abs(rep["novelty"] - 2 / 3) < 1e-12  # benzene and the sulfone are new, ethanol is not
-    r = geodiff("evaluate", f"samples={sdf}", "bonds=edm", "valence_table=edm")
+    r = geodiff("evaluate", f"samples={sdf}", "bonds=edm", "valence_table=edm", f"output={out}")
     assert r.returncode == 0 and "edm" in r.stdout
+    # distance-perceived bonds break some valences; the report says which, most frequent first
+    bad = json.loads(out.read_text())["unstable_atoms"]
+    assert bad and list(bad.values()) == sorted(bad.values(), reverse=True)
+    assert f"most unstable atoms       {next(iter(bad))} ({next(iter(bad.values()))})" in r.stdout
 
 
 def test_evaluate_qm9_npz_against_itself(qm9_npz, tmp_path):

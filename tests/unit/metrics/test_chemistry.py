@@ -47,6 +47,11 @@ def test_known_answers_on_generated_bonds():
     n_atoms = sum(m.num_atoms for m in mols)
     assert s["atom_stability"] == pytest.approx((n_atoms - 1) / n_atoms)
     assert stability([ammonium], table="edm")["mol_stability"] == 0.0
+    # the diagnosis names what is wrong: one under-bonded heavy atom; N+ with 4 bonds under EDM's table
+    ((what, count),) = s["unstable_atoms"].items()
+    assert count == 1 and what in ("C valence 3", "O valence 1")
+    assert stability([ammonium], table="edm")["unstable_atoms"] == {"N+ valence 4": 1}
+    assert stability([ethanol])["unstable_atoms"] == {}
     v = rdkit_validity(mols)
     # the radical sanitises (RDKit fills the open valence with an implicit H, as in the papers)
     assert v["valid"].all() and v["single_fragment"].tolist() == [True, True, False, True, True]
