@@ -154,7 +154,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         for key in ("kind", "scene", "stride", "window_step"):
             if info.get(key) is not None:
                 kw[key] = info[key]
-        return cls(**kw)  # fmt: skip
+        return cls(**kw)
 
     def load_split(self, name: str, limit: int | None = None) -> TrajectoryDataset:
         """Read the ``train``, ``val`` or ``test`` split (at most ``limit`` windows) from ``path``; an N-body
