@@ -20,7 +20,7 @@ import torch
 
 from geodiff.cli import resolve_path
 from geodiff.io import atomic_path
-from geodiff.metrics.chemistry import molecule_metrics
+from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, write_sdf
 
 
@@ -54,8 +54,7 @@ def main() -> None:
           f"({args.n / seconds:.2f} molecules/s, {_where(args.device)})")  # fmt: skip
     for k in ("mol_stability", "atom_stability", "validity", "connected_validity", "uniqueness"):
         print(f"  {k:<19} {100 * m[k]:6.2f} %")
-    worst = ", ".join(f"{k} ({v})" for k, v in list(m["unstable_atoms"].items())[:5])
-    print(f"  unstable atoms      {worst or 'none'}")
+    print(f"  unstable atoms      {most_unstable(m['unstable_atoms'], k=5)}")
     if args.sdf:
         write_sdf(records, pipe.vocab, args.sdf)
         print(f"  SDF                 {args.sdf}")

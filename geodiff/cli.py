@@ -205,7 +205,7 @@ def cmd_train(overrides: list[str]) -> int:
 def cmd_sample(overrides: list[str]) -> int:
     import time
 
-    from geodiff.metrics.chemistry import molecule_metrics
+    from geodiff.metrics.chemistry import molecule_metrics, most_unstable
     from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, draw_grid, write_sdf
 
     cfg = compose("sample", overrides)
@@ -242,6 +242,8 @@ def cmd_sample(overrides: list[str]) -> int:
         f"validity {100 * m['validity']:.1f} %, connected validity {100 * m['connected_validity']:.1f} %, "
         f"uniqueness {100 * m['uniqueness']:.1f} % (generated bonds; aromatic = 1.5)"
     )
+    if m["unstable_atoms"]:
+        print(f"most unstable atoms: {most_unstable(m['unstable_atoms'])}")
     if tagged:
         print(f"{tagged} molecules written with neutral charges (their charges are not representable)")
     print(f"SDF  {out}\nPNG  {grid}")

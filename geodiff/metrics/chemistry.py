@@ -139,6 +139,11 @@ def _unstable_counts(z: np.ndarray, q: np.ndarray, valence: np.ndarray) -> dict[
     return dict(counts.most_common())
 
 
+def most_unstable(counts: dict[str, int], k: int = 3) -> str:
+    """The ``k`` most frequent entries of ``unstable_atoms`` as one line: ``C valence 5 (65), ...``."""
+    return ", ".join(f"{kind} ({n})" for kind, n in list(counts.items())[:k]) or "none"
+
+
 def canonical_smiles(mol: Chem.Mol) -> str:
     return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
 

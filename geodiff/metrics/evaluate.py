@@ -15,7 +15,7 @@ from rdkit import Chem, RDLogger
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path
 from geodiff.metrics.bonds import perceive
-from geodiff.metrics.chemistry import molecule_metrics, rdkit_validity
+from geodiff.metrics.chemistry import molecule_metrics, most_unstable, rdkit_validity
 from geodiff.metrics.structures import Molecule3D, read_molecules
 
 __all__ = ["evaluate_molecule_file", "evaluate_molecules", "format_report", "read_reference", "write_report"]
@@ -100,8 +100,7 @@ def format_report(report: dict) -> str:
             rows.append((label, f"{100 * report[key]:.2f} %"))
     bad = report.get("unstable_atoms")
     if bad:  # the three most frequent unstable (element, valence) kinds
-        top = ", ".join(f"{k} ({v})" for k, v in list(bad.items())[:3])
-        rows.append(("most unstable atoms", f"{top}; all in the JSON"))
+        rows.append(("most unstable atoms", f"{most_unstable(bad)}; all in the JSON"))
     dist = report.get("distributions")
     if dist:
         rows += [("atom type TV", f"{dist['atom_type_tv']:.4f}"),

@@ -10,6 +10,7 @@ from geodiff.metrics.chemistry import (
     connected_fraction,
     distribution_metrics,
     molecule_metrics,
+    most_unstable,
     rdkit_validity,
     stability,
     uniqueness_novelty,
@@ -52,6 +53,10 @@ def test_known_answers_on_generated_bonds():
     assert count == 1 and what in ("C valence 3", "O valence 1")
     assert stability([ammonium], table="edm")["unstable_atoms"] == {"N+ valence 4": 1}
     assert stability([ethanol])["unstable_atoms"] == {}
+    assert most_unstable({"C valence 5": 9, "N valence 4": 2, "H valence 0": 1}, k=2) == (
+        "C valence 5 (9), N valence 4 (2)"
+    )
+    assert most_unstable({}) == "none"
     v = rdkit_validity(mols)
     # the radical sanitises (RDKit fills the open valence with an implicit H, as in the papers)
     assert v["valid"].all() and v["single_fragment"].tolist() == [True, True, False, True, True]
