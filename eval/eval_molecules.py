@@ -19,15 +19,9 @@ import time
 import torch
 
 from geodiff.cli import resolve_path
-from geodiff.io import atomic_path
+from geodiff.io import atomic_path, device_description
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, write_sdf
-
-
-def _where(device: str) -> str:
-    if str(device).startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"CPU, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
@@ -51,7 +45,7 @@ def main() -> None:
     m = molecule_metrics(records, pipe.vocab)
     steps = args.steps or pipe.schedulers.num_train_timesteps
     print(f"{args.ckpt}: {args.n} molecules, {args.sampler} {steps} steps, {seconds:.0f} s "
-          f"({args.n / seconds:.2f} molecules/s, {_where(args.device)})")  # fmt: skip
+          f"({args.n / seconds:.2f} molecules/s, {device_description(args.device)})")  # fmt: skip
     for k in ("mol_stability", "atom_stability", "validity", "connected_validity", "uniqueness"):
         print(f"  {k:<19} {100 * m[k]:6.2f} %")
     print(f"  unstable atoms      {most_unstable(m['unstable_atoms'], k=5)}")
@@ -61,7 +55,7 @@ def main() -> None:
     if args.json:
         result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "sampler": args.sampler,
                   "steps": steps, "seed": args.seed, "seconds": seconds, "machine": platform.machine(),
-                  "device": _where(args.device),
+                  "device": device_description(args.device),
                   "torch": torch.__version__, **m}  # fmt: skip
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))

@@ -9,7 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_save_pretrained", "public_config", "checkpoint_meta", "FAMILIES"]
+__all__ = ["atomic_path", "atomic_save_pretrained", "public_config", "checkpoint_meta", "device_description",
+           "FAMILIES"]  # fmt: skip
 
 FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration": "registration"}
 
@@ -74,3 +75,14 @@ def checkpoint_meta(directory: str | os.PathLike, family: str) -> dict:
     if meta.get("family", family) != family:
         raise GeodiffError(f"{d}: checkpoint of family {meta.get('family')!r}, expected {family!r}")
     return meta
+
+
+def device_description(device) -> str:
+    """What computes on ``device``, for run records and benchmark output: the GPU's name, or the CPU and
+    its torch thread count."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type.upper()}, {torch.get_num_threads()} threads"

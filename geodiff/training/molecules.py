@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from geodiff.data.molecules import DatasetStatistics, MoleculeDataset, MoleculeVocabulary, collate_molecules
 from geodiff.errors import GeodiffError
-from geodiff.io import atomic_path, atomic_save_pretrained
+from geodiff.io import atomic_path, atomic_save_pretrained, device_description
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
 from geodiff.training.export import load_exported_weights, read_training_record, training_record
@@ -246,11 +246,9 @@ class ExportCallback(L.Callback):
         record: dict = {}
         if self.command:
             record["command"] = self.command
-        device = pl_module.device
-        if device.type == "cuda":
-            where = f"{trainer.num_devices} x {torch.cuda.get_device_name(device)}"
-        else:
-            where = f"{device.type.upper()}, {torch.get_num_threads()} threads"
+        where = device_description(pl_module.device)
+        if trainer.num_devices > 1:
+            where = f"{trainer.num_devices} x {where}"
         record["hardware"] = f"{where}, torch {torch.__version__}, precision {trainer.precision}"
         if self._start is not None:
             minutes = (time.monotonic() - self._start) / 60
@@ -258,7 +256,12 @@ class ExportCallback(L.Callback):
         batch_size = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
         if isinstance(batch_size, int):
             record["batch_size"] = batch_size
-        init_from = pl_module.hparams.get("init_from")
+        h = pl_module.hparams
+        if h.get("lr_schedule", "constant") != "constant":
+            steps = h.get("lr_decay_steps") or trainer.estimated_stepping_batches
+            record["lr_schedule"] = (f"{h.lr_schedule} from {h.lr:g} to {h.lr * h.lr_min_ratio:g} over "
+                                     f"{int(steps)} steps")  # fmt: skip
+        init_from = h.get("init_from")
         if init_from:
             record["init_from"] = str(init_from)
         val = trainer.callback_metrics.get("val_loss")

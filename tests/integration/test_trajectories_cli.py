@@ -43,6 +43,7 @@ def test_simulate_train_sample_evaluate(tmp_path):
     run = meta["training"]  # the command line, hardware and time of the run go with the model
     assert "geodiff train experiment=nbody_charged_geotdm_small data.path=" in run["command"]
     assert "CPU" in run["hardware"] and run["wall_time"].endswith("min") and run["batch_size"] == 8
+    assert run["lr_schedule"] == "cosine from 0.0005 to 5e-05 over 2 steps"
     assert "val/ade" in (out / "lightning_logs" / "version_0" / "metrics.csv").read_text()
     png, js = tmp_path / "curves.png", tmp_path / "c.json"
     r = geodiff("curves", f"runs={out}", f"output={png}", f"summary={js}")

@@ -35,3 +35,11 @@ def test_atomic_save_pretrained(tmp_path):
     out = atomic_save_pretrained(E3DDPMScheduler(num_train_timesteps=7), tmp_path / "s")
     assert [p.name for p in out.iterdir()] == ["scheduler_config.json"]
     assert E3DDPMScheduler.from_pretrained(out).config.num_train_timesteps == 7
+
+
+def test_device_description_names_the_cpu_threads():
+    import torch
+
+    from geodiff.io import device_description
+
+    assert device_description("cpu") == f"CPU, {torch.get_num_threads()} threads"
