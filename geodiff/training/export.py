@@ -11,7 +11,7 @@ from pathlib import Path
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path, atomic_save_pretrained, public_config
 
-__all__ = ["ExportMixin", "load_exported_weights", "read_training_record", "training_record"]
+__all__ = ["ExportMixin", "load_exported_weights", "read_training_record", "training_record", "warm_start"]
 
 
 class ExportMixin:
@@ -23,10 +23,7 @@ class ExportMixin:
         """``self.model`` (warm-started from ``init_from`` when given) and its warm-up EMA copy."""
         from geodiff.training.ema import ema_model
 
-        if init_from:
-            load_exported_weights(model, init_from)
-        # read now: this run's export may overwrite the folder it started from
-        self.parent_training = read_training_record(init_from) if init_from else None
+        self.parent_training = warm_start(model, init_from)
         self.model = model
         self.ema = ema_model(model, ema_decay)
 
@@ -42,7 +39,7 @@ class ExportMixin:
         atomic_save_pretrained(copy.deepcopy(self.ema.module).float().cpu(), directory / "model")
         atomic_save_pretrained(self.scheduler_, directory / "scheduler")
         training = training_record(int(self.global_step), int(self.current_epoch), extra,
-                                   getattr(self, "parent_training", None))  # fmt: skip
+                                   self.parent_training)  # fmt: skip
         meta = {"family": self.FAMILY, "data": self.data_info, "training": training}
         with atomic_path(directory / f"{self.FAMILY}.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
@@ -65,6 +62,15 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
     model.load_state_dict(src.state_dict())
 
 
+def warm_start(model, init_from: str | os.PathLike | None) -> dict | None:
+    """Load ``init_from``'s weights into ``model`` (nothing when it is empty) and return that export's
+    training record, read now because this run's export may overwrite the folder it started from."""
+    if not init_from:
+        return None
+    load_exported_weights(model, init_from)
+    return read_training_record(init_from)
+
+
 def read_training_record(directory: str | os.PathLike) -> dict | None:
     """The ``training`` record of an exported model folder (its ``<family>.json``), or None if it has none."""
     from geodiff.cli import resolve_path
@@ -79,17 +85,8 @@ def read_training_record(directory: str | os.PathLike) -> dict | None:
     return None
 
 
-_PER_STAGE = (
-    "global_step",
-    "epoch",
-    "command",
-    "stages",
-    "wall_time",
-    "hardware",
-    "init_from",
-    "final_val_loss",
-    "batch_size",
-)
+# what a lineage keeps at its top level besides the totals (everything else describes one stage)
+_SHARED = ("data",)
 
 
 def training_record(global_step: int, epoch: int, extra: dict | None, parent: dict | None) -> dict:
@@ -102,7 +99,7 @@ def training_record(global_step: int, epoch: int, extra: dict | None, parent: di
         return stage
     earlier = parent.get("stages") or [{k: v for k, v in parent.items() if k != "stages"}]
     stages = [*earlier, stage]
-    record = {k: v for k, v in parent.items() if k not in _PER_STAGE}  # e.g. a description of the data
+    record = {k: v for k, v in parent.items() if k in _SHARED}
     record["global_step"] = sum(int(s.get("global_step", 0)) for s in stages)
     record["epoch"] = sum(int(s.get("epoch", 0)) for s in stages)
     commands = [s.get("command") for s in stages]

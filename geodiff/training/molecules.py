@@ -25,7 +25,7 @@ from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path, atomic_save_pretrained, device_description
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
-from geodiff.training.export import load_exported_weights, read_training_record, training_record
+from geodiff.training.export import training_record, warm_start
 from geodiff.training.molecule_loss import LossWeights, MoleculeSchedulers, eqgat_diff_loss
 from geodiff.training.optim import check_lr_schedule, optimizer_config
 
@@ -130,10 +130,7 @@ class MoleculeDiffusionModule(L.LightningModule):
         super().__init__()
         check_lr_schedule(lr_schedule, lr_decay_steps, lr_min_ratio)
         self.save_hyperparameters(ignore=["model"])
-        if init_from:
-            load_exported_weights(model, init_from)
-        # read now: this run's export may overwrite the folder it started from
-        self.parent_training = read_training_record(init_from) if init_from else None
+        self.parent_training = warm_start(model, init_from)
         self.model = model
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients

@@ -70,7 +70,7 @@ def train(cfg: DictConfig, command: str | None = None):
             ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_epochs=1),
             ExportCallback(
                 str(out / "export"), every_n_epochs=int(cfg.export_every_n_epochs), command=command
-            ),  # fmt: skip
+            ),
             TQDMProgressBar(refresh_rate=int(cfg.progress_refresh_rate)),
             started,
         ]

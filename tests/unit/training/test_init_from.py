@@ -70,10 +70,12 @@ def test_training_record_sums_stages_and_keeps_shared_fields():
         "data": "qm9 test split",
         "hardware": "H100",
         "batch_size": 128,
+        "lr_schedule": "cosine from 0.0005 to 2.5e-05 over 100 steps",
     }
     rec = training_record(50, 2, {"command": "y"}, parent)
     assert rec["global_step"] == 150 and rec["epoch"] == 5 and rec["data"] == "qm9 test split"
     assert "hardware" not in rec and "batch_size" not in rec  # per stage, not for the whole lineage
+    assert "lr_schedule" not in rec and rec["stages"][0]["lr_schedule"].startswith("cosine")
     assert rec["stages"][0]["hardware"] == "H100" and rec["stages"][0]["batch_size"] == 128
     assert rec["stages"][1] == {"global_step": 50, "epoch": 2, "command": "y"}
     assert "wall_time" not in rec  # not every stage has one
