@@ -20,12 +20,13 @@ class ExportMixin:
     FAMILY: str = ""
 
     def _set_model(self, model, ema_decay: float, init_from: str | None) -> None:
-        """``self.model`` (warm-started from ``init_from`` when given) and its warm-up EMA copy."""
+        """``self.model`` (warm-started from ``init_from`` when given) and its EMA copy (warm-up EMA for a fresh
+        model, plain EMA for a warm start)."""
         from geodiff.training.ema import ema_model
 
         self.parent_training = warm_start(model, init_from)
         self.model = model
-        self.ema = ema_model(model, ema_decay)
+        self.ema = ema_model(model, ema_decay, warmup=not init_from)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["geodiff"] = {"data": self.data_info}

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
 from geodiff.data.molecules import DatasetStatistics, MoleculeDataset, MoleculeVocabulary, collate_molecules
@@ -25,6 +24,7 @@ from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path, atomic_save_pretrained, device_description
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
+from geodiff.training.ema import ema_model
 from geodiff.training.export import training_record, warm_start
 from geodiff.training.molecule_loss import LossWeights, MoleculeSchedulers, eqgat_diff_loss
 from geodiff.training.optim import check_lr_schedule, optimizer_config
@@ -132,8 +132,7 @@ class MoleculeDiffusionModule(L.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.parent_training = warm_start(model, init_from)
         self.model = model
-        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-        self.ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients
+        self.ema = ema_model(model, ema_decay, warmup=not init_from)
         self.weights = LossWeights(weight_pos, weight_atoms, weight_bonds, weight_charges)
         self.stats: DatasetStatistics | None = None
         self.vocab: MoleculeVocabulary | None = None
