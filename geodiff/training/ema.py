@@ -19,7 +19,7 @@ def _ema(decay: float, warmup: bool):
     def update(ema_params, params, num_averaged):
         ema_params, params = list(ema_params), list(params)
         if ema_params and not (ema_params[0].is_floating_point() or ema_params[0].is_complex()):
-            for e, p in zip(ema_params, params):  # integer buffers (counters): the latest value
+            for e, p in zip(ema_params, params, strict=True):  # integer buffers: the latest value
                 e.copy_(p)
             return
         n = float(num_averaged)

@@ -20,8 +20,8 @@ class ExportMixin:
     FAMILY: str = ""
 
     def _set_model(self, model, ema_decay: float, init_from: str | None) -> None:
-        """``self.model`` (warm-started from ``init_from`` when given) and its EMA copy (warm-up EMA for a fresh
-        model, plain EMA for a warm start)."""
+        """``self.model`` (warm-started from ``init_from`` when given) and its EMA copy: warm-up EMA for a
+        fresh model, plain EMA for a warm start."""
         from geodiff.training.ema import ema_model
 
         self.parent_training = warm_start(model, init_from)
