@@ -11,7 +11,14 @@ from pathlib import Path
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path, atomic_save_pretrained, public_config
 
-__all__ = ["ExportMixin", "load_exported_weights", "read_training_record", "training_record", "warm_start"]
+__all__ = [
+    "ExportMixin",
+    "load_exported_weights",
+    "model_with_ema",
+    "read_training_record",
+    "training_record",
+    "warm_start",
+]
 
 
 class ExportMixin:
@@ -20,13 +27,9 @@ class ExportMixin:
     FAMILY: str = ""
 
     def _set_model(self, model, ema_decay: float, init_from: str | None) -> None:
-        """``self.model`` (warm-started from ``init_from`` when given) and its EMA copy: warm-up EMA for a
-        fresh model, plain EMA for a warm start."""
-        from geodiff.training.ema import ema_model
-
-        self.parent_training = warm_start(model, init_from)
+        """``self.model`` (warm-started from ``init_from`` when given) and its EMA copy."""
         self.model = model
-        self.ema = ema_model(model, ema_decay, warmup=not init_from)
+        self.ema, self.parent_training = model_with_ema(model, ema_decay, init_from)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["geodiff"] = {"data": self.data_info}
@@ -61,6 +64,15 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
         diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
         raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")
     model.load_state_dict(src.state_dict())
+
+
+def model_with_ema(model, ema_decay: float, init_from: str | os.PathLike | None):
+    """Warm start ``model`` from ``init_from`` (when given) and make its EMA copy: the warm-up EMA for a
+    fresh model, the plain decay for a warm start. Returns the EMA model and the parent's training record."""
+    from geodiff.training.ema import ema_model
+
+    parent = warm_start(model, init_from)
+    return ema_model(model, ema_decay, warmup=not init_from), parent
 
 
 def warm_start(model, init_from: str | os.PathLike | None) -> dict | None:

@@ -24,8 +24,7 @@ from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path, atomic_save_pretrained, device_description
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
-from geodiff.training.ema import ema_model
-from geodiff.training.export import training_record, warm_start
+from geodiff.training.export import model_with_ema, training_record
 from geodiff.training.molecule_loss import LossWeights, MoleculeSchedulers, eqgat_diff_loss
 from geodiff.training.optim import check_lr_schedule, optimizer_config
 
@@ -130,9 +129,8 @@ class MoleculeDiffusionModule(L.LightningModule):
         super().__init__()
         check_lr_schedule(lr_schedule, lr_decay_steps, lr_min_ratio)
         self.save_hyperparameters(ignore=["model"])
-        self.parent_training = warm_start(model, init_from)
         self.model = model
-        self.ema = ema_model(model, ema_decay, warmup=not init_from)
+        self.ema, self.parent_training = model_with_ema(model, ema_decay, init_from)
         self.weights = LossWeights(weight_pos, weight_atoms, weight_bonds, weight_charges)
         self.stats: DatasetStatistics | None = None
         self.vocab: MoleculeVocabulary | None = None
