@@ -26,7 +26,7 @@ from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
 from geodiff.training.export import model_with_ema, training_record
 from geodiff.training.molecule_loss import LossWeights, MoleculeSchedulers, eqgat_diff_loss
-from geodiff.training.optim import check_lr_schedule, optimizer_config
+from geodiff.training.optim import check_lr_schedule, describe_lr_schedule, optimizer_config
 
 __all__ = ["MoleculeDataModule", "MoleculeDiffusionModule", "ExportCallback", "make_schedulers"]
 
@@ -251,10 +251,10 @@ class ExportCallback(L.Callback):
         if isinstance(batch_size, int):
             record["batch_size"] = batch_size
         h = pl_module.hparams
-        if h.get("lr_schedule", "constant") != "constant":
-            steps = h.get("lr_decay_steps") or trainer.estimated_stepping_batches
-            record["lr_schedule"] = (f"{h.lr_schedule} from {h.lr:g} to {h.lr * h.lr_min_ratio:g} over "
-                                     f"{int(steps)} steps")  # fmt: skip
+        schedule = describe_lr_schedule(h.get("lr_schedule", "constant"), h.get("lr"), trainer,
+                                        h.get("lr_decay_steps"), h.get("lr_min_ratio", 1.0))  # fmt: skip
+        if schedule:
+            record["lr_schedule"] = schedule
         init_from = h.get("init_from")
         if init_from:
             record["init_from"] = str(init_from)

@@ -9,7 +9,8 @@ import torch
 
 from geodiff.errors import GeodiffError
 
-__all__ = ["LR_SCHEDULES", "check_lr_schedule", "cosine_factor", "optimizer_config"]
+__all__ = ["LR_SCHEDULES", "check_lr_schedule", "cosine_factor", "decay_total", "describe_lr_schedule",
+           "optimizer_config"]  # fmt: skip
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -32,6 +33,26 @@ def check_lr_schedule(schedule: str, decay_steps: int | None, min_ratio: float) 
         raise GeodiffError(f"module.lr_decay_steps: must be a positive number of steps, got {decay_steps}")
 
 
+def decay_total(trainer, decay_steps: int | None) -> int:
+    """The optimizer steps a decay spans: ``decay_steps``, or the trainer's estimate of the whole run."""
+    total = decay_steps if decay_steps is not None else trainer.estimated_stepping_batches
+    if not math.isfinite(total) or total <= 0:
+        raise GeodiffError(
+            "module.lr_schedule=cosine: the run has no step bound; "
+            "set trainer.max_steps or module.lr_decay_steps"
+        )
+    return int(total)
+
+
+def describe_lr_schedule(schedule: str, lr: float, trainer, decay_steps: int | None,
+                         min_ratio: float) -> str | None:  # fmt: skip
+    """The schedule in words for run records, e.g. ``cosine from 0.0003 to 1.5e-05 over 8600 steps``;
+    None for the constant rate."""
+    if schedule == "constant":
+        return None
+    return f"{schedule} from {lr:g} to {lr * min_ratio:g} over {decay_total(trainer, decay_steps)} steps"
+
+
 def optimizer_config(optimizer: torch.optim.Optimizer, schedule: str, trainer, decay_steps: int | None,
                      min_ratio: float):  # fmt: skip
     """What ``configure_optimizers`` returns: the optimizer alone (constant) or with a per-step cosine
@@ -40,13 +61,7 @@ def optimizer_config(optimizer: torch.optim.Optimizer, schedule: str, trainer, d
     check_lr_schedule(schedule, decay_steps, min_ratio)
     if schedule == "constant":
         return optimizer
-    total = decay_steps if decay_steps is not None else trainer.estimated_stepping_batches
-    if not math.isfinite(total) or total <= 0:
-        raise GeodiffError(
-            "module.lr_schedule=cosine: the run has no step bound; "
-            "set trainer.max_steps or module.lr_decay_steps"
-        )
-    total = int(total)
+    total = decay_total(trainer, decay_steps)
     # Lightning restores the scheduler's step count on resume, so the decay goes on where it stopped
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: cosine_factor(i, total, min_ratio))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
