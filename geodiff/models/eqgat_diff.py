@@ -18,7 +18,8 @@ from torch import nn
 
 from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints
 from geodiff.manifolds import euclidean
-from geodiff.nn.eqgat import EQGATLayer, GaussianRBF
+from geodiff.nn.eqgat import EQGATLayer, GaussianRBF, pair_linear
+from geodiff.nn.scatter import gather
 
 __all__ = ["EQGATDiffDenoiser", "reverse_edge_permutation"]
 
@@ -112,18 +113,22 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         j, i = edge_index
         edge_graph = batch[i]
         p = euclidean.remove_mean(pos, batch, num_graphs)
-        s = self.atom_embed(torch.cat([atom_types, charges], dim=-1)) + self.time_atom(t)[batch]
-        e = self.edge_embed(bonds) + self.time_edge(t)[edge_graph]
+        s = self.atom_embed(torch.cat([atom_types, charges], dim=-1)) + gather(self.time_atom(t), batch)
+        e = self.edge_embed(bonds) + gather(self.time_edge(t), edge_graph)
         v = pos.new_zeros((n, 3, c.v_dim))
+        geom = None  # each layer hands the next the distances and RBFs of the positions it produced
         for layer in self.layers:
-            s, v, p, e = layer(s, v, p, e, edge_index)
+            s, v, p, e, geom = layer.forward_with_geometry(s, v, p, e, edge_index, geom)
         node = self.atom_head(s)
         rev = reverse_edge_permutation(edge_index, n)
-        d = (p[i] - p[j]).norm(dim=-1, keepdim=True)
-        bond_logits = self.bond_head(torch.cat([e + e[rev], s[i] + s[j], self.rbf(d), d], dim=-1))
+        d = (gather(p, i) - gather(p, j)).norm(dim=-1, keepdim=True)
+        hidden = pair_linear(self.bond_head[0], s, edge_index, before=(e + gather(e, rev),),
+                             after=(self.rbf(d), d), symmetric=True)  # fmt: skip
+        # = bond_head(cat([e_ij + e_ji, s_i + s_j, rbf(d_ij), d_ij]))
+        bond_logits = self.bond_head[2](self.bond_head[1](hidden))
         return {
             "pos": euclidean.remove_mean(p, batch, num_graphs),
             "atoms": node[:, : c.num_atom_types],
             "charges": node[:, c.num_atom_types :],
-            "bonds": 0.5 * (bond_logits + bond_logits[rev]),  # exact symmetry
+            "bonds": 0.5 * (bond_logits + gather(bond_logits, rev)),  # exact symmetry
         }

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from geodiff.nn.scatter import scatter_sum
+from geodiff.nn.scatter import gather, scatter_sum
 
 __all__ = ["EGNNLayer", "TemporalAttention", "EGTNBlock", "sinusoidal_embedding"]
 
@@ -60,9 +60,9 @@ class EGNNLayer(nn.Module):
 
     def forward(self, h, x, edge_index, edge_attr=None):
         i, j = edge_index  # edge (i, j): the message from j is aggregated on node i
-        r = x[i] - x[j]  # [E, F, dim]
+        r = gather(x, i) - gather(x, j)  # [E, F, dim]
         d2 = (r * r).sum(-1, keepdim=True)  # [E, F, 1]
-        pre = self.edge_src(h)[i] + self.edge_dst(h)[j] + self.edge_d2(d2)
+        pre = gather(self.edge_src(h), i) + gather(self.edge_dst(h), j) + self.edge_d2(d2)
         if self.edge_attr is not None and edge_attr is not None:
             pre = pre + self.edge_attr(edge_attr).unsqueeze(1)
         m = self.edge_out(pre)  # [E, F, H]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["scatter_sum", "scatter_mean", "scatter_softmax"]
+__all__ = ["gather", "scatter_sum", "scatter_mean", "scatter_softmax"]
+
+
+def gather(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``src[index]`` as ``index_select``: its backward is an ``index_add_``, several times faster on
+    CPU than the accumulating ``index_put_`` that the backward of ``src[index]`` runs."""
+    return src.index_select(0, index)
 
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
@@ -23,5 +29,5 @@ def scatter_softmax(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> to
     idx = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
     group_max = src.new_full((dim_size, *src.shape[1:]), float("-inf"))
     group_max = group_max.scatter_reduce(0, idx, src.detach(), reduce="amax", include_self=True)
-    ex = torch.exp(src - group_max[index])
-    return ex / scatter_sum(ex, index, dim_size)[index].clamp_min(1e-30)
+    ex = torch.exp(src - gather(group_max, index))
+    return ex / gather(scatter_sum(ex, index, dim_size), index).clamp_min(1e-30)

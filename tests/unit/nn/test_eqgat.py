@@ -4,7 +4,7 @@ import torch
 
 from geodiff.data.molecules import fully_connected_edges
 from geodiff.manifolds import euclidean
-from geodiff.nn.eqgat import EQGATLayer
+from geodiff.nn.eqgat import EQGATLayer, pair_linear
 from geodiff.nn.scatter import scatter_mean, scatter_softmax, scatter_sum
 from geodiff.testing import assert_equivariant
 
@@ -47,3 +47,43 @@ def test_eqgat_layer_is_e3_and_permutation_equivariant():
         translations=False,  # the layer sees zero-CoM positions; the denoiser centres them
     )
     assert max(errs.values()) < 1e-12
+
+
+def test_pair_linear_equals_the_linear_layer_on_the_concatenation():
+    torch.manual_seed(1)
+    sizes = torch.tensor([3, 4])
+    edge_index, _ = fully_connected_edges(sizes)
+    j, i = edge_index
+    n, m = int(sizes.sum()), edge_index.shape[1]
+    x = torch.randn(n, 5, dtype=torch.float64)
+    a, b = torch.randn(m, 2, dtype=torch.float64), torch.randn(m, 3, dtype=torch.float64)
+    pair = torch.nn.Linear(2 + 10 + 3, 7).double()
+    torch.testing.assert_close(pair_linear(pair, x, edge_index, before=(a,), after=(b,)),
+                               pair(torch.cat([a, x[i], x[j], b], -1)), rtol=1e-13, atol=1e-13)  # fmt: skip
+    summed = torch.nn.Linear(2 + 5, 7, bias=False).double()
+    torch.testing.assert_close(pair_linear(summed, x, edge_index, after=(a,), symmetric=True),
+                               summed(torch.cat([x[i] + x[j], a], -1)), rtol=1e-13, atol=1e-13)  # fmt: skip
+    only_nodes = torch.nn.Linear(10, 7).double()
+    expected = only_nodes(torch.cat([x[i], x[j]], -1))
+    torch.testing.assert_close(pair_linear(only_nodes, x, edge_index), expected, rtol=1e-13, atol=1e-13)
+
+
+def test_layers_handing_on_their_geometry_match_layers_that_recompute_it():
+    torch.manual_seed(2)
+    layers = [EQGATLayer(16, 8, 6, rbf_dim=8).double() for _ in range(3)]
+    for layer in layers:  # non-zero position gates, so positions move and the geometry changes
+        torch.nn.init.normal_(layer.edge_mlp[-1].weight, std=0.1)
+    sizes = torch.tensor([4, 5])
+    edge_index, _ = fully_connected_edges(sizes)
+    batch = torch.repeat_interleave(torch.arange(2), sizes)
+    n = int(sizes.sum())
+    state = (torch.randn(n, 16, dtype=torch.float64), torch.zeros(n, 3, 8, dtype=torch.float64),
+             euclidean.remove_mean(torch.randn(n, 3, dtype=torch.float64), batch),
+             torch.randn(edge_index.shape[1], 6, dtype=torch.float64))  # fmt: skip
+    plain, chained, geom = state, state, None
+    for layer in layers:
+        plain = layer(*plain, edge_index)
+        *chained, geom = layer.forward_with_geometry(*chained, edge_index, geom)
+    assert not torch.allclose(plain[2], state[2])
+    for a, b in zip(plain, chained, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
