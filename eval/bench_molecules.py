@@ -18,6 +18,7 @@ each layer the geometry its predecessor computed. Both give the same numbers (ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import time
@@ -95,6 +96,16 @@ def _textbook_layer(self: EQGATLayer, s, v, p, e, edge_index, geom=None):
     return s, v, p, e, None
 
 
+@contextlib.contextmanager
+def textbook_layers():
+    """Every EQGATLayer runs :func:`_textbook_layer` inside the block."""
+    EQGATLayer.forward_with_geometry, fast_layer = _textbook_layer, EQGATLayer.forward_with_geometry
+    try:
+        yield
+    finally:
+        EQGATLayer.forward_with_geometry = fast_layer
+
+
 DEFAULT_QM9 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qm9" / "test.npz"
 
 
@@ -121,11 +132,8 @@ def _output_difference(model: EQGATDiffDenoiser, batch) -> float:
         return [*(o.detach() for o in out.values()), pos.grad]
 
     ours = run()
-    EQGATLayer.forward_with_geometry, fast_layer = _textbook_layer, EQGATLayer.forward_with_geometry
-    try:
+    with textbook_layers():
         theirs = run()
-    finally:
-        EQGATLayer.forward_with_geometry = fast_layer
     pairs = zip(ours, theirs, strict=True)
     return max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in pairs)
 
@@ -183,11 +191,8 @@ def main() -> None:
         return first, statistics.median(times)
 
     diff = _output_difference(model, batch)
-    EQGATLayer.forward_with_geometry, fast_layer = _textbook_layer, EQGATLayer.forward_with_geometry
-    try:
+    with textbook_layers():
         _, med_base = timed_steps(model)
-    finally:
-        EQGATLayer.forward_with_geometry = fast_layer
     _, med = timed_steps(model)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
