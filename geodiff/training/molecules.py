@@ -59,9 +59,10 @@ class MoleculeDataModule(L.LightningDataModule):
     def __init__(self, path: str, format: str = "auto", cache_dir: str | None = ".cache/geodiff",
                  limit: int | None = None, atoms: list[str] | None = None,
                  val_fraction: float = 0.05, batch_size: int = 32, num_workers: int = 0,
-                 seed: int = 0):  # fmt: skip
+                 seed: int = 0, kekulize: bool = True):  # fmt: skip
         super().__init__()
         self.path, self.format, self.cache_dir, self.limit = path, format, cache_dir, limit
+        self.kekulize = kekulize
         self.atoms = tuple(atoms) if atoms else None  # fixed element vocabulary for SDF input
         self.val_fraction, self.batch_size, self.num_workers, self.seed = (
             val_fraction,
@@ -80,12 +81,13 @@ class MoleculeDataModule(L.LightningDataModule):
                 raise GeodiffError(f"data: {self.path} not found (point data.path at a QM9 npz, xyz or SDF)")
             fmt = _detect_format(path) if self.format == "auto" else self.format
             if fmt == "qm9_npz":
-                self.dataset = MoleculeDataset.from_qm9_npz(path, cache_dir=self.cache_dir, limit=self.limit)
+                self.dataset = MoleculeDataset.from_qm9_npz(path, cache_dir=self.cache_dir, limit=self.limit,
+                                                            kekulize=self.kekulize)  # fmt: skip
             elif fmt == "qm9_xyz":
-                self.dataset = dataset_from_qm9_xyz(path, limit=self.limit)
+                self.dataset = dataset_from_qm9_xyz(path, limit=self.limit, kekulize=self.kekulize)
             elif fmt == "sdf":
                 vocab = MoleculeVocabulary(self.atoms) if self.atoms else None
-                self.dataset = dataset_from_sdf(path, vocab=vocab, limit=self.limit)
+                self.dataset = dataset_from_sdf(path, vocab=vocab, limit=self.limit, kekulize=self.kekulize)
             else:
                 raise GeodiffError(f"data.format: expected auto, qm9_npz, qm9_xyz or sdf, got {fmt!r}")
             if self.dataset.failures:

@@ -33,7 +33,9 @@ def test_sdf_file_with_a_broken_record(tmp_path):
     assert ds.vocab.atoms == ("H", "C", "N", "O", "P", "S", "Cl")
     charges = {ds.vocab.charges[c] for c in ds.t["charges"].tolist()}
     assert charges == {-1, 0, 1}  # the zwitterion keeps its formal charges
-    assert set(ds.t["bond_types"].tolist()) == {1, 2, 4}
+    assert set(ds.t["bond_types"].tolist()) == {1, 2}  # aromatic rings kekulized by default
+    arom = dataset_from_sdf(path, progress=False, kekulize=False)
+    assert set(arom.t["bond_types"].tolist()) == {1, 2, 4} and len(arom) == 4
 
 
 def test_sdf_folder_and_fixed_vocabulary(tmp_path):

@@ -48,6 +48,35 @@ def test_record_round_trip_keeps_aromatic_bonds_and_charges():
     assert Chem.MolToSmiles(record_to_mol(rec, VOCAB, sanitize=True)) == Chem.MolToSmiles(charged)
 
 
+AROMATIC_RINGS = ["c1cc[nH]c1", "c1ccoc1", "O=c1cccc[nH]1", "c1ccc2ccccc2c1", "Cc1nc[nH]c1"]
+
+
+@pytest.mark.parametrize("smiles", AROMATIC_RINGS)
+def test_kekulized_records_are_integer_bond_orders_and_stable(smiles):
+    from geodiff.metrics.chemistry import stability
+
+    mol = embed(smiles)
+    aromatic, kekule = mol_to_record(mol, VOCAB), mol_to_record(mol, VOCAB, kekulize=True)
+    assert 4 in aromatic.bond_types.tolist() and set(kekule.bond_types.tolist()) == {1, 2}
+    assert torch.equal(aromatic.bond_index, kekule.bond_index)  # the same bonds, only the orders differ
+    # the Kekule form is the same molecule: RDKit re-perceives the aromatic rings on sanitisation
+    assert Chem.MolToSmiles(record_to_mol(kekule, VOCAB, sanitize=True)) == Chem.MolToSmiles(mol)
+    # with aromatic = 1.5, ring N-H (4), ring O (3), ring C=O (5) and fused ring carbons (4.5) miss their
+    # valence; in Kekule form every atom is stable
+    assert stability([kekule], VOCAB)["mol_stability"] == 1.0
+    assert stability([aromatic], VOCAB)["mol_stability"] == 0.0
+
+
+def test_a_molecule_without_kekule_form_is_a_clear_error():
+    mol = Chem.MolFromSmiles("c1cccc1", sanitize=False)  # C5 ring with aromatic flags and no hydrogens
+    mol = Chem.RWMol(mol)
+    conf = Chem.Conformer(5)
+    mol.AddConformer(conf, assignId=True)
+    with pytest.raises(GeodiffValueError, match="cannot be kekulized"):
+        mol_to_record(mol.GetMol(), VOCAB, name="cp", kekulize=True)
+    assert 4 in mol_to_record(mol.GetMol(), VOCAB).bond_types.tolist()  # kept as given without kekulize
+
+
 def test_unknown_element_and_bad_positions_are_clear_errors():
     with pytest.raises(GeodiffValueError, match="unknown element 'S'"):
         mol_to_record(embed("CS"), VOCAB)
@@ -79,6 +108,23 @@ def test_real_qm9_molecules(qm9_small):
         assert mol.GetNumAtoms() == ds[i].num_atoms
     sizes = st.sample_num_atoms(2000, torch.Generator().manual_seed(0))
     assert set(sizes.tolist()) <= set(st.num_atoms_hist)
+
+
+def test_real_qm9_in_kekule_form_is_all_stable_and_cached_apart(qm9_small, qm9_npz, tmp_path):
+    """The default (Kekule) training data passes the valence check; RDKit's aromatic form does not always."""
+    from geodiff.metrics.chemistry import stability
+
+    records = [qm9_small[i] for i in range(len(qm9_small))]
+    assert 4 not in qm9_small.t["bond_types"].tolist()
+    st = stability(records, qm9_small.vocab)
+    assert st["mol_stability"] == 1.0 and st["unstable_atoms"] == {}
+    arom = MoleculeDataset.from_qm9_npz(qm9_npz, cache_dir=tmp_path, limit=300, num_workers=1, progress=False,
+                                        kekulize=False)  # fmt: skip
+    kek = MoleculeDataset.from_qm9_npz(qm9_npz, cache_dir=tmp_path, limit=300, num_workers=1, progress=False)
+    assert len(list(tmp_path.iterdir())) == 2  # one cache per form
+    assert len(arom) == len(kek) == len(qm9_small) and torch.equal(arom.t["pos"], kek.t["pos"])
+    assert 4 in arom.t["bond_types"].tolist()
+    assert torch.equal(arom.t["bond_index"], kek.t["bond_index"])
 
 
 def test_dataset_cache_round_trip(qm9_npz, tmp_path):
