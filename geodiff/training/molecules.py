@@ -249,9 +249,13 @@ class ExportCallback(L.Callback):
         if self._start is not None:
             minutes = (time.monotonic() - self._start) / 60
             record["wall_time"] = f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
-        batch_size = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+        datamodule = getattr(trainer, "datamodule", None)
+        batch_size = getattr(datamodule, "batch_size", None)
         if isinstance(batch_size, int):
             record["batch_size"] = batch_size
+        kekulize = getattr(datamodule, "kekulize", None)
+        if isinstance(kekulize, bool):
+            record["bonds"] = "Kekule form (data.kekulize=true)" if kekulize else "aromatic bonds kept"
         h = pl_module.hparams
         schedule = describe_lr_schedule(h.get("lr_schedule", "constant"), h.get("lr"), trainer,
                                         h.get("lr_decay_steps"), h.get("lr_min_ratio", 1.0))  # fmt: skip

@@ -30,6 +30,8 @@ def test_train_then_sample(qm9_npz, tmp_path):
     assert "val/connected_validity" in metrics  # validation sampled molecules and scored them
     assert "val/mol_stability" in metrics and "val/atom_stability" in metrics
     assert (out / "checkpoints" / "last.ckpt").is_file()
+    record = json.loads((out / "export" / "molecules.json").read_text())["training"]
+    assert record["bonds"] == "Kekule form (data.kekulize=true)" and record["batch_size"] == 16
     sdf = tmp_path / "mols.sdf"
     r = geodiff("sample", f"ckpt={out / 'export'}", "num_samples=5", "sampler=ddim", "num_inference_steps=4",
                 f"output={sdf}")  # fmt: skip
