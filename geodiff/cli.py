@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from geodiff.errors import GeodiffError, check_count
+from geodiff.errors import GeodiffError, check_count, first_line
 
 __all__ = ["main", "config_dir", "compose", "instantiate"]
 
@@ -695,8 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         from omegaconf.errors import OmegaConfBaseException
 
         if isinstance(exc, (HydraException, OmegaConfBaseException)):
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            print(f"geodiff {args.command}: error: {first}", file=sys.stderr)
+            print(f"geodiff {args.command}: error: {first_line(exc)}", file=sys.stderr)
             return EXIT_USAGE
         raise
 

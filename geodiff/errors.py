@@ -14,6 +14,7 @@ __all__ = [
     "check_shape",
     "check_positive_ints",
     "check_count",
+    "first_line",
 ]
 
 
@@ -23,6 +24,12 @@ class GeodiffError(Exception):
 
 class GeodiffValueError(GeodiffError, ValueError):
     """An argument has the wrong shape, dtype, range or contains NaN/inf."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (RDKit's and Hydra's run to many), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:

@@ -33,7 +33,7 @@ import torch
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdDetermineBonds
 
-from geodiff.errors import GeodiffError, GeodiffValueError
+from geodiff.errors import GeodiffError, GeodiffValueError, first_line
 
 __all__ = [
     "BOND_TYPES",
@@ -143,8 +143,7 @@ def perceive_bonds(atomic_numbers: Sequence[int], positions: np.ndarray, charge:
         rdDetermineBonds.DetermineBonds(mol, charge=charge)
         Chem.SanitizeMol(mol)
     except Exception as exc:  # RDKit raises ValueError / RuntimeError / its own sanitisation errors
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GeodiffError(f"bond perception failed: {reason}") from None
+        raise GeodiffError(f"bond perception failed: {first_line(exc)}") from None
     return mol
 
 
@@ -162,8 +161,7 @@ def mol_to_record(mol: Chem.Mol, vocab: MoleculeVocabulary, name: str = "",
         try:
             Chem.Kekulize(mol, clearAromaticFlags=True)
         except Exception as exc:  # RDKit's KekulizeException
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise GeodiffValueError(f"molecule {name}: cannot be kekulized ({reason})") from None
+            raise GeodiffValueError(f"molecule {name}: cannot be kekulized ({first_line(exc)})") from None
     pos = torch.tensor(mol.GetConformer().GetPositions(), dtype=torch.float32)
     atoms = torch.tensor([vocab.atom_index(a.GetSymbol()) for a in mol.GetAtoms()], dtype=torch.long)
     charges = torch.tensor(
