@@ -26,10 +26,13 @@ class GeodiffValueError(GeodiffError, ValueError):
     """An argument has the wrong shape, dtype, range or contains NaN/inf."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (RDKit's and Hydra's run to many), or its type's name."""
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message (RDKit's and Hydra's run to many). A message that is empty
+    or only whitespace gives ``default``, or the exception type's name when ``default`` is None."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if default is None else default
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:

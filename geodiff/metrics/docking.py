@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, first_line
 from geodiff.io import atomic_path
 
 __all__ = [
@@ -191,7 +191,7 @@ def dock_one(job: dict) -> dict:
     except GeodiffError as exc:
         out["reason"] = f"preparation: {exc}"
     except Exception as exc:  # Vina raises RuntimeError / TypeError for ligands outside the box etc.
-        out["reason"] = f"vina: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        out["reason"] = f"vina: {type(exc).__name__}: {first_line(exc, default='(no message)')}"
     out["seconds"] = time.time() - t0
     return out
 

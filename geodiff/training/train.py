@@ -18,7 +18,7 @@ import lightning.pytorch as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, first_line
 
 __all__ = ["train"]
 
@@ -37,7 +37,7 @@ class _Started(L.Callback):
 def _setup_error(exc: BaseException) -> GeodiffError:
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else (frame.line if frame else "") or ""
+    msg = first_line(exc, default=(frame.line if frame else "") or "")
     return GeodiffError(
         f"the run could not start with this configuration: {type(exc).__name__}{where}: {msg} "
         "(check the overrides; GEODIFF_DEBUG=1 shows the traceback)"

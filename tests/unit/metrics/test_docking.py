@@ -6,8 +6,8 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
 
-from geodiff.errors import GeodiffError
-from geodiff.metrics.docking import DockingBox, dock_molecules, prepare_ligand, summarise
+from geodiff.errors import GeodiffError, first_line
+from geodiff.metrics.docking import DockingBox, dock_molecules, dock_one, prepare_ligand, summarise
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "docking" / "1iep"
 
@@ -118,3 +118,29 @@ def test_posebusters_checks_pass_the_crystal_pose_and_catch_a_clash(tmp_path):
     assert not res[2]["pb_valid"] and any("protein" in f for f in res[2]["failed"])
     with pytest.raises(GeodiffError, match="PDB"):
         posebusters_checks([ligand], tmp_path / "r.pdbqt")
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"), [("box too small\nsecond line", "box too small"), (" \n ", "(no message)")]
+)
+def test_a_vina_failure_is_reported_by_its_first_line_even_a_blank_one(monkeypatch, message, shown):
+    import vina
+
+    class FailingVina:  # Vina itself raising, as it does for a ligand it cannot place
+        def __init__(self, **kwargs):
+            raise RuntimeError(message)
+
+    monkeypatch.setattr(vina, "Vina", FailingVina)
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(mol, randomSeed=0)
+    job = {"index": 3, "name": "ethanol", "molblock": Chem.MolToMolBlock(mol), "receptor": "r.pdbqt",
+           "center": (0.0, 0.0, 0.0), "size": (20.0, 20.0, 20.0), "mode": "score_only",
+           "exhaustiveness": 8, "num_poses": 1, "seed": 0, "cpu": 1}  # fmt: skip
+    out = dock_one(job)
+    assert out["index"] == 3 and not out["ok"] and out["reason"] == f"vina: RuntimeError: {shown}"
+
+
+def test_first_line_of_an_error_message():
+    assert first_line(ValueError("one\ntwo")) == "one"
+    assert first_line(ValueError("  \n\t")) == "ValueError"
+    assert first_line(KeyError(), default="") == ""
