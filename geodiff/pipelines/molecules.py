@@ -32,7 +32,7 @@ from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutatio
 from geodiff.schedulers import CategoricalD3PMScheduler, E3DDIMScheduler, E3DDPMScheduler
 from geodiff.training.molecule_loss import MoleculeSchedulers
 
-__all__ = ["MoleculeDiffusionPipeline", "write_sdf", "draw_grid"]
+__all__ = ["MoleculeDiffusionPipeline", "records_from_graph", "write_sdf", "draw_grid"]
 
 
 class MoleculeDiffusionPipeline:
@@ -129,18 +129,27 @@ class MoleculeDiffusionPipeline:
             charges = s.charges.step(pred["charges"], t, charges, batch=batch, generator=g).prev_sample
             bonds = s.bonds.step(pred["bonds"], t, bonds, batch=eb, generator=g).prev_sample
             bonds = torch.where(upper, bonds, bonds[rev])
-        a, c, b = atoms.argmax(-1).cpu(), charges.argmax(-1).cpu(), bonds.argmax(-1).cpu()
-        pos, batch, ei = pos.float().cpu(), batch.cpu(), ei.cpu()
-        ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
-        keep = (ei[0] < ei[1]) & (b > 0)
-        records = []
-        for k in range(len(sizes)):
-            lo, hi = int(ptr[k]), int(ptr[k + 1])
-            sel = keep & (ei[0] >= lo) & (ei[0] < hi)
-            records.append(
-                MoleculeRecord(pos[lo:hi], a[lo:hi], c[lo:hi], ei[:, sel] - lo, b[sel], f"sample_{k}")
-            )
-        return records
+        return records_from_graph(pos, atoms, charges, bonds, ei, sizes)
+
+
+def records_from_graph(pos: torch.Tensor, atoms: torch.Tensor, charges: torch.Tensor, bonds: torch.Tensor,
+                       edge_index: torch.Tensor, sizes: torch.Tensor,
+                       prefix: str = "sample") -> list[MoleculeRecord]:  # fmt: skip
+    """Split a node-flattened batch into one :class:`MoleculeRecord` per molecule. ``atoms``, ``charges``
+    and ``bonds`` are class scores (one-hot or logits, argmax taken) over the fully connected
+    ``edge_index``; a bond is kept where ``i < j`` and its class is not 0 (no bond)."""
+    a, c, b = atoms.argmax(-1).cpu(), charges.argmax(-1).cpu(), bonds.argmax(-1).cpu()
+    pos, ei, sizes = pos.float().cpu(), edge_index.cpu(), sizes.cpu()
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+    keep = (ei[0] < ei[1]) & (b > 0)
+    records = []
+    for k in range(len(sizes)):
+        lo, hi = int(ptr[k]), int(ptr[k + 1])
+        sel = keep & (ei[0] >= lo) & (ei[0] < hi)
+        records.append(
+            MoleculeRecord(pos[lo:hi], a[lo:hi], c[lo:hi], ei[:, sel] - lo, b[sel], f"{prefix}_{k}")
+        )
+    return records
 
 
 def _molblock(mol) -> str:

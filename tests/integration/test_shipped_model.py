@@ -33,6 +33,30 @@ def test_geodiff_sample_works_out_of_the_box(tmp_path):
     assert len(list(Chem.SDMolSupplier(str(out), removeHs=False, sanitize=False))) == 4
 
 
+QM9 = ROOT.parent / "shared" / "data" / "qm9" / "test.npz"
+
+
+def test_one_step_recovery_of_real_molecules_by_the_shipped_model(tmp_path):
+    """eval/denoise_from_t.py: Kekule QM9 is all stable (the ceiling row); from little noise the shipped
+    model gives the molecules back; a timestep outside 0..T-1 is a one-line error."""
+    if not QM9.is_file():
+        pytest.skip("../shared/data/qm9/test.npz not present")
+    script = [sys.executable, str(ROOT / "eval" / "denoise_from_t.py"), "--ckpt", str(SHIPPED),
+              "--data", str(QM9), "--limit", "200"]  # fmt: skip
+    out = tmp_path / "r.json"
+    r = subprocess.run([*script, "--n", "10", "--t", "0", "20", "--json", str(out)], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-1500:]
+    rows = json.loads(out.read_text())["rows"]
+    assert list(rows) == ["data", "t=0", "t=20"]
+    assert rows["data"]["mol_stability"] == 1.0 and rows["data"]["bonds_recovered"] == 1.0
+    assert rows["data"]["pos_rmse"] == 0.0
+    assert rows["t=0"]["bonds_recovered"] >= 0.9 and rows["t=0"]["atoms_recovered"] == 1.0
+    assert rows["t=0"]["pos_rmse"] < 0.2 and rows["t=0"]["pos_rmse"] <= rows["t=20"]["pos_rmse"] + 0.05
+    r = subprocess.run([*script, "--t", "500"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("denoise_from_t: error: --t")
+
+
 TRAJ = ROOT / "checkpoints" / "nbody_charged_geotdm_small"
 
 
