@@ -1,8 +1,8 @@
 """One-step recovery: noise real molecules to a timestep t, denoise once, score the predicted clean molecule.
 
-    .venv/bin/python eval/denoise_from_t.py --ckpt checkpoints/qm9_eqgat_small \
+    .venv/bin/python eval/denoise_from_t.py --ckpt checkpoints/qm9_eqgat_small outputs/run/export \
         --data ../shared/data/qm9/test.npz --n 400 --t 0 25 50 100 150 200 300 \
-        --json eval/results/qm9_eqgat_small_denoise_from_t.json
+        --json eval/results/qm9_eqgat_small_denoise_from_t.json --plot denoise_from_t.png
 
 The molecules are the first ``--n`` of the training run's validation split (give the run's data path,
 split fraction and seed, and ``--aromatic`` for a run with data.kekulize=false). For each t, every molecule is
@@ -12,6 +12,7 @@ prediction, the fraction of molecules whose atom types / bond graph are recovere
 position RMSE (Angstrom, both centred). The first row scores the data itself: a model cannot be more
 stable than the molecules it was trained on, so that row is the ceiling. A model whose one-step recovery
 is near the ceiling at small t but whose samples are far below it loses its molecules at high noise.
+Several checkpoints (of the same data and vocabulary) are compared on the same molecules and noise.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from geodiff.cli import resolve_path
 from geodiff.data.molecules import collate_molecules
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, first_line
 from geodiff.io import atomic_path, device_description
 from geodiff.manifolds import euclidean
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
@@ -53,11 +54,74 @@ def _scores(records, batch_records, vocab) -> dict:
             "pos_rmse": (sq / count) ** 0.5, "unstable_atoms": m["unstable_atoms"]}  # fmt: skip
 
 
+def _denoise(pipe, refs, t: int, batch_size: int, device: str, seed: int) -> list:
+    """The argmax x0 prediction for every molecule of ``refs`` noised to timestep ``t``."""
+    model = pipe.model.to(device).eval()
+    dtype = next(model.parameters()).dtype
+    T = pipe.schedulers.num_train_timesteps
+    g = torch.Generator(device=device).manual_seed(seed + t)  # the same noise for every checkpoint
+    preds = []
+    for lo in range(0, len(refs), batch_size):
+        batch = collate_molecules(refs[lo : lo + batch_size]).to(device)
+        batch.pos = batch.pos.to(dtype)
+        tt = torch.full((batch.num_graphs,), t, dtype=torch.long, device=device)
+        noisy = noisy_molecules(batch, pipe.schedulers, tt, g)
+        with torch.no_grad():
+            out = model(noisy["pos"], noisy["atoms"], noisy["charges"], noisy["bonds"],
+                        (tt.to(dtype) + 1) / T, batch.batch, batch.edge_index)  # fmt: skip
+        pos = euclidean.remove_mean(out["pos"], batch.batch, batch.num_graphs)
+        preds += records_from_graph(pos, out["atoms"], out["charges"], out["bonds"], batch.edge_index,
+                                    batch.num_atoms, prefix=f"t{t}")  # fmt: skip
+    return preds
+
+
+def _print_rows(rows: dict) -> None:
+    heads = ("mol stab", "atom stab", "valid", "atoms ok", "bonds ok", "RMSE/A")
+    print(f"{'':>7} " + " ".join(f"{h:>9}" for h in heads))
+    for name, r in rows.items():
+        keys = ("mol_stability", "atom_stability", "validity", "atoms_recovered", "bonds_recovered")
+        cells = [f"{100 * r[k]:8.1f}%" for k in keys] + [f"{r['pos_rmse']:9.3f}"]
+        print(f"{name:>7} " + " ".join(cells) + f"   {most_unstable(r['unstable_atoms'], k=3)}")
+
+
+def _plot(data_row: dict, results: dict, path: str, n: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("mol_stability", "molecule stability (%)"), ("bonds_recovered", "bond graph recovered (%)"),
+              ("pos_rmse", "position RMSE (Angstrom)"))  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(13.2, 3.6))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        scale = 1.0 if key == "pos_rmse" else 100.0
+        for name, rows in results.items():
+            ts = [int(k[2:]) for k in rows]
+            ax.plot(ts, [scale * r[key] for r in rows.values()], "o-", ms=4, label=name)
+        if key == "mol_stability":
+            ax.axhline(scale * data_row[key], ls="--", c="grey", lw=1, label="the data (ceiling)")
+        ax.set_xlabel("timestep t of the forward noise")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"one-step x0 prediction from noise level t ({n} validation molecules)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _fail(message: str) -> None:
+    print(f"denoise_from_t: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 2)[2])  # fmt: skip
-    ap.add_argument("--ckpt", default="checkpoints/qm9_eqgat_small", help="an exported model folder")
+    ap.add_argument("--ckpt", nargs="+", default=["checkpoints/qm9_eqgat_small"],
+                    help="one or more exported model folders")  # fmt: skip
     ap.add_argument("--data", default="../shared/data/qm9/test.npz",
                     help="the training data (QM9 npz / xyz, SDF): data.path of the training run")  # fmt: skip
     ap.add_argument("--val-fraction", type=float, default=0.05, help="data.val_fraction of the training run")
@@ -70,67 +134,50 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0, help="seed of the forward noise")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--plot", default=None, help="write a PNG of stability, bonds and RMSE against t here")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    if args.n < 1 or args.batch_size < 1:
+        _fail("--n and --batch-size must be >= 1")
     try:
-        pipe = MoleculeDiffusionPipeline.from_pretrained(resolve_path(args.ckpt))
-        T = pipe.schedulers.num_train_timesteps
-        bad = [t for t in args.t if not 0 <= t < T]
-        if bad:
-            raise GeodiffError(f"--t: timesteps must lie in 0..{T - 1}, got {bad}")
-        if args.n < 1 or args.batch_size < 1:
-            raise GeodiffError("--n and --batch-size must be >= 1")
+        pipes = {c: MoleculeDiffusionPipeline.from_pretrained(resolve_path(c)) for c in args.ckpt}
         dm = MoleculeDataModule(str(resolve_path(args.data)), cache_dir=".cache/geodiff", limit=args.limit,
                                 val_fraction=args.val_fraction, seed=args.split_seed,
                                 kekulize=not args.aromatic)  # fmt: skip
         ds = dm.prepare()
     except GeodiffError as exc:
-        print(f"denoise_from_t: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    if tuple(ds.vocab.atoms) != tuple(pipe.vocab.atoms):
-        print(f"denoise_from_t: error: the data's elements {ds.vocab.atoms} are not the model's "
-              f"{pipe.vocab.atoms}", file=sys.stderr)  # fmt: skip
-        sys.exit(2)
+        _fail(first_line(exc))
+    for name, pipe in pipes.items():
+        T = pipe.schedulers.num_train_timesteps
+        bad = [t for t in args.t if not 0 <= t < T]
+        if bad:
+            _fail(f"--t: timesteps must lie in 0..{T - 1} for {name}, got {bad}")
+        if tuple(ds.vocab.atoms) != tuple(pipe.vocab.atoms):
+            _fail(f"{name}: the model's elements {pipe.vocab.atoms} are not the data's {ds.vocab.atoms}")
     refs = [ds[i] for i in dm.val_idx[: args.n]]
-    model = pipe.model.to(args.device).eval()
-    dtype = next(model.parameters()).dtype
-    g = torch.Generator(device=args.device).manual_seed(args.seed)
-    rows = {"data": _scores(refs, refs, pipe.vocab)}
+    data_row = _scores(refs, refs, ds.vocab)
+    results = {}
     t0 = time.time()
-    for t in tqdm(args.t, desc="timesteps", unit="t"):
-        preds = []
-        for lo in range(0, len(refs), args.batch_size):
-            chunk = refs[lo : lo + args.batch_size]
-            batch = collate_molecules(chunk).to(args.device)
-            batch.pos = batch.pos.to(dtype)
-            tt = torch.full((batch.num_graphs,), t, dtype=torch.long, device=args.device)
-            noisy = noisy_molecules(batch, pipe.schedulers, tt, g)
-            with torch.no_grad():
-                out = model(noisy["pos"], noisy["atoms"], noisy["charges"], noisy["bonds"],
-                            (tt.to(dtype) + 1) / T, batch.batch, batch.edge_index)  # fmt: skip
-            pos = euclidean.remove_mean(out["pos"], batch.batch, batch.num_graphs)
-            preds += records_from_graph(pos, out["atoms"], out["charges"], out["bonds"], batch.edge_index,
-                                        batch.num_atoms, prefix=f"t{t}")  # fmt: skip
-        rows[f"t={t}"] = _scores(preds, refs, pipe.vocab)
+    for name, pipe in pipes.items():
+        steps = tqdm(args.t, desc=f"{name}: timesteps", unit="t")
+        rows = {f"t={t}": _scores(_denoise(pipe, refs, t, args.batch_size, args.device, args.seed), refs,
+                                  pipe.vocab) for t in steps}  # fmt: skip
+        results[name] = rows
     seconds = time.time() - t0
-    print(f"{args.ckpt}: {len(refs)} validation molecules of {args.data}, T = {T}, {seconds:.0f} s "
-          f"({device_description(args.device)})")  # fmt: skip
-    heads = ("mol stab", "atom stab", "valid", "atoms ok", "bonds ok", "RMSE/A")
-    print(f"{'':>7} " + " ".join(f"{h:>9}" for h in heads))
-    for name, r in rows.items():
-        cells = [
-            f"{100 * r[k]:8.1f}%"
-            for k in ("mol_stability", "atom_stability", "validity", "atoms_recovered", "bonds_recovered")
-        ]
-        cells.append(f"{r['pos_rmse']:9.3f}")
-        print(f"{name:>7} " + " ".join(cells) + f"   {most_unstable(r['unstable_atoms'], k=3)}")  # fmt: skip
+    where = device_description(args.device)
+    print(f"{len(refs)} validation molecules of {args.data}, {seconds:.0f} s ({where})")
+    for name, rows in results.items():
+        print(f"\n{name} (T = {pipes[name].schedulers.num_train_timesteps})")
+        _print_rows({"data": data_row, **rows})
     if args.json:
-        result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "data": args.data,
-                  "num_molecules": len(refs), "seed": args.seed, "seconds": seconds,
-                  "device": device_description(args.device), "torch": torch.__version__,
-                  "rows": rows}  # fmt: skip
+        result = {"command": " ".join(sys.argv), "data": args.data, "num_molecules": len(refs),
+                  "seed": args.seed, "seconds": seconds, "device": device_description(args.device),
+                  "torch": torch.__version__, "data_row": data_row, "checkpoints": results}  # fmt: skip
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
+    if args.plot:
+        _plot(data_row, results, args.plot, len(refs))
+        print(f"plot: {args.plot}")
 
 
 if __name__ == "__main__":

@@ -44,13 +44,15 @@ def test_one_step_recovery_of_real_molecules_by_the_shipped_model(tmp_path):
     script = [sys.executable, str(ROOT / "eval" / "denoise_from_t.py"), "--ckpt", str(SHIPPED),
               "--data", str(QM9), "--limit", "200"]  # fmt: skip
     out = tmp_path / "r.json"
-    r = subprocess.run([*script, "--n", "10", "--t", "0", "20", "--json", str(out)], capture_output=True,
-                       text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+    png = tmp_path / "r.png"
+    r = subprocess.run([*script, "--n", "10", "--t", "0", "20", "--json", str(out), "--plot", str(png)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-1500:]
-    rows = json.loads(out.read_text())["rows"]
-    assert list(rows) == ["data", "t=0", "t=20"]
-    assert rows["data"]["mol_stability"] == 1.0 and rows["data"]["bonds_recovered"] == 1.0
-    assert rows["data"]["pos_rmse"] == 0.0
+    result = json.loads(out.read_text())
+    data, rows = result["data_row"], result["checkpoints"][str(SHIPPED)]
+    assert list(rows) == ["t=0", "t=20"] and result["num_molecules"] == 10
+    assert data["mol_stability"] == 1.0 and data["bonds_recovered"] == 1.0 and data["pos_rmse"] == 0.0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert rows["t=0"]["bonds_recovered"] >= 0.9 and rows["t=0"]["atoms_recovered"] == 1.0
     assert rows["t=0"]["pos_rmse"] < 0.2 and rows["t=0"]["pos_rmse"] <= rows["t=20"]["pos_rmse"] + 0.05
     r = subprocess.run([*script, "--t", "500"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
