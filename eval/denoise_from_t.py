@@ -36,11 +36,12 @@ from geodiff.training.molecule_loss import noisy_molecules
 from geodiff.training.molecules import MoleculeDataModule
 
 
-def _scores(records, batch_records, vocab) -> dict:
+def _scores(records, refs, vocab) -> dict:
+    """Stability and validity of ``records``, and how many of them give back their ``refs`` exactly."""
     m = molecule_metrics(records, vocab)
     atoms_ok = bonds_ok = 0
     sq, count = 0.0, 0
-    for pred, ref in zip(records, batch_records, strict=True):
+    for pred, ref in zip(records, refs, strict=True):
         atoms_ok += bool(torch.equal(pred.atom_types, ref.atom_types))
         a = {(int(i), int(j), int(b)) for (i, j), b in zip(pred.bond_index.T, pred.bond_types, strict=True)}
         r = {(int(i), int(j), int(b)) for (i, j), b in zip(ref.bond_index.T, ref.bond_types, strict=True)}
