@@ -29,7 +29,6 @@ from geodiff.cli import resolve_path
 from geodiff.data.molecules import collate_molecules
 from geodiff.errors import GeodiffError, first_line
 from geodiff.io import atomic_path, device_description
-from geodiff.manifolds import euclidean
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, records_from_graph
 from geodiff.training.molecule_loss import noisy_molecules
@@ -57,7 +56,7 @@ def _scores(records, refs, vocab) -> dict:
 
 def _denoise(pipe, refs, t: int, batch_size: int, device: str, seed: int) -> list:
     """The argmax x0 prediction for every molecule of ``refs`` noised to timestep ``t``."""
-    model = pipe.model.to(device).eval()
+    model = pipe.model  # on ``device`` already, in eval mode
     dtype = next(model.parameters()).dtype
     T = pipe.schedulers.num_train_timesteps
     g = torch.Generator(device=device).manual_seed(seed + t)  # the same noise for every checkpoint
@@ -70,8 +69,7 @@ def _denoise(pipe, refs, t: int, batch_size: int, device: str, seed: int) -> lis
         with torch.no_grad():
             out = model(noisy["pos"], noisy["atoms"], noisy["charges"], noisy["bonds"],
                         (tt.to(dtype) + 1) / T, batch.batch, batch.edge_index)  # fmt: skip
-        pos = euclidean.remove_mean(out["pos"], batch.batch, batch.num_graphs)
-        preds += records_from_graph(pos, out["atoms"], out["charges"], out["bonds"], batch.edge_index,
+        preds += records_from_graph(out["pos"], out["atoms"], out["charges"], out["bonds"], batch.edge_index,
                                     batch.num_atoms, prefix=f"t{t}")  # fmt: skip
     return preds
 
@@ -155,6 +153,8 @@ def main() -> None:
             _fail(f"--t: timesteps must lie in 0..{T - 1} for {name}, got {bad}")
         if tuple(ds.vocab.atoms) != tuple(pipe.vocab.atoms):
             _fail(f"{name}: the model's elements {pipe.vocab.atoms} are not the data's {ds.vocab.atoms}")
+    for pipe in pipes.values():
+        pipe.model.to(args.device).eval()
     refs = [ds[i] for i in dm.val_idx[: args.n]]
     data_row = _scores(refs, refs, ds.vocab)
     results = {}
