@@ -33,6 +33,31 @@ def test_geodiff_sample_works_out_of_the_box(tmp_path):
     assert len(list(Chem.SDMolSupplier(str(out), removeHs=False, sanitize=False))) == 4
 
 
+def test_eval_molecules_scores_samples_both_ways(tmp_path):
+    """eval/eval_molecules.py: generated-bond metrics and EDM's protocol on the same samples; the latter is
+    what `geodiff evaluate bonds=edm valence_table=edm` gives on the SDF it writes."""
+    from geodiff.metrics.evaluate import evaluate_molecule_file
+
+    out, sdf = tmp_path / "r.json", tmp_path / "m.sdf"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "eval" / "eval_molecules.py"), "--ckpt", str(SHIPPED), "--n", "8",
+         "--sampler", "ddim", "--steps", "20", "--batch-size", "8", "--json", str(out), "--sdf", str(sdf)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "EDM's protocol" in r.stdout
+    result = json.loads(out.read_text())
+    assert result["num_molecules"] == 8 and result["valence_table"] == "charged"
+    edm = result["edm_protocol"]
+    assert set(edm) == {"mol_stability", "atom_stability", "validity", "connected_validity", "unstable_atoms"}
+    assert all(0.0 <= edm[k] <= 1.0 for k in ("mol_stability", "atom_stability", "validity"))
+    assert edm["atom_stability"] > 0.5
+    again = evaluate_molecule_file(sdf, bonds="edm", valence_table="edm")
+    assert again["num_molecules"] == 8 and again["bonds"] == "edm"
+    for k in ("mol_stability", "atom_stability", "validity", "connected_validity"):
+        assert again[k] == pytest.approx(edm[k]), k
+
+
 QM9 = ROOT.parent / "shared" / "data" / "qm9" / "test.npz"
 
 
