@@ -29,6 +29,15 @@ from geodiff.metrics.evaluate import evaluate_molecules
 from geodiff.metrics.structures import from_records
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, write_sdf
 
+EDM_KEYS = ("mol_stability", "atom_stability", "validity", "connected_validity")
+KEYS = (*EDM_KEYS, "uniqueness")
+
+
+def _print_scores(scores: dict, keys: tuple[str, ...], indent: str) -> None:
+    for k in keys:
+        print(f"{indent}{k:<19} {100 * scores[k]:6.2f} %")
+    print(f"{indent}{'unstable atoms':<19} {most_unstable(scores['unstable_atoms'], k=5)}")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,17 +59,12 @@ def main() -> None:
     seconds = time.time() - t0
     m = molecule_metrics(records, pipe.vocab)
     edm = evaluate_molecules(from_records(records, pipe.vocab), bonds="edm", valence_table="edm")
-    keys = ("mol_stability", "atom_stability", "validity", "connected_validity", "uniqueness")
     steps = args.steps or pipe.schedulers.num_train_timesteps
     print(f"{args.ckpt}: {args.n} molecules, {args.sampler} {steps} steps, {seconds:.0f} s "
           f"({args.n / seconds:.2f} molecules/s, {device_description(args.device)})")  # fmt: skip
-    for k in keys:
-        print(f"  {k:<19} {100 * m[k]:6.2f} %")
-    print(f"  unstable atoms      {most_unstable(m['unstable_atoms'], k=5)}")
+    _print_scores(m, KEYS, "  ")
     print("  EDM's protocol (bonds from 3D by EDM's lookup table, EDM's valences):")
-    for k in keys[:4]:
-        print(f"    {k:<19} {100 * edm[k]:6.2f} %")
-    print(f"    unstable atoms      {most_unstable(edm['unstable_atoms'], k=5)}")
+    _print_scores(edm, EDM_KEYS, "    ")
     if args.sdf:
         write_sdf(records, pipe.vocab, args.sdf)
         print(f"  SDF                 {args.sdf}")
@@ -69,7 +73,7 @@ def main() -> None:
                   "steps": steps, "seed": args.seed, "seconds": seconds, "machine": platform.machine(),
                   "device": device_description(args.device),
                   "torch": torch.__version__, **m,
-                  "edm_protocol": {k: edm[k] for k in (*keys[:4], "unstable_atoms")}}  # fmt: skip
+                  "edm_protocol": {k: edm[k] for k in (*EDM_KEYS, "unstable_atoms")}}  # fmt: skip
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
 
