@@ -45,6 +45,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000, help="number of molecules")
     ap.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
     ap.add_argument("--steps", type=int, default=None, help="inference steps (default: all training steps)")
+    ap.add_argument(
+        "--last-step",
+        choices=["sample", "argmax"],
+        default="sample",
+        help="final reverse step of atom types, charges and bonds: draw the classes from the model's "
+        "x0 probabilities (sample) or take the most probable ones (argmax)",
+    )
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the results here")
@@ -55,12 +62,13 @@ def main() -> None:
     pipe.model.to(args.device)
     t0 = time.time()
     records = pipe(num_samples=args.n, sampler=args.sampler, num_inference_steps=args.steps,
-                   batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+                   batch_size=args.batch_size, seed=args.seed, last_step=args.last_step)  # fmt: skip
     seconds = time.time() - t0
     m = molecule_metrics(records, pipe.vocab)
     edm = evaluate_molecules(from_records(records, pipe.vocab), bonds="edm", valence_table="edm")
     steps = args.steps or pipe.schedulers.num_train_timesteps
-    print(f"{args.ckpt}: {args.n} molecules, {args.sampler} {steps} steps, {seconds:.0f} s "
+    print(f"{args.ckpt}: {args.n} molecules, {args.sampler} {steps} steps (last step: {args.last_step}), "
+          f"{seconds:.0f} s "
           f"({args.n / seconds:.2f} molecules/s, {device_description(args.device)})")  # fmt: skip
     _print_scores(m, KEYS, "  ")
     print("  EDM's protocol (bonds from 3D by EDM's lookup table, EDM's valences):")
@@ -70,7 +78,8 @@ def main() -> None:
         print(f"  SDF                 {args.sdf}")
     if args.json:
         result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "sampler": args.sampler,
-                  "steps": steps, "seed": args.seed, "seconds": seconds, "machine": platform.machine(),
+                  "last_step": args.last_step, "steps": steps, "seed": args.seed, "seconds": seconds,
+                  "machine": platform.machine(),
                   "device": device_description(args.device),
                   "torch": torch.__version__, **m,
                   "edm_protocol": {k: edm[k] for k in (*EDM_KEYS, "unstable_atoms")}}  # fmt: skip

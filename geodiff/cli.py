@@ -224,7 +224,7 @@ def cmd_sample(overrides: list[str]) -> int:
     t0 = time.time()
     records = pipe(num_samples=int(cfg.num_samples), num_atoms=cfg.num_atoms, sampler=cfg.sampler,
                    num_inference_steps=cfg.num_inference_steps, batch_size=int(cfg.batch_size),
-                   seed=cfg.seed)  # fmt: skip
+                   seed=cfg.seed, last_step=cfg.get("last_step", "sample"))  # fmt: skip
     seconds = time.time() - t0
     out = Path(cfg.output or "samples/molecules.sdf")
     tagged = write_sdf(records, pipe.vocab, out)

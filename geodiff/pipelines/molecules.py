@@ -80,23 +80,32 @@ class MoleculeDiffusionPipeline:
         batch_size: int = 100,
         seed: int | None = 0,
         progress: bool = True,
+        last_step: Literal["sample", "argmax"] = "sample",
     ) -> list[MoleculeRecord]:
+        """Sample ``num_samples`` molecules.
+
+        ``last_step``: how the final reverse step turns the model's x0 probabilities of atom types, charges
+        and bonds into classes: ``sample`` draws them (ancestral sampling all the way, the paper's sampler),
+        ``argmax`` takes the most probable class of each.
+        """
         if not isinstance(num_samples, int) or num_samples <= 0:
             raise GeodiffValueError(f"num_samples: must be a positive integer, got {num_samples!r}")
         if sampler not in ("ddpm", "ddim"):
             raise GeodiffValueError(f"sampler: expected ddpm or ddim, got {sampler!r}")
+        if last_step not in ("sample", "argmax"):
+            raise GeodiffValueError(f"last_step: expected sample or argmax, got {last_step!r}")
         g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         counts = self._atom_counts(num_samples, num_atoms, g)
         out: list[MoleculeRecord] = []
         chunks = list(torch.split(counts, batch_size))
         bar = tqdm(total=num_samples, desc=f"sampling molecules ({sampler})", disable=not progress)
         for sizes in chunks:
-            out.extend(self._sample_batch(sizes, sampler, num_inference_steps, g, progress))
+            out.extend(self._sample_batch(sizes, sampler, num_inference_steps, g, progress, last_step))
             bar.update(len(sizes))
         bar.close()
         return out
 
-    def _sample_batch(self, sizes, sampler, steps, g, progress) -> list[MoleculeRecord]:
+    def _sample_batch(self, sizes, sampler, steps, g, progress, last_step="sample") -> list[MoleculeRecord]:
         s = self.schedulers
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
@@ -121,13 +130,15 @@ class MoleculeDiffusionPipeline:
         charges = s.charges.sample_prior((n,), generator=g, dtype=dtype).to(device)
         bonds = s.bonds.sample_prior((ei.shape[1],), generator=g, dtype=dtype).to(device)
         bonds = torch.where(upper, bonds, bonds[rev])
-        for t in tqdm(pos_sched.timesteps, desc="denoising", leave=False, disable=not progress):
+        last = len(pos_sched.timesteps) - 1
+        for i, t in enumerate(tqdm(pos_sched.timesteps, desc="denoising", leave=False, disable=not progress)):
             tt = torch.full((len(sizes),), (int(t) + 1) / T, dtype=dtype, device=device)
             pred = self.model(pos, atoms, charges, bonds, tt, batch, ei)
+            kw = {"generator": g, "deterministic": last_step == "argmax" and i == last}
             pos = pos_sched.step(pred["pos"], t, pos, batch=batch, generator=g).prev_sample
-            atoms = s.atoms.step(pred["atoms"], t, atoms, batch=batch, generator=g).prev_sample
-            charges = s.charges.step(pred["charges"], t, charges, batch=batch, generator=g).prev_sample
-            bonds = s.bonds.step(pred["bonds"], t, bonds, batch=eb, generator=g).prev_sample
+            atoms = s.atoms.step(pred["atoms"], t, atoms, batch=batch, **kw).prev_sample
+            charges = s.charges.step(pred["charges"], t, charges, batch=batch, **kw).prev_sample
+            bonds = s.bonds.step(pred["bonds"], t, bonds, batch=eb, **kw).prev_sample
             bonds = torch.where(upper, bonds, bonds[rev])
         return records_from_graph(pos, atoms, charges, bonds, ei, sizes)
 

@@ -173,10 +173,13 @@ class CategoricalD3PMScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
         generator: torch.Generator | None = None,
         output_type: Literal["logits", "probs"] = "logits",
         return_dict: bool = True,
+        deterministic: bool = False,
     ) -> GeodiffSchedulerOutput | tuple:
         """Sample x_t' from p(x_t' | x_t) given the model's x0 logits (or probabilities).
 
-        Returns one-hot ``prev_sample`` and ``pred_original_sample`` = the x0 probabilities.
+        ``deterministic=True`` takes the most probable class of p(x_t' | x_t) instead of a sample (used
+        on the last step of sampling, where x_t' is x_0). Returns one-hot ``prev_sample`` and
+        ``pred_original_sample`` = the x0 probabilities.
         """
         self._check_probs("model_output", model_output)
         if model_output.shape != sample.shape:
@@ -190,7 +193,10 @@ class CategoricalD3PMScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
         else:
             raise GeodiffValueError(f"output_type: expected logits or probs, got {output_type!r}")
         post = self.posterior_probs(sample, probs, timestep, batch=batch)
-        prev_sample = self._sample_categorical(post, generator)
+        if deterministic:
+            prev_sample = torch.zeros_like(post).scatter_(-1, post.argmax(-1, keepdim=True), 1.0)
+        else:
+            prev_sample = self._sample_categorical(post, generator)
         if not return_dict:
             return (prev_sample, probs)
         return GeodiffSchedulerOutput(prev_sample=prev_sample, pred_original_sample=probs)

@@ -41,6 +41,7 @@ def cases(d):
         (["sample", f"ckpt={MOL}", "num_samples=0", f"output={d / 'x.sdf'}"], "num_samples"),
         (["sample", f"ckpt={MOL}", "num_samples=abc", f"output={d / 'x.sdf'}"], "num_samples"),
         (["sample", f"ckpt={MOL}", "sampler=euler", "num_samples=2", f"output={d / 'x.sdf'}"], "sampler"),
+        (["sample", f"ckpt={MOL}", "last_step=mode", "num_samples=2", f"output={d / 'x.sdf'}"], "last_step"),
         (["sample", f"ckpt={TRAJ}", "num_systems=-1", f"output={d / 'x.npz'}"], "num_systems"),
         (["sample", f"ckpt={MOL}", "num_inference_steps=-3", f"output={d / 'x.sdf'}"], "inference_steps"),
         (["sample", f"ckpt={MOL}", "batch_size=0", f"output={d / 'x.sdf'}"], "batch_size"),

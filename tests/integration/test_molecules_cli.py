@@ -34,7 +34,7 @@ def test_train_then_sample(qm9_npz, tmp_path):
     assert record["bonds"] == "Kekule form (data.kekulize=true)" and record["batch_size"] == 16
     sdf = tmp_path / "mols.sdf"
     r = geodiff("sample", f"ckpt={out / 'export'}", "num_samples=5", "sampler=ddim", "num_inference_steps=4",
-                f"output={sdf}")  # fmt: skip
+                "last_step=argmax", f"output={sdf}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "sampled 5 molecules" in r.stdout and sdf.with_suffix(".png").is_file()
     assert len([m for m in Chem.SDMolSupplier(str(sdf), removeHs=False, sanitize=False)]) == 5

@@ -42,6 +42,11 @@ def test_sampling_sizes_seed_and_outputs(export_dir, qm9_small, tmp_path):
         torch.equal(a.pos, b.pos) and torch.equal(a.atom_types, b.atom_types)
         for a, b in zip(recs, again, strict=True)
     )
+    # last_step="argmax" follows the same trajectory up to the classes of the last step (in one batch: the
+    # last step draws no random numbers, so a later batch would start from other noise)
+    kw = dict(num_samples=7, sampler="ddim", num_inference_steps=5, batch_size=7, seed=3, progress=False)
+    one, arg = (pipe(**kw, last_step=m) for m in ("sample", "argmax"))
+    assert all(torch.equal(a.pos, b.pos) for a, b in zip(one, arg, strict=True))
     fixed = pipe(num_samples=2, num_atoms=9, num_inference_steps=3, progress=False)
     assert [r.num_atoms for r in fixed] == [9, 9]
     write_sdf(recs, pipe.vocab, tmp_path / "m.sdf")
@@ -59,6 +64,8 @@ def test_bad_requests(export_dir, tmp_path):
         pipe(num_samples=1, sampler="euler")
     with pytest.raises(GeodiffValueError, match="num_atoms"):
         pipe(num_samples=2, num_atoms=[3, 4, 5])
+    with pytest.raises(GeodiffValueError, match="last_step"):
+        pipe(num_samples=1, last_step="mode")
     with pytest.raises(GeodiffError, match="not a molecule checkpoint"):
         MoleculeDiffusionPipeline.from_pretrained(tmp_path)
 

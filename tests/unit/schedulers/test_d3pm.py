@@ -128,6 +128,22 @@ def test_per_graph_timesteps_and_edge_tensors():
     torch.testing.assert_close(out.prev_sample.sum(-1), torch.ones(6, 4, 4, dtype=torch.float64))
 
 
+def test_deterministic_step_takes_the_most_probable_class():
+    s = CategoricalD3PMScheduler(num_classes=K, num_train_timesteps=100, prior_probs=MARGINAL)
+    s.set_timesteps(10)
+    g = torch.Generator().manual_seed(1)
+    xt = s.sample_prior((64,), generator=g, dtype=torch.float64)
+    logits = torch.randn(64, K, generator=g, dtype=torch.float64)
+    for t in (s.timesteps[0], s.timesteps[-1]):  # a middle step and the last one (to x0)
+        out = s.step(logits, t, xt, deterministic=True)
+        post = s.posterior_probs(xt, torch.softmax(logits, -1), t)
+        torch.testing.assert_close(out.prev_sample, F.one_hot(post.argmax(-1), K).double())
+    # on the last step the posterior is p(x0 | x_t): argmax of the model's probabilities where x_t allows it
+    last = s.step(logits, s.timesteps[-1], xt, deterministic=True).prev_sample
+    assert bool((last.sum(-1) == 1).all())
+    assert s.step(logits[:0], s.timesteps[-1], xt[:0], deterministic=True).prev_sample.shape == (0, K)
+
+
 def test_bad_prior_arguments():
     with pytest.raises(ValueError, match="prior_probs"):
         CategoricalD3PMScheduler(num_classes=3, prior_type="marginal")
