@@ -83,6 +83,23 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
             nn.Linear(e_dim + s_dim + 1 + rbf_dim, s_dim), nn.SiLU(), nn.Linear(s_dim, num_bond_types)
         )
 
+    @torch.no_grad()
+    def load_shallower_(self, src: EQGATDiffDenoiser) -> int:
+        """Load a trained model with fewer layers (otherwise the same architecture): its embeddings, heads
+        and layers go into the first ``src`` layers here, and the extra layers on top start as the identity
+        (:meth:`EQGATLayer.make_identity_`), so this deeper model computes exactly what ``src`` did and
+        training goes on from there with more capacity. Returns the number of new layers."""
+        have, want = src.config.num_layers, self.config.num_layers
+        if have > want:
+            raise GeodiffValueError(f"load_shallower_: the source has more layers ({have}) than this model ({want})")
+        missing, unexpected = self.load_state_dict(src.state_dict(), strict=False)
+        new = {f"layers.{k}." for k in range(have, want)}
+        if unexpected or any(not any(m.startswith(p) for p in new) for m in missing):
+            raise GeodiffValueError(f"load_shallower_: parameters do not match ({missing[:3]}, {unexpected[:3]})")
+        for layer in self.layers[have:]:
+            layer.make_identity_()
+        return want - have
+
     def forward(
         self,
         pos: torch.Tensor,

@@ -142,6 +142,24 @@ class EQGATLayer(nn.Module):
                 nn.Linear(e_dim + s_dim + 1 + rbf_dim, e_dim), nn.SiLU(), nn.Linear(e_dim, e_dim)
             )
 
+    @torch.no_grad()
+    def make_identity_(self) -> "EQGATLayer":
+        """Zero the last projection of every residual branch, so that the layer returns ``(s, v, p, e)``
+        unchanged (exactly) while every zeroed weight still gets a gradient: a layer added to a trained
+        stack (a deeper warm start) starts as a no-op and learns from there. Returns ``self``."""
+        S, V = self.s_dim, self.v_dim
+        last = self.edge_mlp[-1]
+        last.weight[S:].zero_()  # direction gate, vector gate and position gate (logits stay random)
+        last.bias[S:].zero_()
+        self.w_s.weight.zero_()  # attention messages: uniform weights times zero values
+        self.w_s.bias.zero_()
+        self.gated.mlp[-1].weight.zero_()  # gated block: no scalar update, zero gate on the vectors
+        self.gated.mlp[-1].bias.zero_()
+        if self.update_edges:
+            self.edge_update[-1].weight.zero_()
+            self.edge_update[-1].bias.zero_()
+        return self
+
     @staticmethod
     def geometry(p: torch.Tensor, edge_index: torch.Tensor):
         j, i = edge_index

@@ -52,7 +52,8 @@ class ExportMixin:
 
 def load_exported_weights(model, directory: str | os.PathLike) -> None:
     """Warm start ``model`` from an exported model folder (``<dir>/model``, e.g. a shipped checkpoint), so
-    CPU training can go on across sessions; the architectures must match exactly."""
+    CPU training can go on across sessions; the architectures must match exactly, except that a model with
+    ``load_shallower_`` (the EQGAT-diff denoiser) may have more layers: the new ones start as the identity."""
     from geodiff.cli import resolve_path
 
     path = resolve_path(str(directory)) / "model"
@@ -60,8 +61,15 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
         raise GeodiffError(f"init_from: {path.parent} is not an exported model (no model/config.json)")
     src = type(model).from_pretrained(path, low_cpu_mem_usage=False)
     mine, theirs = public_config(model), public_config(src)
-    if mine != theirs:
-        diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
+    diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
+    deeper = (set(diff) == {"num_layers"} and hasattr(model, "load_shallower_")
+              and diff["num_layers"][0] < diff["num_layers"][1])  # fmt: skip
+    if deeper:
+        added = model.load_shallower_(src)
+        print(f"init_from: {theirs['num_layers']} trained layers from {path.parent}, "
+              f"{added} new layer(s) on top starting as the identity")  # fmt: skip
+        return
+    if diff:
         raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")
     model.load_state_dict(src.state_dict())
 
