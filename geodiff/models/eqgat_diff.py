@@ -91,11 +91,15 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         training goes on from there with more capacity. Returns the number of new layers."""
         have, want = src.config.num_layers, self.config.num_layers
         if have > want:
-            raise GeodiffValueError(f"load_shallower_: the source has more layers ({have}) than this model ({want})")
+            raise GeodiffValueError(
+                f"load_shallower_: the source has more layers ({have}) than this model ({want})"
+            )
         missing, unexpected = self.load_state_dict(src.state_dict(), strict=False)
         new = {f"layers.{k}." for k in range(have, want)}
         if unexpected or any(not any(m.startswith(p) for p in new) for m in missing):
-            raise GeodiffValueError(f"load_shallower_: parameters do not match ({missing[:3]}, {unexpected[:3]})")
+            raise GeodiffValueError(
+                f"load_shallower_: parameters do not match ({missing[:3]}, {unexpected[:3]})"
+            )
         for layer in self.layers[have:]:
             layer.make_identity_()
         return want - have

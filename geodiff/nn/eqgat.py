@@ -143,11 +143,11 @@ class EQGATLayer(nn.Module):
             )
 
     @torch.no_grad()
-    def make_identity_(self) -> "EQGATLayer":
+    def make_identity_(self) -> EQGATLayer:
         """Zero the last projection of every residual branch, so that the layer returns ``(s, v, p, e)``
         unchanged (exactly) while every zeroed weight still gets a gradient: a layer added to a trained
         stack (a deeper warm start) starts as a no-op and learns from there. Returns ``self``."""
-        S, V = self.s_dim, self.v_dim
+        S = self.s_dim
         last = self.edge_mlp[-1]
         last.weight[S:].zero_()  # direction gate, vector gate and position gate (logits stay random)
         last.bias[S:].zero_()
