@@ -94,9 +94,15 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
             raise GeodiffValueError(
                 f"load_shallower_: the source has more layers ({have}) than this model ({want})"
             )
+        other = {k: (v, self.config.get(k)) for k, v in src.config.items()
+                 if not k.startswith("_") and k != "num_layers" and self.config.get(k) != v}  # fmt: skip
+        if other:
+            raise GeodiffValueError(
+                f"load_shallower_: another architecture besides the depth (source, this): {other}"
+            )
         missing, unexpected = self.load_state_dict(src.state_dict(), strict=False)
-        new = {f"layers.{k}." for k in range(have, want)}
-        if unexpected or any(not any(m.startswith(p) for p in new) for m in missing):
+        new = tuple(f"layers.{k}." for k in range(have, want))
+        if unexpected or not all(m.startswith(new) for m in missing):
             raise GeodiffValueError(
                 f"load_shallower_: parameters do not match ({missing[:3]}, {unexpected[:3]})"
             )

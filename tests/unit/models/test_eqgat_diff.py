@@ -110,3 +110,44 @@ def test_bad_input(qm9_small):
         model(bad, atoms, charges, bonds, t, batch, ei)
     with pytest.raises(GeodiffValueError, match="reverse"):
         reverse_edge_permutation(torch.tensor([[0], [1]]), 2)
+
+
+def test_deeper_model_loads_a_shallower_one_and_computes_the_same(qm9_small):
+    """``load_shallower_`` (``module.init_from`` with more ``model.num_layers``): the trained layers go first,
+    the new ones start as the identity, so the outputs are the shallower model's exactly; still equivariant
+    once the new layers have moved; a deeper source or another width is an error."""
+    src = small_model()
+    torch.manual_seed(5)
+    deep = EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=8, num_layers=4).double().eval()
+    assert deep.load_shallower_(src) == 2
+    inputs = noisy_inputs(qm9_small)
+    with torch.no_grad():
+        a, b = src(*inputs), deep(*inputs)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with torch.no_grad():  # a few training steps later: the new layers are no longer the identity
+        for prm in deep.layers[2:].parameters():
+            prm.add_(0.05 * torch.randn_like(prm))
+
+    def run(pos, atoms, charges, bonds, t, batch, edge_index):
+        out = deep(pos, atoms, charges, bonds, t, batch, edge_index)
+        return out["pos"], out["atoms"], out["charges"], out["bonds"]
+
+    kinds = [
+        "node_position",
+        "node_scalar",
+        "node_scalar",
+        "invariant",
+        "invariant",
+        "node_index",
+        "edge_index",
+    ]
+    with torch.no_grad():
+        errs = assert_equivariant(
+            run, list(inputs), kinds, ["node_vector", "node_scalar", "node_scalar", "invariant"]
+        )  # x0 is zero-CoM: ignores translations
+    assert max(errs.values()) < 1e-10
+    with pytest.raises(GeodiffValueError, match="more layers"):
+        small_model().load_shallower_(deep)
+    with pytest.raises(GeodiffValueError, match="besides the depth"):
+        EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=16, num_layers=4).double().load_shallower_(src)

@@ -87,3 +87,28 @@ def test_layers_handing_on_their_geometry_match_layers_that_recompute_it():
     assert not torch.allclose(plain[2], state[2])
     for a, b in zip(plain, chained, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+
+
+def test_identity_layer_returns_its_input_exactly_and_still_learns():
+    """``make_identity_`` (a layer added on top of a trained stack): the output is the input, bit for bit,
+    in both position-update forms, and every zeroed projection gets a gradient."""
+    sizes = torch.tensor([4, 3])
+    edge_index, _ = fully_connected_edges(sizes)
+    batch = torch.repeat_interleave(torch.arange(2), sizes)
+    n = int(sizes.sum())
+    for mode in ("scaled", "unit"):
+        torch.manual_seed(2)
+        layer = EQGATLayer(16, 8, 6, rbf_dim=8, position_update=mode).double().make_identity_()
+        s = torch.randn(n, 16, dtype=torch.float64)
+        v = torch.randn(n, 3, 8, dtype=torch.float64)
+        p = euclidean.remove_mean(torch.randn(n, 3, dtype=torch.float64), batch)
+        e = torch.randn(edge_index.shape[1], 6, dtype=torch.float64)
+        out = layer(s, v, p, e, edge_index)
+        for a, b in zip(out, (s, v, p, e), strict=True):
+            assert torch.equal(a, b)
+        sum(o.pow(3).sum() for o in out).backward()
+        zeroed = [layer.w_s.weight, layer.gated.mlp[-1].weight, layer.edge_update[-1].weight]
+        for w in zeroed:
+            assert w.grad is not None and float(w.grad.abs().max()) > 0
+        gates = layer.edge_mlp[-1].weight.grad[16:]  # direction, vector and position gates
+        assert float(gates.abs().max()) > 0

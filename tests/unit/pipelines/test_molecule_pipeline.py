@@ -82,3 +82,22 @@ def test_warm_start_from_export(export_dir):
     with pytest.raises(GeodiffError, match="another architecture"):
         other = EQGATDiffDenoiser(s_dim=8, v_dim=4, e_dim=4, num_layers=1)
         MoleculeDiffusionModule(other, init_from=str(export_dir))
+
+
+def test_deeper_warm_start_from_export(export_dir, capsys):
+    """``module.init_from`` with more ``model.num_layers`` than the export: the exported layers first, the new
+    one on top as the identity (said on one line); more layers and another width is still an error."""
+    from geodiff.errors import GeodiffError
+
+    module = MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=4, num_layers=2),
+                                     init_from=str(export_dir))  # fmt: skip
+    assert "1 new layer(s) on top starting as the identity" in capsys.readouterr().out
+    saved = EQGATDiffDenoiser.from_pretrained(export_dir / "model", low_cpu_mem_usage=False)
+    mine = module.model.state_dict()
+    for k, v in saved.state_dict().items():
+        assert torch.equal(mine[k], v), k
+    assert float(module.model.layers[1].w_s.weight.abs().max()) == 0.0
+    assert torch.equal(module.ema.module.layers[1].w_s.weight, module.model.layers[1].w_s.weight)
+    with pytest.raises(GeodiffError, match="another architecture"):
+        MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=8, num_layers=2),
+                                init_from=str(export_dir))  # fmt: skip
