@@ -27,34 +27,34 @@ def noisy_inputs(qm9_small):
     return pos, atoms, charges, bonds, t, b.batch, b.edge_index
 
 
-def test_denoiser_is_e3_and_permutation_equivariant(qm9_small):
-    model = small_model()
-    inputs = noisy_inputs(qm9_small)
+def equivariance_errors(model, inputs) -> dict:
+    """Largest error per family (rotation, reflection, translation, permutation) of the denoiser's outputs."""
 
     def run(pos, atoms, charges, bonds, t, batch, edge_index):
         out = model(pos, atoms, charges, bonds, t, batch, edge_index)
         return out["pos"], out["atoms"], out["charges"], out["bonds"]
 
+    kinds_in = [
+        "node_position",
+        "node_scalar",
+        "node_scalar",
+        "invariant",
+        "invariant",
+        "node_index",
+        "edge_index",
+    ]
+    kinds_out = [
+        "node_vector",
+        "node_scalar",
+        "node_scalar",
+        "invariant",
+    ]  # x0 is zero-CoM: ignores translations
     with torch.no_grad():
-        errs = assert_equivariant(
-            run,
-            list(inputs),
-            [
-                "node_position",
-                "node_scalar",
-                "node_scalar",
-                "invariant",
-                "invariant",
-                "node_index",
-                "edge_index",
-            ],
-            [
-                "node_vector",
-                "node_scalar",
-                "node_scalar",
-                "invariant",
-            ],  # x0 is zero-CoM: ignores translations
-        )
+        return assert_equivariant(run, list(inputs), kinds_in, kinds_out)
+
+
+def test_denoiser_is_e3_and_permutation_equivariant(qm9_small):
+    errs = equivariance_errors(small_model(), noisy_inputs(qm9_small))
     assert max(errs.values()) < 1e-10
 
 
@@ -129,23 +129,7 @@ def test_deeper_model_loads_a_shallower_one_and_computes_the_same(qm9_small):
         for prm in deep.layers[2:].parameters():
             prm.add_(0.05 * torch.randn_like(prm))
 
-    def run(pos, atoms, charges, bonds, t, batch, edge_index):
-        out = deep(pos, atoms, charges, bonds, t, batch, edge_index)
-        return out["pos"], out["atoms"], out["charges"], out["bonds"]
-
-    kinds = [
-        "node_position",
-        "node_scalar",
-        "node_scalar",
-        "invariant",
-        "invariant",
-        "node_index",
-        "edge_index",
-    ]
-    with torch.no_grad():
-        errs = assert_equivariant(
-            run, list(inputs), kinds, ["node_vector", "node_scalar", "node_scalar", "invariant"]
-        )  # x0 is zero-CoM: ignores translations
+    errs = equivariance_errors(deep, inputs)
     assert max(errs.values()) < 1e-10
     with pytest.raises(GeodiffValueError, match="more layers"):
         small_model().load_shallower_(deep)
