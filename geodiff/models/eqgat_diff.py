@@ -17,6 +17,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints
+from geodiff.io import public_config
 from geodiff.manifolds import euclidean
 from geodiff.nn.eqgat import EQGATLayer, GaussianRBF, pair_linear
 from geodiff.nn.scatter import gather
@@ -94,8 +95,12 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
             raise GeodiffValueError(
                 f"load_shallower_: the source has more layers ({have}) than this model ({want})"
             )
-        other = {k: (v, self.config.get(k)) for k, v in src.config.items()
-                 if not k.startswith("_") and k != "num_layers" and self.config.get(k) != v}  # fmt: skip
+        mine = public_config(self)
+        other = {
+            k: (v, mine.get(k))
+            for k, v in public_config(src).items()
+            if k != "num_layers" and mine.get(k) != v
+        }
         if other:
             raise GeodiffValueError(
                 f"load_shallower_: another architecture besides the depth (source, this): {other}"
