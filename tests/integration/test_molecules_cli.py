@@ -1,5 +1,6 @@
 """geodiff train -> geodiff sample on real QM9 molecules, through the CLI (tiny model, one epoch)."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -30,6 +31,24 @@ def test_train_then_sample(qm9_npz, tmp_path):
     assert "val/connected_validity" in metrics  # validation sampled molecules and scored them
     assert "val/mol_stability" in metrics and "val/atom_stability" in metrics
     assert (out / "checkpoints" / "last.ckpt").is_file()
+    # eval/loss_by_t.py: its uniform row on the validation split is the run's val/loss (same batches, seeds)
+    rows = list(csv.DictReader(metrics.splitlines()))
+    val_loss = [float(r["val/loss"]) for r in rows if r.get("val/loss")][-1]
+    script = [sys.executable, str(ROOT / "eval" / "loss_by_t.py"), "--ckpt", str(out / "export"),
+              "--data", str(qm9_npz), "--limit", "48", "--val-batch-size", "16", "--passes", "1"]  # fmt: skip
+    js, png = tmp_path / "loss.json", tmp_path / "loss.png"
+    r = subprocess.run([*script, "--t", "0", "19", "--json", str(js), "--plot", str(png)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(js.read_text())["checkpoints"][str(out / "export")]
+    assert result["val"]["uniform"]["loss"] == pytest.approx(val_loss, rel=1e-5)
+    assert list(result["train"]) == ["t=0", "t=19", "uniform"]
+    for split in ("val", "train"):  # more noise, larger error in every term but the near-constant charges
+        low, high = result[split]["t=0"], result[split]["t=19"]
+        assert all(high[k] > low[k] for k in ("pos", "atoms", "bonds")), (split, low, high)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = subprocess.run([*script, "--t", "20"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("loss_by_t: error: --t")
     record = json.loads((out / "export" / "molecules.json").read_text())["training"]
     assert record["bonds"] == "Kekule form (data.kekulize=true)" and record["batch_size"] == 16
     sdf = tmp_path / "mols.sdf"

@@ -1,0 +1,185 @@
+"""The EQGAT-diff loss by component and noise level, on the validation split and on training molecules.
+
+    .venv/bin/python eval/loss_by_t.py --ckpt outputs/qm9_s11/export checkpoints/qm9_eqgat_small \
+        --data ../shared/data/qm9/test.npz \
+        --json eval/results/qm9_eqgat_small_loss_by_t.json --plot loss_by_t.png
+
+Two sets of molecules are scored: the training run's validation split (all of it unless ``--n``) and as
+many molecules of its training split (give the run's data path, split fraction and seed, and ``--aromatic``
+for a run with data.kekulize=false). For each timestep of ``--t`` every molecule is forward-noised to that
+t (the same noise for every checkpoint) and the four unweighted terms of the training loss are reported:
+the position error of the x0 prediction (squared Angstrom summed over coordinates, averaged over atoms)
+and the cross-entropies of the atom types, charges and bonds. The row ``uniform`` is the weighted training
+loss with t drawn uniformly, averaged over ``--passes`` draws of t and noise; on the whole validation split
+its first pass is the run's ``val/loss`` (the same batches and seeds). A training-split loss well
+below the validation loss means the model overfits; the two equal means it underfits, and a bigger model
+or longer training is the lever. Comparing checkpoints per term and t shows where a training stage helped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from geodiff.cli import resolve_path
+from geodiff.data.molecules import collate_molecules
+from geodiff.errors import GeodiffError, first_line
+from geodiff.io import atomic_path, device_description
+from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
+from geodiff.training.molecule_loss import LossWeights, eqgat_diff_loss
+from geodiff.training.molecules import MoleculeDataModule
+
+TERMS = ("pos", "atoms", "charges", "bonds")
+
+
+def _loss(model, refs, schedulers, batch_size: int, device: str, seeds, t: int | None) -> dict[str, float]:
+    """The loss terms over ``refs`` (molecule-weighted means), at timestep ``t`` or, with ``t=None``, at
+    a uniform random t per molecule; batch ``b`` draws its noise from the seed ``seeds(b)``."""
+    dtype = next(model.parameters()).dtype
+    sums = dict.fromkeys(("loss", *TERMS), 0.0)
+    for b, lo in enumerate(range(0, len(refs), batch_size)):
+        batch = collate_molecules(refs[lo : lo + batch_size]).to(device)
+        batch.pos = batch.pos.to(dtype)
+        g = torch.Generator(device=device).manual_seed(seeds(b))
+        tt = None if t is None else torch.full((batch.num_graphs,), t, dtype=torch.long, device=device)
+        with torch.no_grad():
+            out = eqgat_diff_loss(model, batch, schedulers, LossWeights(), generator=g, t=tt)
+        for k in sums:
+            sums[k] += float(out[k]) * batch.num_graphs
+    return {k: v / len(refs) for k, v in sums.items()}
+
+
+def _rows(pipe, refs, args, desc: str) -> dict:
+    """Per-t rows and the uniform row of one checkpoint on one split."""
+    model, device, passes = pipe.model, args.device, args.passes
+    rows = {}
+    for t in tqdm(args.t, desc=desc, unit="t"):
+        rows[f"t={t}"] = _loss(model, refs, pipe.schedulers, args.batch_size, device,
+                               lambda b, t=t: args.seed + 100003 * t + b, t)  # fmt: skip
+    runs = [_loss(model, refs, pipe.schedulers, args.val_batch_size, device,
+                  lambda b, p=p: 1000 + b + 10000 * p, None) for p in range(passes)]  # fmt: skip
+    rows["uniform"] = {k: sum(r[k] for r in runs) / passes for k in runs[0]}
+    return rows
+
+
+def _print_rows(name: str, result: dict) -> None:
+    print(f"\n{name}")
+    print(f"{'':>9} " + " ".join(f"{s + ' ' + k:>14}" for k in ("loss", *TERMS) for s in ("val", "train")))
+    val, train = result["val"], result["train"]
+    for row in val:
+        cells = [f"{r[row][k]:14.4f}" for k in ("loss", *TERMS) for r in (val, train)]
+        print(f"{row:>9} " + " ".join(cells))
+
+
+def _plot(results: dict, path: str, n: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"pos": "positions (squared Angstrom)", "atoms": "atom types (cross-entropy)",
+              "charges": "charges (cross-entropy)", "bonds": "bonds (cross-entropy)"}  # fmt: skip
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.7))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, term in zip(axes, TERMS, strict=True):
+        for i, (name, result) in enumerate(results.items()):
+            for split, style in (("val", "o-"), ("train", "x--")):
+                rows = {k: v for k, v in result[split].items() if k.startswith("t=")}
+                ts = [int(k[2:]) for k in rows]
+                ax.plot(ts, [r[term] for r in rows.values()], style, ms=4, c=colours[i % len(colours)],
+                        label=f"{name} ({split})")  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_xlabel("timestep t of the forward noise")
+        ax.set_title(labels[term], fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"loss terms by noise level ({n} validation and {n} training molecules)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _fail(message: str) -> None:
+    print(f"loss_by_t: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 2)[2])  # fmt: skip
+    ap.add_argument("--ckpt", nargs="+", default=["checkpoints/qm9_eqgat_small"],
+                    help="one or more exported model folders")  # fmt: skip
+    ap.add_argument("--data", default="../shared/data/qm9/test.npz",
+                    help="the training data (QM9 npz / xyz, SDF): data.path of the training run")  # fmt: skip
+    ap.add_argument("--val-fraction", type=float, default=0.05, help="data.val_fraction of the training run")
+    ap.add_argument("--limit", type=int, default=None, help="data.limit of the training run")
+    ap.add_argument("--split-seed", type=int, default=0, help="data.seed of the training run")
+    ap.add_argument("--aromatic", action="store_true", help="keep aromatic bonds (data.kekulize=false)")
+    ap.add_argument("--n", type=int, default=None,
+                    help="molecules per split (default and at most: the whole validation split)")  # fmt: skip
+    ap.add_argument("--t", type=int, nargs="+", default=[0, 10, 25, 50, 100, 150, 200, 300, 400, 499],
+                    help="timesteps, 0 .. T-1 (0: the least noise)")  # fmt: skip
+    ap.add_argument("--passes", type=int, default=4, help="draws of t and noise for the uniform row")
+    ap.add_argument("--batch-size", type=int, default=100, help="batch size of the per-t rows")
+    ap.add_argument("--val-batch-size", type=int, default=64,
+                    help="data.batch_size of the training run (the batches of the uniform row)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0, help="seed of the forward noise of the per-t rows")
+    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--plot", default=None, help="write a PNG of the four loss terms against t here")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    if min(args.n or 1, args.batch_size, args.val_batch_size, args.passes) < 1:
+        _fail("--n, --batch-size, --val-batch-size and --passes must be >= 1")
+    try:
+        pipes = {c: MoleculeDiffusionPipeline.from_pretrained(resolve_path(c)) for c in args.ckpt}
+        dm = MoleculeDataModule(str(resolve_path(args.data)), cache_dir=".cache/geodiff", limit=args.limit,
+                                val_fraction=args.val_fraction, seed=args.split_seed,
+                                kekulize=not args.aromatic)  # fmt: skip
+        ds = dm.prepare()
+    except GeodiffError as exc:
+        _fail(first_line(exc))
+    if not dm.val_idx or not dm.train_idx:
+        _fail(f"{args.data}: the split has {len(dm.val_idx)} validation / {len(dm.train_idx)} training "
+              "molecules; both need some (--val-fraction)")  # fmt: skip
+    for name, pipe in pipes.items():
+        T = pipe.schedulers.num_train_timesteps
+        bad = [t for t in args.t if not 0 <= t < T]
+        if bad:
+            _fail(f"--t: timesteps must lie in 0..{T - 1} for {name}, got {bad}")
+        if tuple(ds.vocab.atoms) != tuple(pipe.vocab.atoms):
+            _fail(f"{name}: the model's elements {pipe.vocab.atoms} are not the data's {ds.vocab.atoms}")
+        pipe.model.to(args.device).eval()
+    n = min(args.n or len(dm.val_idx), len(dm.val_idx), len(dm.train_idx))
+    splits = {"val": [ds[i] for i in dm.val_idx[:n]], "train": [ds[i] for i in dm.train_idx[:n]]}
+    results = {}
+    t0 = time.time()
+    for name, pipe in pipes.items():
+        results[name] = {
+            split: _rows(pipe, refs, args, f"{name} ({split})") for split, refs in splits.items()
+        }
+    seconds = time.time() - t0
+    print(f"{n} validation and {n} training molecules of {args.data}, {seconds:.0f} s "
+          f"({device_description(args.device)})")  # fmt: skip
+    for name, result in results.items():
+        _print_rows(name, result)
+    if args.json:
+        result = {"command": " ".join(sys.argv), "data": args.data, "num_molecules_per_split": n,
+                  "passes": args.passes, "seed": args.seed, "seconds": seconds,
+                  "device": device_description(args.device), "torch": torch.__version__,
+                  "checkpoints": results}  # fmt: skip
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+    if args.plot:
+        _plot(results, args.plot, n)
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
