@@ -17,22 +17,19 @@ Several checkpoints (of the same data and vocabulary) are compared on the same m
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 import torch
+from molecule_runs import fail, load_runs, run_parser
 from tqdm import tqdm
 
-from geodiff.cli import resolve_path
 from geodiff.data.molecules import collate_molecules
-from geodiff.errors import GeodiffError, first_line
 from geodiff.io import atomic_path, device_description
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
-from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, records_from_graph
+from geodiff.pipelines.molecules import records_from_graph
 from geodiff.training.molecule_loss import noisy_molecules
-from geodiff.training.molecules import MoleculeDataModule
 
 
 def _scores(records, refs, vocab) -> dict:
@@ -110,51 +107,17 @@ def _plot(data_row: dict, results: dict, path: str, n: int) -> None:
     plt.close(fig)
 
 
-def _fail(message: str) -> None:
-    print(f"denoise_from_t: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 2)[2])  # fmt: skip
-    ap.add_argument("--ckpt", nargs="+", default=["checkpoints/qm9_eqgat_small"],
-                    help="one or more exported model folders")  # fmt: skip
-    ap.add_argument("--data", default="../shared/data/qm9/test.npz",
-                    help="the training data (QM9 npz / xyz, SDF): data.path of the training run")  # fmt: skip
-    ap.add_argument("--val-fraction", type=float, default=0.05, help="data.val_fraction of the training run")
-    ap.add_argument("--limit", type=int, default=None, help="data.limit of the training run")
-    ap.add_argument("--split-seed", type=int, default=0, help="data.seed of the training run")
-    ap.add_argument("--aromatic", action="store_true", help="keep aromatic bonds (data.kekulize=false)")
+    ap = run_parser(__doc__, [0, 25, 50, 100, 150, 200, 300])
     ap.add_argument("--n", type=int, default=400, help="validation molecules to use")
-    ap.add_argument("--t", type=int, nargs="+", default=[0, 25, 50, 100, 150, 200, 300],
-                    help="timesteps, 0 .. T-1 (0: the least noise)")  # fmt: skip
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0, help="seed of the forward noise")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--plot", default=None, help="write a PNG of stability, bonds and RMSE against t here")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     if args.n < 1 or args.batch_size < 1:
-        _fail("--n and --batch-size must be >= 1")
-    try:
-        pipes = {c: MoleculeDiffusionPipeline.from_pretrained(resolve_path(c)) for c in args.ckpt}
-        dm = MoleculeDataModule(str(resolve_path(args.data)), cache_dir=".cache/geodiff", limit=args.limit,
-                                val_fraction=args.val_fraction, seed=args.split_seed,
-                                kekulize=not args.aromatic)  # fmt: skip
-        ds = dm.prepare()
-    except GeodiffError as exc:
-        _fail(first_line(exc))
-    for name, pipe in pipes.items():
-        T = pipe.schedulers.num_train_timesteps
-        bad = [t for t in args.t if not 0 <= t < T]
-        if bad:
-            _fail(f"--t: timesteps must lie in 0..{T - 1} for {name}, got {bad}")
-        if tuple(ds.vocab.atoms) != tuple(pipe.vocab.atoms):
-            _fail(f"{name}: the model's elements {pipe.vocab.atoms} are not the data's {ds.vocab.atoms}")
-    for pipe in pipes.values():
-        pipe.model.to(args.device).eval()
+        fail("denoise_from_t", "--n and --batch-size must be >= 1")
+    pipes, dm, ds = load_runs(args, "denoise_from_t")
     refs = [ds[i] for i in dm.val_idx[: args.n]]
     data_row = _scores(refs, refs, ds.vocab)
     results = {}

@@ -18,21 +18,17 @@ or longer training is the lever. Comparing checkpoints per term and t shows wher
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 import torch
+from molecule_runs import fail, load_runs, run_parser
 from tqdm import tqdm
 
-from geodiff.cli import resolve_path
 from geodiff.data.molecules import collate_molecules
-from geodiff.errors import GeodiffError, first_line
 from geodiff.io import atomic_path, device_description
-from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
 from geodiff.training.molecule_loss import LossWeights, eqgat_diff_loss
-from geodiff.training.molecules import MoleculeDataModule
 
 TERMS = ("pos", "atoms", "charges", "bonds")
 
@@ -105,27 +101,10 @@ def _plot(results: dict, path: str, n: int) -> None:
     plt.close(fig)
 
 
-def _fail(message: str) -> None:
-    print(f"loss_by_t: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 2)[2])  # fmt: skip
-    ap.add_argument("--ckpt", nargs="+", default=["checkpoints/qm9_eqgat_small"],
-                    help="one or more exported model folders")  # fmt: skip
-    ap.add_argument("--data", default="../shared/data/qm9/test.npz",
-                    help="the training data (QM9 npz / xyz, SDF): data.path of the training run")  # fmt: skip
-    ap.add_argument("--val-fraction", type=float, default=0.05, help="data.val_fraction of the training run")
-    ap.add_argument("--limit", type=int, default=None, help="data.limit of the training run")
-    ap.add_argument("--split-seed", type=int, default=0, help="data.seed of the training run")
-    ap.add_argument("--aromatic", action="store_true", help="keep aromatic bonds (data.kekulize=false)")
+    ap = run_parser(__doc__, [0, 10, 25, 50, 100, 150, 200, 300, 400, 499])
     ap.add_argument("--n", type=int, default=None,
                     help="molecules per split (default and at most: the whole validation split)")  # fmt: skip
-    ap.add_argument("--t", type=int, nargs="+", default=[0, 10, 25, 50, 100, 150, 200, 300, 400, 499],
-                    help="timesteps, 0 .. T-1 (0: the least noise)")  # fmt: skip
     ap.add_argument("--passes", type=int, default=4, help="draws of t and noise for the uniform row")
     ap.add_argument("--batch-size", type=int, default=100, help="batch size of the per-t rows")
     ap.add_argument("--val-batch-size", type=int, default=64,
@@ -133,29 +112,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the forward noise of the per-t rows")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--plot", default=None, help="write a PNG of the four loss terms against t here")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     if min(args.n or 1, args.batch_size, args.val_batch_size, args.passes) < 1:
-        _fail("--n, --batch-size, --val-batch-size and --passes must be >= 1")
-    try:
-        pipes = {c: MoleculeDiffusionPipeline.from_pretrained(resolve_path(c)) for c in args.ckpt}
-        dm = MoleculeDataModule(str(resolve_path(args.data)), cache_dir=".cache/geodiff", limit=args.limit,
-                                val_fraction=args.val_fraction, seed=args.split_seed,
-                                kekulize=not args.aromatic)  # fmt: skip
-        ds = dm.prepare()
-    except GeodiffError as exc:
-        _fail(first_line(exc))
+        fail("loss_by_t", "--n, --batch-size, --val-batch-size and --passes must be >= 1")
+    pipes, dm, ds = load_runs(args, "loss_by_t")
     if not dm.val_idx or not dm.train_idx:
-        _fail(f"{args.data}: the split has {len(dm.val_idx)} validation / {len(dm.train_idx)} training "
-              "molecules; both need some (--val-fraction)")  # fmt: skip
-    for name, pipe in pipes.items():
-        T = pipe.schedulers.num_train_timesteps
-        bad = [t for t in args.t if not 0 <= t < T]
-        if bad:
-            _fail(f"--t: timesteps must lie in 0..{T - 1} for {name}, got {bad}")
-        if tuple(ds.vocab.atoms) != tuple(pipe.vocab.atoms):
-            _fail(f"{name}: the model's elements {pipe.vocab.atoms} are not the data's {ds.vocab.atoms}")
-        pipe.model.to(args.device).eval()
+        fail("loss_by_t", f"{args.data}: the split has {len(dm.val_idx)} validation / "
+             f"{len(dm.train_idx)} training molecules; both need some (--val-fraction)")  # fmt: skip
     n = min(args.n or len(dm.val_idx), len(dm.val_idx), len(dm.train_idx))
     splits = {"val": [ds[i] for i in dm.val_idx[:n]], "train": [ds[i] for i in dm.train_idx[:n]]}
     results = {}
