@@ -26,7 +26,7 @@ from molecule_runs import fail, load_runs, run_parser
 from tqdm import tqdm
 
 from geodiff.data.molecules import collate_molecules
-from geodiff.io import atomic_path, device_description
+from geodiff.io import atomic_path, device_description, save_figure
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.pipelines.molecules import records_from_graph
 from geodiff.training.molecule_loss import noisy_molecules
@@ -101,10 +101,7 @@ def _plot(data_row: dict, results: dict, path: str, n: int) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"one-step x0 prediction from noise level t ({n} validation molecules)", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

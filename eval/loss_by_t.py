@@ -27,7 +27,7 @@ from molecule_runs import fail, load_runs, run_parser
 from tqdm import tqdm
 
 from geodiff.data.molecules import collate_molecules
-from geodiff.io import atomic_path, device_description
+from geodiff.io import atomic_path, device_description, save_figure
 from geodiff.training.molecule_loss import LossWeights, eqgat_diff_loss
 
 TERMS = ("pos", "atoms", "charges", "bonds")
@@ -95,10 +95,7 @@ def _plot(results: dict, path: str, n: int) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"loss terms by noise level ({n} validation and {n} training molecules)", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -89,7 +89,7 @@ def _plot_schedule(sched, path: Path, inference_timesteps) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from geodiff.io import atomic_path
+    from geodiff.io import save_figure
 
     T = sched.config.num_train_timesteps
     t = torch.arange(T)
@@ -114,10 +114,7 @@ def _plot_schedule(sched, path: Path, inference_timesteps) -> None:
         ax[2].plot(t, sched.sigmas)
         ax[2].set_xlabel("timestep t")
         ax[2].set_ylabel("IGSO(3) sigma_t")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def cmd_schedule(overrides: list[str]) -> int:

@@ -9,8 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_save_pretrained", "public_config", "checkpoint_meta", "device_description",
-           "FAMILIES"]  # fmt: skip
+__all__ = ["atomic_path", "atomic_save_pretrained", "save_figure", "public_config", "checkpoint_meta",
+           "device_description", "FAMILIES"]  # fmt: skip
 
 FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration": "registration"}
 
@@ -40,6 +40,21 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110, tight: bool = True) -> Path:
+    """Lay out a matplotlib figure (``tight_layout`` unless ``tight`` is False, for a figure placed by hand),
+    write it as a PNG atomically and close it, also when writing fails."""
+    import matplotlib.pyplot as plt
+
+    try:
+        if tight:
+            fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def atomic_save_pretrained(obj, directory: str | os.PathLike) -> Path:

@@ -36,7 +36,7 @@ from rdkit.Chem import AllChem  # noqa: E402
 from scipy import stats  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from geodiff.io import atomic_path  # noqa: E402
+from geodiff.io import atomic_path, save_figure  # noqa: E402
 from geodiff.manifolds import euclidean, igso3, se3, so3  # noqa: E402
 from geodiff.schedulers import (  # noqa: E402
     CategoricalD3PMScheduler,
@@ -50,12 +50,6 @@ CAFFEINE = "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"
 COLORS = {"H": "#cccccc", "C": "#333333", "N": "#3050f8", "O": "#ff0d0d", "F": "#90e050"}
 
 
-def savefig(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
 def plot_schedules(out: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
     T = 500
@@ -67,8 +61,7 @@ def plot_schedules(out: Path) -> None:
     ax[0].set(xlabel="timestep", ylabel="abar_t", title="signal kept")
     ax[1].set(xlabel="timestep", ylabel="log10 SNR", title="signal-to-noise ratio")
     ax[0].legend(fontsize=8)
-    fig.tight_layout()
-    savefig(fig, out / "schedules.png")
+    save_figure(fig, out / "schedules.png")
 
 
 def igso3_check(out: Path, seed: int) -> dict:
@@ -90,8 +83,7 @@ def igso3_check(out: Path, seed: int) -> dict:
         a.plot(grid, dens, "k", lw=1.2, label="density")
         a.set(title=f"IGSO(3) sigma = {sigma}  (KS p = {p:.2f})", xlabel="rotation angle (rad)")
     ax[0].legend(fontsize=8)
-    fig.tight_layout()
-    savefig(fig, out / "igso3.png")
+    save_figure(fig, out / "igso3.png")
     return result
 
 
@@ -181,7 +173,7 @@ def molecule_round_trip(out: Path, seed: int) -> dict:
     fig.suptitle(
         "caffeine: E(3) DDPM positions + D3PM atom types; reverse with an oracle denoiser", fontsize=10
     )
-    savefig(fig, out / "diffusion.png")
+    save_figure(fig, out / "diffusion.png", tight=False)
 
     rec = Chem.Mol(mol)
     conf = rec.GetConformer()

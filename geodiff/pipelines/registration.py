@@ -145,7 +145,7 @@ def plot_registration(source, target, pose, path: str | os.PathLike, title: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from geodiff.io import atomic_path
+    from geodiff.io import save_figure
 
     rng = np.random.default_rng(0)
 
@@ -167,8 +167,5 @@ def plot_registration(source, target, pose, path: str | os.PathLike, title: str 
         ax.set_ylim(c[1] - r, c[1] + r)
         ax.set_zlim(c[2] - r, c[2] + r)
         ax.legend(loc="upper right", markerscale=6)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
     return Path(path)

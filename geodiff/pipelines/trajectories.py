@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from geodiff.data.trajectories import TrajectoryBatch
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.io import atomic_path, checkpoint_meta
+from geodiff.io import atomic_path, checkpoint_meta, save_figure
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.schedulers import E3DDIMScheduler, E3DDPMScheduler
 
@@ -194,8 +194,5 @@ def plot_trajectories(path: str | os.PathLike, batch: TrajectoryBatch, pred: tor
         ax.set_title(f"system {s}", fontsize=9)
         ax.tick_params(labelsize=7)
     fig.suptitle(title or "observed (thick) / ground truth (dashed) / generated (thin)", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
     return Path(path)

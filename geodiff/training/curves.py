@@ -173,7 +173,7 @@ def plot_runs(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from geodiff.io import atomic_path
+    from geodiff.io import save_figure
 
     if not runs:
         raise GeodiffError("no runs to plot")
@@ -205,8 +205,5 @@ def plot_runs(
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, output)
     return Path(output)

@@ -43,3 +43,42 @@ def test_device_description_names_the_cpu_threads():
     from geodiff.io import device_description
 
     assert device_description("cpu") == f"CPU, {torch.get_num_threads()} threads"
+
+
+def test_save_figure_writes_png_and_closes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from geodiff.io import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    out = save_figure(fig, tmp_path / "plots" / "a.png", dpi=50)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.number not in plt.get_fignums()
+    assert [p.name for p in out.parent.iterdir()] == ["a.png"]
+
+
+def test_save_figure_failure_keeps_old_file_and_closes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from geodiff.io import save_figure
+
+    target = tmp_path / "a.png"
+    target.write_bytes(b"old")
+    fig = plt.figure()
+
+    def broken_savefig(*args, **kwargs):
+        raise OSError("disk full")
+
+    fig.savefig = broken_savefig
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, target, tight=False)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    assert fig.number not in plt.get_fignums()
