@@ -10,6 +10,7 @@ the four scheduler configs and ``molecules.json`` (vocabulary and statistics).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import time
@@ -228,7 +229,7 @@ class MoleculeDiffusionModule(L.LightningModule):
 class ExportCallback(L.Callback):
     """Export the EMA model (safetensors) every ``every_n_epochs`` epochs and at the end of training, with
     a record of the run: ``command`` (the command line that started it), hardware, wall time, batch size,
-    the last validation loss and the model it was warm-started from."""
+    the loss weights, the last validation loss and the model it was warm-started from."""
 
     def __init__(self, dirpath: str, every_n_epochs: int = 1, command: str | None = None):
         self.dirpath, self.every, self.command = dirpath, every_n_epochs, command
@@ -264,6 +265,9 @@ class ExportCallback(L.Callback):
         init_from = h.get("init_from")
         if init_from:
             record["init_from"] = str(init_from)
+        weights = getattr(pl_module, "weights", None)
+        if dataclasses.is_dataclass(weights):
+            record["loss_weights"] = dataclasses.asdict(weights)
         val = trainer.callback_metrics.get("val_loss")
         if val is not None:
             record["final_val_loss"] = round(float(val), 4)

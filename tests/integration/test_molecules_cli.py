@@ -23,7 +23,7 @@ def test_train_then_sample(qm9_npz, tmp_path):
                 f"data.cache_dir={tmp_path / 'cache'}", "data.batch_size=16", "model.s_dim=16",
                 "model.v_dim=4", "model.e_dim=4", "model.num_layers=1", "module.num_train_timesteps=20",
                 "trainer.max_epochs=1", "module.val_sample_every_n_epochs=1", "module.val_num_samples=3",
-                "module.val_sampling_steps=3",
+                "module.val_sampling_steps=3", "module.weight_bonds=1.5",
                 "trainer.accelerator=cpu", f"output_dir={out}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "export" / "model" / "diffusion_pytorch_model.safetensors").is_file()
@@ -31,7 +31,8 @@ def test_train_then_sample(qm9_npz, tmp_path):
     assert "val/connected_validity" in metrics  # validation sampled molecules and scored them
     assert "val/mol_stability" in metrics and "val/atom_stability" in metrics
     assert (out / "checkpoints" / "last.ckpt").is_file()
-    # eval/loss_by_t.py: its uniform row on the validation split is the run's val/loss (same batches, seeds)
+    # eval/loss_by_t.py: its uniform row on the validation split is the run's val/loss (same batches, seeds,
+    # and the loss weights of the run, module.weight_bonds=1.5, read from the export's training record)
     rows = list(csv.DictReader(metrics.splitlines()))
     val_loss = [float(r["val/loss"]) for r in rows if r.get("val/loss")][-1]
     script = [sys.executable, str(ROOT / "eval" / "loss_by_t.py"), "--ckpt", str(out / "export"),
@@ -42,6 +43,8 @@ def test_train_then_sample(qm9_npz, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(js.read_text())["checkpoints"][str(out / "export")]
     assert result["val"]["uniform"]["loss"] == pytest.approx(val_loss, rel=1e-5)
+    weights = {"pos": 3.0, "atoms": 0.4, "bonds": 1.5, "charges": 1.0}
+    assert json.loads(js.read_text())["weights"] == {str(out / "export"): weights}
     assert list(result["train"]) == ["t=0", "t=19", "uniform"]
     for split in ("val", "train"):  # more noise, larger error in every term but the near-constant charges
         low, high = result[split]["t=0"], result[split]["t=19"]
@@ -49,8 +52,12 @@ def test_train_then_sample(qm9_npz, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = subprocess.run([*script, "--t", "20"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("loss_by_t: error: --t")
+    r = subprocess.run([*script, "--weights", "3", "-1", "2", "1"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600)  # fmt: skip
+    assert r.returncode == 2 and "loss_by_t: error: --weights must be >= 0" in r.stderr
     record = json.loads((out / "export" / "molecules.json").read_text())["training"]
     assert record["bonds"] == "Kekule form (data.kekulize=true)" and record["batch_size"] == 16
+    assert record["loss_weights"] == weights
     sdf = tmp_path / "mols.sdf"
     r = geodiff("sample", f"ckpt={out / 'export'}", "num_samples=5", "sampler=ddim", "num_inference_steps=4",
                 "last_step=argmax", f"output={sdf}")  # fmt: skip
