@@ -16,7 +16,7 @@ its first pass is the run's ``val/loss`` (the same batches and seeds). A trainin
 below the validation loss means the model overfits; the two equal means it underfits, and a bigger model
 or longer training is the lever. Comparing checkpoints per term and t shows where a training stage
 helped; with two or more checkpoints the plot's lower row shows each term's percent change against the
-first checkpoint.
+first checkpoint (at the t where the term is at least 0.1 % of its largest value).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from geodiff.io import atomic_path, checkpoint_meta, device_description, save_fi
 from geodiff.training.molecule_loss import LossWeights, eqgat_diff_loss
 
 TERMS = ("pos", "atoms", "charges", "bonds")
+RELATIVE_FLOOR = 1e-3  # percent-change row: skip t where a term is below this fraction of its largest value
 WEIGHT_ORDER = ("pos", "atoms", "bonds", "charges")  # the order of --weights (LossWeights' fields)
 
 
@@ -92,7 +93,8 @@ def _print_rows(name: str, result: dict) -> None:
 def _plot(results: dict, path: str, n: int) -> None:
     """Top: each term against t, per checkpoint (solid: validation, dashed: training molecules). Bottom,
     with two or more checkpoints: each later checkpoint's term relative to the first one's (percent change;
-    the log-scale curves above lie almost on top of each other)."""
+    the log-scale curves above lie almost on top of each other), left out where the first checkpoint's term
+    is below RELATIVE_FLOOR of its largest value (there a tiny loss makes the percentage noise)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,12 +126,14 @@ def _plot(results: dict, path: str, n: int) -> None:
                 for split, style in (("val", "o-"), ("train", "x--")):
                     ts, ys = per_t(results[name], split, term)
                     _, base = per_t(results[names[0]], split, term)
+                    floor = RELATIVE_FLOOR * max(base)
                     change = [
-                        100.0 * (y / b - 1.0) if b > 0 else float("nan")
+                        100.0 * (y / b - 1.0) if b > floor else float("nan")
                         for y, b in zip(ys, base, strict=True)
                     ]
                     ax.plot(ts, change, style, ms=4, c=colours[i % len(colours)], label=f"{name} ({split})")
             ax.axhline(0.0, c=colours[0], lw=1)
+            ax.set_xlim(axes[0, j].get_xlim())
             ax.set_ylabel(f"% change vs {names[0]}" if j == 0 else "", fontsize=8)
             ax.grid(alpha=0.3)
         axes[-1, j].set_xlabel("timestep t of the forward noise")
