@@ -30,9 +30,9 @@ import torch
 from molecule_runs import fail, load_runs, run_parser
 from tqdm import tqdm
 
-from geodiff.cli import resolve_path
 from geodiff.data.molecules import collate_molecules
-from geodiff.io import atomic_path, checkpoint_meta, device_description, save_figure
+from geodiff.io import atomic_path, device_description, save_figure
+from geodiff.training.export import read_training_record, record_stages
 from geodiff.training.molecule_loss import LossWeights, eqgat_diff_loss
 
 TERMS = ("pos", "atoms", "charges", "bonds")
@@ -63,8 +63,7 @@ def _weights(ckpt: str, given: list[float] | None) -> LossWeights:
     record), else the paper's (exports written before the record had them all trained with those)."""
     if given is not None:
         return LossWeights(**dict(zip(WEIGHT_ORDER, given, strict=True)))
-    record = checkpoint_meta(resolve_path(ckpt), "molecules").get("training") or {}
-    last = (record.get("stages") or [record])[-1]
+    last = record_stages(read_training_record(ckpt) or {})[-1]
     return LossWeights(**last.get("loss_weights", {}))
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "load_exported_weights",
     "model_with_ema",
     "read_training_record",
+    "record_stages",
     "training_record",
     "warm_start",
 ]
@@ -106,6 +107,12 @@ def read_training_record(directory: str | os.PathLike) -> dict | None:
     return None
 
 
+def record_stages(record: dict) -> list[dict]:
+    """The stages of a ``training`` record, oldest first: its ``stages`` list, or the record itself for a
+    model trained in one run."""
+    return record.get("stages") or [{k: v for k, v in record.items() if k != "stages"}]
+
+
 # what a lineage keeps at its top level besides the totals (everything else describes one stage)
 _SHARED = ("data",)
 
@@ -118,8 +125,7 @@ def training_record(global_step: int, epoch: int, extra: dict | None, parent: di
     stage = {"global_step": global_step, "epoch": epoch, **(extra or {})}
     if parent is None:
         return stage
-    earlier = parent.get("stages") or [{k: v for k, v in parent.items() if k != "stages"}]
-    stages = [*earlier, stage]
+    stages = [*record_stages(parent), stage]
     record = {k: v for k, v in parent.items() if k in _SHARED}
     record["global_step"] = sum(int(s.get("global_step", 0)) for s in stages)
     record["epoch"] = sum(int(s.get("epoch", 0)) for s in stages)
