@@ -11,6 +11,8 @@ Paper size: 256 scalar, 64 vector and 32 edge channels, 7 layers (``configs/mode
 
 from __future__ import annotations
 
+import re
+
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -85,35 +87,56 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         )
 
     @torch.no_grad()
-    def load_shallower_(self, src: EQGATDiffDenoiser) -> int:
-        """Load a trained model with fewer layers (otherwise the same architecture): its embeddings, heads
-        and layers go into the first ``src`` layers here, and the extra layers on top start as the identity
-        (:meth:`EQGATLayer.make_identity_`), so this deeper model computes exactly what ``src`` did and
-        training goes on from there with more capacity. Returns the number of new layers."""
+    def grow_from_(self, src: EQGATDiffDenoiser, seed: int = 0) -> dict[str, int]:
+        """Load a trained model that is shallower and/or has fewer edge channels (otherwise the same
+        architecture), so that this bigger model computes what ``src`` did (up to rounding) and training goes
+        on from there with more capacity (``module.init_from`` with a larger ``model.num_layers`` or
+        ``model.e_dim``). Returns ``{"new_layers": ..., "edge_copies": ...}``.
+
+        Depth: ``src``'s layers go first; the extra layers on top start as the identity
+        (:meth:`EQGATLayer.make_identity_`). Edge width (a whole multiple ``k`` of ``src.e_dim``): every edge
+        channel is copied ``k`` times (Net2WiderNet): the rows that write the edge stream (embeddings, edge
+        updates) are tiled, the LayerNorms' affine parameters too (a channel repeated ``k`` times leaves the
+        mean and variance unchanged), and each weight that reads an edge channel is split among its copies in
+        random shares that sum to one. The outputs are unchanged, and the random shares give the copies
+        different gradients, so they drift apart in training instead of staying duplicates. ``seed`` fixes
+        the shares."""
         have, want = src.config.num_layers, self.config.num_layers
+        e_old, e_new = src.config.e_dim, self.config.e_dim
         if have > want:
             raise GeodiffValueError(
-                f"load_shallower_: the source has more layers ({have}) than this model ({want})"
+                f"grow_from_: the source has more layers ({have}) than this model ({want})"
+            )
+        if e_new % e_old:
+            raise GeodiffValueError(
+                f"grow_from_: e_dim must be a whole multiple of the source's ({e_old}), got {e_new}"
             )
         mine = public_config(self)
         other = {
             k: (v, mine.get(k))
             for k, v in public_config(src).items()
-            if k != "num_layers" and mine.get(k) != v
+            if k not in ("num_layers", "e_dim") and mine.get(k) != v
         }
         if other:
             raise GeodiffValueError(
-                f"load_shallower_: another architecture besides the depth (source, this): {other}"
+                f"grow_from_: another architecture besides the depth and edge width (source, this): {other}"
             )
-        missing, unexpected = self.load_state_dict(src.state_dict(), strict=False)
-        new = tuple(f"layers.{k}." for k in range(have, want))
+        k = e_new // e_old
+        state = src.state_dict()
+        if k > 1:
+            g = torch.Generator().manual_seed(seed)
+            state = {name: _widen_edge_tensor(name, w, e_old, k, g) for name, w in state.items()}
+        shapes = {n: p.shape for n, p in self.state_dict().items()}
+        wrong = [n for n, w in state.items() if n in shapes and w.shape != shapes[n]]
+        if wrong:
+            raise GeodiffValueError(f"grow_from_: parameters do not match in shape ({wrong[:3]})")
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        new = tuple(f"layers.{i}." for i in range(have, want))
         if unexpected or not all(m.startswith(new) for m in missing):
-            raise GeodiffValueError(
-                f"load_shallower_: parameters do not match ({missing[:3]}, {unexpected[:3]})"
-            )
+            raise GeodiffValueError(f"grow_from_: parameters do not match ({missing[:3]}, {unexpected[:3]})")
         for layer in self.layers[have:]:
             layer.make_identity_()
-        return want - have
+        return {"new_layers": want - have, "edge_copies": k}
 
     def forward(
         self,
@@ -164,3 +187,36 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
             "charges": node[:, c.num_atom_types :],
             "bonds": 0.5 * (bond_logits + gather(bond_logits, rev)),  # exact symmetry
         }
+
+
+def _tile_rows(w: torch.Tensor, k: int) -> torch.Tensor:
+    """Rows (output channels) repeated ``k`` times, as ``[w; w; ...]``."""
+    return w.repeat(k, *([1] * (w.dim() - 1)))
+
+
+def _split_columns(w: torch.Tensor, start: int, width: int, k: int, g: torch.Generator) -> torch.Tensor:
+    """Columns ``start:start+width`` (inputs read from edge channels that now come ``k`` times) replaced by
+    ``k`` blocks, the old block times random shares that sum to one per weight (``u / sum(u)`` with ``u`` in
+    [1, 2): between 1/3 and 2/3 for two copies), so the layer's output on copied inputs is unchanged."""
+    block = w[:, start : start + width]
+    u = 1.0 + torch.rand((k, *block.shape), generator=g, dtype=torch.float64)
+    shares = (u / u.sum(0)).to(w.dtype)
+    return torch.cat([w[:, :start], *(block * shares), w[:, start + width :]], dim=1)
+
+
+def _widen_edge_tensor(name: str, w: torch.Tensor, e_old: int, k: int, g: torch.Generator) -> torch.Tensor:
+    """One tensor of an EQGAT-diff state dict with ``e_old`` edge channels, for a model with ``k * e_old``
+    (see :meth:`EQGATDiffDenoiser.grow_from_`). Where the edge channels sit in each weight follows the
+    layout of :func:`pair_linear`'s ``cat([*before, x..., *after])``."""
+    layer = re.fullmatch(r"layers\.\d+\.(.+)", name)
+    key = layer.group(1) if layer else name
+    if key in ("edge_embed.weight", "edge_embed.bias", "time_edge.weight", "time_edge.bias",
+               "norm_e.weight", "norm_e.bias", "edge_update.0.bias", "edge_update.2.bias"):  # fmt: skip
+        return _tile_rows(w, k)  # writes (or normalises) the edge stream
+    if key == "bond_head.0.weight":  # reads cat([e_ij + e_ji, s_i + s_j, rbf, d])
+        return _split_columns(w, 0, e_old, k, g)
+    if key == "edge_mlp.0.weight":  # reads cat([s_i, s_j, rbf, d, p_i . p_j, e_ij])
+        return _split_columns(w, w.shape[1] - e_old, e_old, k, g)
+    if key in ("edge_update.0.weight", "edge_update.2.weight"):  # reads e first, writes e_dim channels
+        return _split_columns(_tile_rows(w, k), 0, e_old, k, g)
+    return w

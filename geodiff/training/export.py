@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.io import atomic_path, atomic_save_pretrained, public_config
 
 __all__ = [
@@ -54,7 +54,8 @@ class ExportMixin:
 def load_exported_weights(model, directory: str | os.PathLike) -> None:
     """Warm start ``model`` from an exported model folder (``<dir>/model``, e.g. a shipped checkpoint), so
     CPU training can go on across sessions; the architectures must match exactly, except that a model with
-    ``load_shallower_`` (the EQGAT-diff denoiser) may have more layers: the new ones start as the identity."""
+    ``grow_from_`` (the EQGAT-diff denoiser) may have more layers (the new ones start as the identity) and a
+    whole multiple of the edge channels (copied, see ``EQGATDiffDenoiser.grow_from_``)."""
     from geodiff.cli import resolve_path
 
     path = resolve_path(str(directory)) / "model"
@@ -63,12 +64,17 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
     src = type(model).from_pretrained(path, low_cpu_mem_usage=False)
     mine, theirs = public_config(model), public_config(src)
     diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
-    deeper = (set(diff) == {"num_layers"} and hasattr(model, "load_shallower_")
-              and diff["num_layers"][0] < diff["num_layers"][1])  # fmt: skip
-    if deeper:
-        added = model.load_shallower_(src)
-        print(f"init_from: {theirs['num_layers']} trained layers from {path.parent}, "
-              f"{added} new layer(s) on top starting as the identity")  # fmt: skip
+    grows = hasattr(model, "grow_from_") and diff and set(diff) <= {"num_layers", "e_dim"}
+    if grows:
+        try:
+            grown = model.grow_from_(src)
+        except GeodiffValueError as err:
+            raise GeodiffError(f"init_from: {err}") from None
+        print(
+            f"init_from: {theirs['num_layers']} trained layers from {path.parent}, {grown['new_layers']} new "
+            f"layer(s) on top starting as the identity, each of its {theirs['e_dim']} edge channels copied "
+            f"{grown['edge_copies']} time(s)"
+        )
         return
     if diff:
         raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")

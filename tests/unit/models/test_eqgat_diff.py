@@ -113,13 +113,13 @@ def test_bad_input(qm9_small):
 
 
 def test_deeper_model_loads_a_shallower_one_and_computes_the_same(qm9_small):
-    """``load_shallower_`` (``module.init_from`` with more ``model.num_layers``): the trained layers go first,
-    the new ones start as the identity, so the outputs are the shallower model's exactly; still equivariant
-    once the new layers have moved; a deeper source or another width is an error."""
+    """``grow_from_`` (``module.init_from`` with more ``model.num_layers``): the trained layers go first, the
+    new ones start as the identity, so the outputs are the shallower model's exactly; still equivariant once
+    the new layers have moved; a deeper source or another width is an error."""
     src = small_model()
     torch.manual_seed(5)
     deep = EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=8, num_layers=4).double().eval()
-    assert deep.load_shallower_(src) == 2
+    assert deep.grow_from_(src) == {"new_layers": 2, "edge_copies": 1}
     inputs = noisy_inputs(qm9_small)
     with torch.no_grad():
         a, b = src(*inputs), deep(*inputs)
@@ -132,6 +132,40 @@ def test_deeper_model_loads_a_shallower_one_and_computes_the_same(qm9_small):
     errs = equivariance_errors(deep, inputs)
     assert max(errs.values()) < 1e-10
     with pytest.raises(GeodiffValueError, match="more layers"):
-        small_model().load_shallower_(deep)
-    with pytest.raises(GeodiffValueError, match="besides the depth"):
-        EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=16, num_layers=4).double().load_shallower_(src)
+        small_model().grow_from_(deep)
+    with pytest.raises(GeodiffValueError, match="besides the depth and edge width"):
+        EQGATDiffDenoiser(s_dim=32, v_dim=8, e_dim=8, num_layers=4).double().grow_from_(src)
+    with pytest.raises(GeodiffValueError, match="whole multiple"):
+        EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=12, num_layers=2).double().grow_from_(src)
+
+
+@pytest.mark.parametrize("e_dim,num_layers", [(16, 2), (24, 3)])
+def test_wider_edges_load_a_narrower_model_and_compute_the_same(qm9_small, e_dim, num_layers):
+    """``grow_from_`` with a whole multiple of the edge channels (and optionally more layers): every channel
+    copied, the weights that read them split among the copies, so the outputs are the source's up to
+    rounding; the copies get different gradients (they do not stay duplicates); still equivariant after the
+    weights have moved."""
+    src = small_model()
+    torch.manual_seed(7)
+    wide = EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=e_dim, num_layers=num_layers).double().eval()
+    assert wide.grow_from_(src) == {"new_layers": num_layers - 2, "edge_copies": e_dim // 8}
+    inputs = noisy_inputs(qm9_small)
+    with torch.no_grad():
+        a, b = src(*inputs), wide(*inputs)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-11, msg=k)
+
+    out = wide(*inputs)  # one backward pass: the copies of an edge channel are pushed apart
+    (out["bonds"].pow(2).sum() + out["pos"].pow(2).sum()).backward()
+    grad = wide.edge_embed.weight.grad
+    assert (grad[:8] - grad[8:16]).abs().max() > 1e-6 * grad.abs().max()
+    assert torch.equal(wide.edge_embed.weight[:8], wide.edge_embed.weight[8:16])
+    same = EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=e_dim, num_layers=num_layers).double()
+    same.grow_from_(src)  # the default seed: the same split shares
+    assert torch.equal(same.bond_head[0].weight, wide.bond_head[0].weight)
+
+    with torch.no_grad():
+        for prm in wide.parameters():
+            prm.add_(0.05 * torch.randn_like(prm))
+    errs = equivariance_errors(wide, inputs)
+    assert max(errs.values()) < 1e-10

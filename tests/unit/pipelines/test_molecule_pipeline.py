@@ -86,7 +86,8 @@ def test_warm_start_from_export(export_dir):
 
 def test_deeper_warm_start_from_export(export_dir, capsys):
     """``module.init_from`` with more ``model.num_layers`` than the export: the exported layers first, the new
-    one on top as the identity (said on one line); more layers and another width is still an error."""
+    one on top as the identity (said on one line); another scalar width, or an edge width that is not a whole
+    multiple of the export's, is still an error."""
     from geodiff.errors import GeodiffError
 
     module = MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=4, num_layers=2),
@@ -99,5 +100,24 @@ def test_deeper_warm_start_from_export(export_dir, capsys):
     assert float(module.model.layers[1].w_s.weight.abs().max()) == 0.0
     assert torch.equal(module.ema.module.layers[1].w_s.weight, module.model.layers[1].w_s.weight)
     with pytest.raises(GeodiffError, match="another architecture"):
-        MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=8, num_layers=2),
+        MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=32, v_dim=4, e_dim=4, num_layers=2),
                                 init_from=str(export_dir))  # fmt: skip
+    with pytest.raises(GeodiffError, match="init_from: .*whole multiple"):
+        MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=6, num_layers=2),
+                                init_from=str(export_dir))  # fmt: skip
+
+
+def test_wider_warm_start_from_export(export_dir, capsys):
+    """``module.init_from`` with twice the export's ``model.e_dim`` (and one more layer): the edge channels
+    are copied (said on one line); the model and its EMA start with the export's weights split over the
+    copies."""
+    module = MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=8, num_layers=2),
+                                     init_from=str(export_dir))  # fmt: skip
+    said = capsys.readouterr().out
+    assert "1 new layer(s) on top" in said and "each of its 4 edge channels copied 2 time(s)" in said
+    saved = EQGATDiffDenoiser.from_pretrained(export_dir / "model", low_cpu_mem_usage=False)
+    w, w0 = module.model.edge_embed.weight, saved.edge_embed.weight
+    assert torch.equal(w[:4], w0) and torch.equal(w[4:], w0)
+    mixed = module.model.layers[0].edge_mlp[0].weight[:, -8:]
+    torch.testing.assert_close(mixed[:, :4] + mixed[:, 4:], saved.layers[0].edge_mlp[0].weight[:, -4:])
+    assert torch.equal(module.ema.module.bond_head[0].weight, module.model.bond_head[0].weight)
