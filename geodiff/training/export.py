@@ -70,11 +70,12 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
             grown = model.grow_from_(src)
         except GeodiffValueError as err:
             raise GeodiffError(f"init_from: {err}") from None
-        print(
-            f"init_from: {theirs['num_layers']} trained layers from {path.parent}, {grown['new_layers']} new "
-            f"layer(s) on top starting as the identity, each of its {theirs['e_dim']} edge channels copied "
-            f"{grown['edge_copies']} time(s)"
-        )
+        said = []
+        if grown["new_layers"]:
+            said.append(f"{grown['new_layers']} new layer(s) on top starting as the identity")
+        if grown["edge_copies"] > 1:
+            said.append(f"each of its {theirs['e_dim']} edge channels copied {grown['edge_copies']} times")
+        print(f"init_from: {theirs['num_layers']} trained layers from {path.parent}, " + ", ".join(said))
         return
     if diff:
         raise GeodiffError(f"init_from: another architecture (exported, wanted): {diff}")

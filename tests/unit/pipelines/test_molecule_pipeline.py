@@ -114,7 +114,7 @@ def test_wider_warm_start_from_export(export_dir, capsys):
     module = MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=8, num_layers=2),
                                      init_from=str(export_dir))  # fmt: skip
     said = capsys.readouterr().out
-    assert "1 new layer(s) on top" in said and "each of its 4 edge channels copied 2 time(s)" in said
+    assert "1 new layer(s) on top" in said and "each of its 4 edge channels copied 2 times" in said
     saved = EQGATDiffDenoiser.from_pretrained(export_dir / "model", low_cpu_mem_usage=False)
     w, w0 = module.model.edge_embed.weight, saved.edge_embed.weight
     assert torch.equal(w[:4], w0) and torch.equal(w[4:], w0)
