@@ -44,7 +44,9 @@ def main() -> None:
     ap.add_argument("--ckpt", default="checkpoints/qm9_eqgat_small")
     ap.add_argument("--n", type=int, default=1000, help="number of molecules")
     ap.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
-    ap.add_argument("--steps", type=int, default=None, help="inference steps (default: all training steps)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="inference steps (default: all training steps; more: the same continuous-time "
+                    "schedules on a finer grid)")  # fmt: skip
     ap.add_argument(
         "--last-step",
         choices=["sample", "argmax"],

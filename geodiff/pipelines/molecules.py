@@ -84,6 +84,10 @@ class MoleculeDiffusionPipeline:
     ) -> list[MoleculeRecord]:
         """Sample ``num_samples`` molecules.
 
+        ``num_inference_steps``: None for all T training steps; fewer are a strided grid (DDPM: ancestral
+        steps over the skipped intervals), more than T put the same continuous-time noise schedules on a
+        finer grid of that many steps (the denoiser takes time as a fraction of the way to pure noise).
+
         ``last_step``: how the final reverse step turns the model's x0 probabilities of atom types, charges
         and bonds into classes: ``sample`` draws them (ancestral sampling all the way, the paper's sampler),
         ``argmax`` takes the most probable class of each.
@@ -94,6 +98,13 @@ class MoleculeDiffusionPipeline:
             raise GeodiffValueError(f"sampler: expected ddpm or ddim, got {sampler!r}")
         if last_step not in ("sample", "argmax"):
             raise GeodiffValueError(f"last_step: expected sample or argmax, got {last_step!r}")
+        if num_inference_steps is not None:
+            k = num_inference_steps
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise GeodiffValueError(f"num_inference_steps: must be a positive integer or None, "
+                                        f"got {num_inference_steps!r}")  # fmt: skip
+            if num_inference_steps > self.schedulers.num_train_timesteps:
+                self._refined(num_inference_steps)  # a linear schedule fails here, before any sampling
         g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         counts = self._atom_counts(num_samples, num_atoms, g)
         out: list[MoleculeRecord] = []
@@ -105,18 +116,38 @@ class MoleculeDiffusionPipeline:
         bar.close()
         return out
 
+    def _refined(self, num_timesteps: int) -> MoleculeSchedulers:
+        """The schedulers with their schedules discretised into ``num_timesteps`` steps instead of T.
+
+        The denoiser sees time as ``(t + 1) / T`` in (0, 1] and the cosine / polynomial / adaptive cosine
+        schedules are functions of that continuous time, so a finer grid asks the model about the same
+        noise levels, only more of them (the linear schedule's betas are per step and do not refine)."""
+        s = self.schedulers
+        parts = {n: getattr(s, n) for n in ("pos", "atoms", "charges", "bonds")}
+        linear = [n for n, sch in parts.items() if sch.config.beta_schedule == "linear"]
+        if linear:
+            raise GeodiffValueError(
+                f"num_inference_steps: {num_timesteps} is more than the {s.num_train_timesteps} training "
+                f"steps, which needs schedules defined in continuous time; the {', '.join(linear)} schedule "
+                "is linear"
+            )
+        return MoleculeSchedulers(**{n: type(sch).from_config(sch.config, num_train_timesteps=num_timesteps)
+                                     for n, sch in parts.items()})  # fmt: skip
+
     def _sample_batch(self, sizes, sampler, steps, g, progress, last_step="sample") -> list[MoleculeRecord]:
         s = self.schedulers
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
+        T = s.num_train_timesteps
+        n_steps = steps or T
+        if n_steps > T:  # more steps than the model was trained with: the same schedules on a finer grid
+            s, T = self._refined(n_steps), n_steps
         if sampler == "ddim":
             # same schedule, DDIM steps; inspect.signature sees through register_to_config's wrapper
             keys = inspect.signature(E3DDIMScheduler.__init__).parameters
             pos_sched = E3DDIMScheduler(**{k: v for k, v in s.pos.config.items() if k in keys}, eta=0.0)
         else:
             pos_sched = s.pos
-        T = s.num_train_timesteps
-        n_steps = steps or T
         for sch in (pos_sched, s.atoms, s.charges, s.bonds):
             sch.set_timesteps(n_steps)
         n = int(sizes.sum())

@@ -121,3 +121,42 @@ def test_wider_warm_start_from_export(export_dir, capsys):
     mixed = module.model.layers[0].edge_mlp[0].weight[:, -8:]
     torch.testing.assert_close(mixed[:, :4] + mixed[:, 4:], saved.layers[0].edge_mlp[0].weight[:, -4:])
     assert torch.equal(module.ema.module.bond_head[0].weight, module.model.bond_head[0].weight)
+
+
+def test_more_steps_than_training_refine_the_same_schedules(export_dir):
+    pipe = MoleculeDiffusionPipeline.from_pretrained(export_dir)  # T = 50, cosine schedules
+    fine = pipe._refined(100)
+    for name in ("pos", "atoms", "charges", "bonds"):
+        coarse, refined = getattr(pipe.schedulers, name), getattr(fine, name)
+        assert type(refined) is type(coarse) and refined.config.num_train_timesteps == 100
+        assert {k: v for k, v in refined.config.items() if k != "num_train_timesteps"} == {
+            k: v for k, v in coarse.config.items() if k != "num_train_timesteps"
+        }
+        # step 2t+1 of 100 is step t of 50: the same noise level (but for the last, where beta is clipped)
+        assert torch.allclose(
+            refined.alphas_cumprod[1::2][:-1], coarse.alphas_cumprod[:-1], rtol=1e-12, atol=0
+        )
+    seen = []
+    hook = pipe.model.register_forward_pre_hook(lambda _m, args: seen.append(float(args[4][0])))
+    try:
+        for sampler in ("ddpm", "ddim"):
+            seen.clear()
+            recs = pipe(num_samples=3, sampler=sampler, num_inference_steps=100, batch_size=3, seed=1,
+                        progress=False)  # fmt: skip
+            assert len(recs) == 3 and all(torch.isfinite(r.pos).all() for r in recs)
+            # the denoiser is asked at times k/100 (k = 100 .. 1): the same range (0, 1], twice as finely
+            assert seen == pytest.approx([k / 100 for k in range(100, 0, -1)], rel=1e-6)
+    finally:
+        hook.remove()
+
+
+def test_refined_grid_needs_continuous_schedules(export_dir):
+    pipe = MoleculeDiffusionPipeline.from_pretrained(export_dir)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(GeodiffValueError, match="num_inference_steps: must be a positive integer"):
+            pipe(num_samples=1, num_inference_steps=bad, progress=False)
+    cfg = pipe.schedulers.bonds.config
+    pipe.schedulers.bonds = type(pipe.schedulers.bonds).from_config(cfg, beta_schedule="linear")
+    with pytest.raises(GeodiffValueError, match="continuous time; the bonds schedule is linear"):
+        pipe(num_samples=1, num_inference_steps=51, progress=False)
+    assert len(pipe(num_samples=1, num_inference_steps=50, progress=False)) == 1  # up to T: no refinement
