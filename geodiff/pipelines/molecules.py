@@ -121,7 +121,8 @@ class MoleculeDiffusionPipeline:
 
         The denoiser sees time as ``(t + 1) / T`` in (0, 1] and the cosine / polynomial / adaptive cosine
         schedules are functions of that continuous time, so a finer grid asks the model about the same
-        noise levels, only more of them (the linear schedule's betas are per step and do not refine)."""
+        noise levels, only more of them (up to the clipping of the largest betas next to pure noise; the
+        linear schedule's betas are per step and do not refine)."""
         s = self.schedulers
         parts = {n: getattr(s, n) for n in ("pos", "atoms", "charges", "bonds")}
         linear = [n for n, sch in parts.items() if sch.config.beta_schedule == "linear"]
