@@ -98,20 +98,20 @@ class MoleculeDiffusionPipeline:
             raise GeodiffValueError(f"sampler: expected ddpm or ddim, got {sampler!r}")
         if last_step not in ("sample", "argmax"):
             raise GeodiffValueError(f"last_step: expected sample or argmax, got {last_step!r}")
-        if num_inference_steps is not None:
-            k = num_inference_steps
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise GeodiffValueError(f"num_inference_steps: must be a positive integer or None, "
-                                        f"got {num_inference_steps!r}")  # fmt: skip
-            if num_inference_steps > self.schedulers.num_train_timesteps:
-                self._refined(num_inference_steps)  # a linear schedule fails here, before any sampling
+        k = num_inference_steps
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise GeodiffValueError(f"num_inference_steps: must be a positive integer or None, got {k!r}")
+        T = self.schedulers.num_train_timesteps
+        # more steps than the model was trained with: the same schedules on a finer grid (built once, and
+        # before any sampling, so that a linear schedule fails first)
+        schedulers = self._refined(k) if k is not None and k > T else self.schedulers
         g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         counts = self._atom_counts(num_samples, num_atoms, g)
         out: list[MoleculeRecord] = []
         chunks = list(torch.split(counts, batch_size))
         bar = tqdm(total=num_samples, desc=f"sampling molecules ({sampler})", disable=not progress)
         for sizes in chunks:
-            out.extend(self._sample_batch(sizes, sampler, num_inference_steps, g, progress, last_step))
+            out.extend(self._sample_batch(schedulers, sizes, sampler, k or T, g, progress, last_step))
             bar.update(len(sizes))
         bar.close()
         return out
@@ -135,14 +135,11 @@ class MoleculeDiffusionPipeline:
         return MoleculeSchedulers(**{n: type(sch).from_config(sch.config, num_train_timesteps=num_timesteps)
                                      for n, sch in parts.items()})  # fmt: skip
 
-    def _sample_batch(self, sizes, sampler, steps, g, progress, last_step="sample") -> list[MoleculeRecord]:
-        s = self.schedulers
+    def _sample_batch(self, s: MoleculeSchedulers, sizes, sampler, n_steps, g, progress, last_step
+                      ) -> list[MoleculeRecord]:  # fmt: skip
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
         T = s.num_train_timesteps
-        n_steps = steps or T
-        if n_steps > T:  # more steps than the model was trained with: the same schedules on a finer grid
-            s, T = self._refined(n_steps), n_steps
         if sampler == "ddim":
             # same schedule, DDIM steps; inspect.signature sees through register_to_config's wrapper
             keys = inspect.signature(E3DDIMScheduler.__init__).parameters
