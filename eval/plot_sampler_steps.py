@@ -1,7 +1,8 @@
 """Plot sample quality against the number of sampling steps, from result JSONs of eval/eval_molecules.py.
 
-    .venv/bin/python eval/plot_sampler_steps.py eval/results/qm9_eqgat_small_dd*_n1000.json \
-        eval/results/qm9_eqgat_small_sampler_*_n1000.json --out docs/sampler_steps_qm9.png
+    .venv/bin/python eval/plot_sampler_steps.py eval/results/qm9_eqgat_small_ddim100_n1000.json \
+        eval/results/qm9_eqgat_small_ddpm{250,500}_n1000.json \
+        eval/results/qm9_eqgat_small_ddpm1000_n500.json --out docs/sampler_steps_qm9.png
 
 One line per sampler (DDPM, DDIM): molecule stability and RDKit validity (%, with the binomial standard
 error of each point as a bar) against the number of denoising steps, and the sampling time per molecule
