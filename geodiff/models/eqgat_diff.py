@@ -50,6 +50,12 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         rbf_dim: Gaussian distance features per edge (0: the raw distance only).
         position_update: ``"scaled"`` (EGNN-style, unbounded, starts as the identity) or ``"unit"``
             (bounded ``tanh`` steps along unit vectors, the first shipped model's form).
+        self_condition: also read the model's own previous prediction of the clean molecule
+            (``forward(..., self_cond=...)``; self-conditioning, Chen et al. 2022: not in the EQGAT-diff
+            paper, off by default). Its atom, charge and bond probabilities and its pairwise distances enter
+            the atom and edge embeddings, and its displacement ``x0_hat - x`` the vector channels, all through
+            bias-free layers that start at zero, so such a model begins as the one without and a missing
+            ``self_cond`` adds nothing. See :meth:`self_cond_from`.
     """
 
     config_name = "config.json"
@@ -66,6 +72,7 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         num_layers: int = 7,
         rbf_dim: int = 32,
         position_update: str = "scaled",
+        self_condition: bool = False,
     ):
         super().__init__()
         check_positive_ints("model", num_atom_types=num_atom_types, num_charge_classes=num_charge_classes,
@@ -85,13 +92,27 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         self.bond_head = nn.Sequential(
             nn.Linear(e_dim + s_dim + 1 + rbf_dim, s_dim), nn.SiLU(), nn.Linear(s_dim, num_bond_types)
         )
+        if self_condition:
+            self.sc_node = nn.Linear(num_atom_types + num_charge_classes, s_dim, bias=False)
+            self.sc_edge = nn.Linear(num_bond_types + rbf_dim + 1, e_dim, bias=False)
+            self.sc_vec = nn.Parameter(torch.zeros(v_dim))
+            nn.init.zeros_(self.sc_node.weight)
+            nn.init.zeros_(self.sc_edge.weight)
+
+    @staticmethod
+    def self_cond_from(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The self-conditioning input made from a prediction (``forward``'s output): x0 positions and the
+        class probabilities, detached."""
+        probs = {k: out[k].detach().softmax(-1) for k in ("atoms", "charges", "bonds")}
+        return {"pos": out["pos"].detach(), **probs}
 
     @torch.no_grad()
     def grow_from_(self, src: EQGATDiffDenoiser, seed: int = 0) -> dict[str, int]:
         """Load a trained model that is shallower and/or has fewer edge channels (otherwise the same
         architecture), so that this bigger model computes what ``src`` did (up to rounding) and training goes
         on from there with more capacity (``module.init_from`` with a larger ``model.num_layers`` or
-        ``model.e_dim``). Returns ``{"new_layers": ..., "edge_copies": ...}``.
+        ``model.e_dim``, or ``model.self_condition=true`` for a source without: the self-conditioning
+        inputs start at zero). Returns ``{"new_layers": ..., "edge_copies": ..., "self_condition": ...}``.
 
         Depth: ``src``'s layers go first; the extra layers on top start as the identity
         (:meth:`EQGATLayer.make_identity_`). Edge width (a whole multiple ``k`` of ``src.e_dim``): every edge
@@ -111,11 +132,15 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
             raise GeodiffValueError(
                 f"grow_from_: e_dim must be a whole multiple of the source's ({e_old}), got {e_new}"
             )
+        if src.config.get("self_condition", False) and not self.config.self_condition:
+            raise GeodiffValueError(
+                "grow_from_: the source reads self-conditioning inputs, this model does not"
+            )
         mine = public_config(self)
         other = {
             k: (v, mine.get(k))
             for k, v in public_config(src).items()
-            if k not in ("num_layers", "e_dim") and mine.get(k) != v
+            if k not in ("num_layers", "e_dim", "self_condition") and mine.get(k) != v
         }
         if other:
             raise GeodiffValueError(
@@ -132,11 +157,14 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
             raise GeodiffValueError(f"grow_from_: parameters do not match in shape ({wrong[:3]})")
         missing, unexpected = self.load_state_dict(state, strict=False)
         new = tuple(f"layers.{i}." for i in range(have, want))
+        if self.config.self_condition and not src.config.get("self_condition", False):
+            new += ("sc_",)  # the self-conditioning inputs start at zero (as built)
         if unexpected or not all(m.startswith(new) for m in missing):
             raise GeodiffValueError(f"grow_from_: parameters do not match ({missing[:3]}, {unexpected[:3]})")
         for layer in self.layers[have:]:
             layer.make_identity_()
-        return {"new_layers": want - have, "edge_copies": k}
+        gained = self.config.self_condition and not src.config.get("self_condition", False)
+        return {"new_layers": want - have, "edge_copies": k, "self_condition": bool(gained)}
 
     def forward(
         self,
@@ -147,7 +175,10 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         t: torch.Tensor,
         batch: torch.Tensor,
         edge_index: torch.Tensor,
+        self_cond: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
+        """``self_cond``: a previous prediction of the clean molecule (:meth:`self_cond_from`), for a model
+        built with ``self_condition``; ``None`` (the first step, or half the training batches) adds nothing."""
         c = self.config
         n = pos.shape[0]
         if atom_types.shape != (n, c.num_atom_types) or charges.shape != (n, c.num_charge_classes):
@@ -171,6 +202,8 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         s = self.atom_embed(torch.cat([atom_types, charges], dim=-1)) + gather(self.time_atom(t), batch)
         e = self.edge_embed(bonds) + gather(self.time_edge(t), edge_graph)
         v = pos.new_zeros((n, 3, c.v_dim))
+        if self_cond is not None:
+            s, v, e = self._add_self_cond(self_cond, s, v, e, p, batch, num_graphs, edge_index)
         geom = None  # each layer hands the next the distances and RBFs of the positions it produced
         for layer in self.layers:
             s, v, p, e, geom = layer.forward_with_geometry(s, v, p, e, edge_index, geom)
@@ -187,6 +220,24 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
             "charges": node[:, c.num_atom_types :],
             "bonds": 0.5 * (bond_logits + gather(bond_logits, rev)),  # exact symmetry
         }
+
+    def _add_self_cond(self, sc, s, v, e, p, batch, num_graphs, edge_index):
+        c = self.config
+        if not c.self_condition:
+            raise GeodiffValueError("self_cond: this model was built without self_condition")
+        n, num_edges = p.shape[0], edge_index.shape[1]
+        want = {"pos": (n, 3), "atoms": (n, c.num_atom_types), "charges": (n, c.num_charge_classes),
+                "bonds": (num_edges, c.num_bond_types)}  # fmt: skip
+        got = {k: tuple(sc[k].shape) if k in sc else None for k in want}
+        if got != want:
+            raise GeodiffValueError(f"self_cond: expected shapes {want}, got {got}")
+        j, i = edge_index
+        x_hat = euclidean.remove_mean(sc["pos"].to(p.dtype), batch, num_graphs)
+        d_hat = (gather(x_hat, i) - gather(x_hat, j)).norm(dim=-1, keepdim=True)
+        s = s + self.sc_node(torch.cat([sc["atoms"], sc["charges"]], dim=-1).to(s.dtype))
+        e = e + self.sc_edge(torch.cat([sc["bonds"].to(e.dtype), self.rbf(d_hat), d_hat], dim=-1))
+        v = v + (x_hat - p).unsqueeze(-1) * self.sc_vec
+        return s, v, e
 
 
 def _tile_rows(w: torch.Tensor, k: int) -> torch.Tensor:
@@ -213,6 +264,8 @@ def _widen_edge_tensor(name: str, w: torch.Tensor, e_old: int, k: int, g: torch.
     if key in ("edge_embed.weight", "edge_embed.bias", "time_edge.weight", "time_edge.bias",
                "norm_e.weight", "norm_e.bias", "edge_update.0.bias", "edge_update.2.bias"):  # fmt: skip
         return _tile_rows(w, k)  # writes (or normalises) the edge stream
+    if key == "sc_edge.weight":  # writes the edge stream
+        return _tile_rows(w, k)
     if key == "bond_head.0.weight":  # reads cat([e_ij + e_ji, s_i + s_j, rbf, d])
         return _split_columns(w, 0, e_old, k, g)
     if key == "edge_mlp.0.weight":  # reads cat([s_i, s_j, rbf, d, p_i . p_j, e_ij])

@@ -160,9 +160,16 @@ class MoleculeDiffusionPipeline:
         bonds = s.bonds.sample_prior((ei.shape[1],), generator=g, dtype=dtype).to(device)
         bonds = torch.where(upper, bonds, bonds[rev])
         last = len(pos_sched.timesteps) - 1
+        sc = getattr(self.model.config, "self_condition", False)
+        pred = None
         for i, t in enumerate(tqdm(pos_sched.timesteps, desc="denoising", leave=False, disable=not progress)):
             tt = torch.full((len(sizes),), (int(t) + 1) / T, dtype=dtype, device=device)
-            pred = self.model(pos, atoms, charges, bonds, tt, batch, ei)
+            if sc and pred is not None:  # self-conditioning: the previous step's prediction as an input
+                pred = self.model(
+                    pos, atoms, charges, bonds, tt, batch, ei, self_cond=self.model.self_cond_from(pred)
+                )
+            else:
+                pred = self.model(pos, atoms, charges, bonds, tt, batch, ei)
             kw = {"generator": g, "deterministic": last_step == "argmax" and i == last}
             pos = pos_sched.step(pred["pos"], t, pos, batch=batch, generator=g).prev_sample
             atoms = s.atoms.step(pred["atoms"], t, atoms, batch=batch, **kw).prev_sample

@@ -55,7 +55,8 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
     """Warm start ``model`` from an exported model folder (``<dir>/model``, e.g. a shipped checkpoint), so
     CPU training can go on across sessions; the architectures must match exactly, except that a model with
     ``grow_from_`` (the EQGAT-diff denoiser) may have more layers (the new ones start as the identity) and a
-    whole multiple of the edge channels (copied, see ``EQGATDiffDenoiser.grow_from_``)."""
+    whole multiple of the edge channels (copied, see ``EQGATDiffDenoiser.grow_from_``) and self-conditioning
+    inputs the export lacks (starting at zero)."""
     from geodiff.cli import resolve_path
 
     path = resolve_path(str(directory)) / "model"
@@ -64,7 +65,7 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
     src = type(model).from_pretrained(path, low_cpu_mem_usage=False)
     mine, theirs = public_config(model), public_config(src)
     diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
-    grows = hasattr(model, "grow_from_") and diff and set(diff) <= {"num_layers", "e_dim"}
+    grows = hasattr(model, "grow_from_") and diff and set(diff) <= {"num_layers", "e_dim", "self_condition"}
     if grows:
         try:
             grown = model.grow_from_(src)
@@ -75,6 +76,8 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
             said.append(f"{grown['new_layers']} new layer(s) on top starting as the identity")
         if grown["edge_copies"] > 1:
             said.append(f"each of its {theirs['e_dim']} edge channels copied {grown['edge_copies']} times")
+        if grown.get("self_condition"):
+            said.append("self-conditioning inputs added (starting at zero)")
         print(f"init_from: {theirs['num_layers']} trained layers from {path.parent}, " + ", ".join(said))
         return
     if diff:

@@ -9,6 +9,10 @@ Per molecule, with ``t`` drawn uniformly from the training timesteps:
   and mirrored, so the noisy graph stays symmetric;
 * total = w(t) [3 L_pos + 0.4 L_atoms + 2 L_bonds + 1 L_charges], ``w(t) = clamp(SNR, 0.05, 1.5)``, averaged
   over the molecules of the batch.
+
+A denoiser built with ``self_condition`` (geodiff's option, not the paper's) is trained with
+self-conditioning: in half the batches, chosen at random, the loss is that of its second prediction, made
+with its own (detached) first prediction as an extra input.
 """
 
 from __future__ import annotations
@@ -85,8 +89,17 @@ def eqgat_diff_loss(
         t = torch.randint(0, T, (G,), generator=generator, device=generator.device if generator else device)
         t = t.to(device)
     noisy = noisy_molecules(batch, schedulers, t, generator)
-    out = model(noisy["pos"], noisy["atoms"], noisy["charges"], noisy["bonds"],
-                (t.to(batch.pos.dtype) + 1) / T, batch.batch, batch.edge_index)  # fmt: skip
+    inputs = (noisy["pos"], noisy["atoms"], noisy["charges"], noisy["bonds"], (t.to(batch.pos.dtype) + 1) / T,
+              batch.batch, batch.edge_index)  # fmt: skip
+    self_cond = None
+    if getattr(model.config, "self_condition", False):
+        # self-conditioning: in half the batches the model first predicts without, and then learns to refine
+        # that (detached) prediction, as it will refine its previous step's when sampling
+        coin = torch.rand((), generator=generator, device=generator.device if generator else "cpu")
+        if float(coin) < 0.5:
+            with torch.no_grad():
+                self_cond = model.self_cond_from(model(*inputs))
+    out = model(*inputs, self_cond=self_cond) if self_cond is not None else model(*inputs)
     l_pos = scatter_mean((out["pos"] - noisy["x0"]).pow(2).sum(-1), batch.batch, G)
     l_atoms = scatter_mean(F.cross_entropy(out["atoms"], batch.atom_types, reduction="none"), batch.batch, G)
     l_charges = scatter_mean(F.cross_entropy(out["charges"], batch.charges, reduction="none"), batch.batch, G)

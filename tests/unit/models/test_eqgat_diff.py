@@ -119,7 +119,7 @@ def test_deeper_model_loads_a_shallower_one_and_computes_the_same(qm9_small):
     src = small_model()
     torch.manual_seed(5)
     deep = EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=8, num_layers=4).double().eval()
-    assert deep.grow_from_(src) == {"new_layers": 2, "edge_copies": 1}
+    assert deep.grow_from_(src) == {"new_layers": 2, "edge_copies": 1, "self_condition": False}
     inputs = noisy_inputs(qm9_small)
     with torch.no_grad():
         a, b = src(*inputs), deep(*inputs)
@@ -148,7 +148,11 @@ def test_wider_edges_load_a_narrower_model_and_compute_the_same(qm9_small, e_dim
     src = small_model()
     torch.manual_seed(7)
     wide = EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=e_dim, num_layers=num_layers).double().eval()
-    assert wide.grow_from_(src) == {"new_layers": num_layers - 2, "edge_copies": e_dim // 8}
+    assert wide.grow_from_(src) == {
+        "new_layers": num_layers - 2,
+        "edge_copies": e_dim // 8,
+        "self_condition": False,
+    }
     inputs = noisy_inputs(qm9_small)
     with torch.no_grad():
         a, b = src(*inputs), wide(*inputs)
@@ -169,3 +173,94 @@ def test_wider_edges_load_a_narrower_model_and_compute_the_same(qm9_small, e_dim
             prm.add_(0.05 * torch.randn_like(prm))
     errs = equivariance_errors(wide, inputs)
     assert max(errs.values()) < 1e-10
+
+
+def self_cond_model(seed=3):
+    torch.manual_seed(seed)
+    model = EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=8, num_layers=2, self_condition=True).double().eval()
+    with torch.no_grad():  # as after training: the self-conditioning inputs no longer start at zero
+        for prm in (model.sc_node.weight, model.sc_edge.weight, model.sc_vec):
+            prm.copy_(0.3 * torch.randn_like(prm))
+    return model
+
+
+def previous_prediction(model, inputs):
+    """A self-conditioning input as sampling makes it: the model's own prediction, detached."""
+    with torch.no_grad():
+        return EQGATDiffDenoiser.self_cond_from(model(*inputs))
+
+
+def test_self_conditioned_denoiser_is_e3_and_permutation_equivariant(qm9_small):
+    """The previous prediction enters as positions (rotated, reflected, translated and permuted with the
+    input), node probabilities and edge probabilities; the outputs are equivariant / invariant as without."""
+    model = self_cond_model()
+    inputs = noisy_inputs(qm9_small)
+    sc = previous_prediction(model, inputs)
+    sc["pos"] = sc["pos"] + 0.2 * torch.randn(sc["pos"].shape, generator=torch.Generator().manual_seed(4),
+                                              dtype=torch.float64)  # fmt: skip
+
+    def run(pos, atoms, charges, bonds, t, batch, edge_index, sc_pos, sc_atoms, sc_charges, sc_bonds):
+        out = model(
+            pos,
+            atoms,
+            charges,
+            bonds,
+            t,
+            batch,
+            edge_index,
+            self_cond={"pos": sc_pos, "atoms": sc_atoms, "charges": sc_charges, "bonds": sc_bonds},
+        )
+        return out["pos"], out["atoms"], out["charges"], out["bonds"]
+
+    kinds_in = ["node_position", "node_scalar", "node_scalar", "invariant", "invariant", "node_index",
+                "edge_index", "node_position", "node_scalar", "node_scalar", "invariant"]  # fmt: skip
+    with torch.no_grad():
+        errs = assert_equivariant(run, [*inputs, sc["pos"], sc["atoms"], sc["charges"], sc["bonds"]], kinds_in,
+                                  ["node_vector", "node_scalar", "node_scalar", "invariant"])  # fmt: skip
+    assert max(errs.values()) < 1e-10
+    with torch.no_grad():  # and the input matters: another previous prediction, other outputs
+        a = model(*inputs, self_cond=sc)
+        b = model(*inputs, self_cond={**sc, "pos": sc["pos"].flip(0)})
+    for k in ("atoms", "charges", "bonds"):  # (an untrained model's position update is the identity)
+        assert (a[k] - b[k]).abs().max() > 1e-3, k
+
+
+def test_self_condition_starts_as_the_model_without_and_warm_starts_from_it(qm9_small):
+    """Built or grown with ``self_condition``, the model computes exactly what the one without does, with or
+    without a previous prediction (its inputs start at zero); the first gradient step moves them; a model
+    without it rejects ``self_cond``; a self-conditioned source cannot go into a model without."""
+    src = small_model()
+    sc_model = (
+        EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=8, num_layers=3, self_condition=True).double().eval()
+    )
+    assert sc_model.grow_from_(src) == {"new_layers": 1, "edge_copies": 1, "self_condition": True}
+    inputs = noisy_inputs(qm9_small)
+    sc = previous_prediction(src, inputs)
+    with torch.no_grad():
+        a, b, c = src(*inputs), sc_model(*inputs), sc_model(*inputs, self_cond=sc)
+    for k in a:
+        assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]), k
+    out = sc_model(*inputs, self_cond=sc)
+    (out["bonds"].pow(2).sum() + out["pos"].pow(2).sum()).backward()
+    for prm in (sc_model.sc_node.weight, sc_model.sc_edge.weight, sc_model.sc_vec):
+        assert prm.grad.abs().max() > 0
+    with pytest.raises(GeodiffValueError, match="without self_condition"):
+        src(*inputs, self_cond=sc)
+    with pytest.raises(GeodiffValueError, match="self_cond: expected shapes"):
+        sc_model(*inputs, self_cond={**sc, "bonds": sc["bonds"][:-1]})
+    with pytest.raises(GeodiffValueError, match="self-conditioning inputs, this model does not"):
+        EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=8, num_layers=3).double().grow_from_(sc_model)
+
+
+def test_self_conditioned_model_widens_its_edge_inputs(qm9_small):
+    """Widening the edge channels of a self-conditioned model tiles the rows that write the edge stream
+    from the previous prediction too: the same function up to rounding."""
+    src = self_cond_model()
+    inputs = noisy_inputs(qm9_small)
+    sc = previous_prediction(src, inputs)
+    wide = EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=16, num_layers=2, self_condition=True).double().eval()
+    assert wide.grow_from_(src)["edge_copies"] == 2
+    with torch.no_grad():
+        a, b = src(*inputs, self_cond=sc), wide(*inputs, self_cond=sc)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-11, msg=k)
