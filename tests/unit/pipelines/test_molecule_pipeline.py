@@ -160,3 +160,37 @@ def test_refined_grid_needs_continuous_schedules(export_dir):
     with pytest.raises(GeodiffValueError, match="continuous time; the bonds schedule is linear"):
         pipe(num_samples=1, num_inference_steps=51, progress=False)
     assert len(pipe(num_samples=1, num_inference_steps=50, progress=False)) == 1  # up to T: no refinement
+
+
+def test_self_conditioned_sampling_feeds_back_the_previous_prediction(export_dir, capsys):
+    """``module.init_from`` with ``model.self_condition=true`` adds the inputs (said on one line) and starts
+    from the export's function; sampling gives the denoiser nothing on the first step and its previous
+    prediction on every later one; seeded runs repeat."""
+    module = MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=4, num_layers=1,
+                                                       self_condition=True), init_from=str(export_dir))  # fmt: skip
+    assert "self-conditioning inputs added (starting at zero)" in capsys.readouterr().out
+    assert float(module.model.sc_edge.weight.abs().max()) == 0.0
+    with torch.no_grad():  # as after training
+        for prm in (module.model.sc_node.weight, module.model.sc_edge.weight, module.model.sc_vec):
+            prm.normal_(0.0, 0.3)
+    plain = MoleculeDiffusionPipeline.from_pretrained(export_dir)
+    pipe = MoleculeDiffusionPipeline(module.model.eval(), plain.schedulers, plain.vocab, plain.stats)
+    calls = []
+    hook = pipe.model.register_forward_hook(
+        lambda _m, args, kwargs, out: calls.append((kwargs.get("self_cond"), out)), with_kwargs=True
+    )
+    try:
+        for sampler in ("ddpm", "ddim"):
+            calls.clear()
+            recs = pipe(num_samples=3, sampler=sampler, num_inference_steps=6, batch_size=3, seed=2,
+                        progress=False)  # fmt: skip
+            assert len(recs) == 3 and len(calls) == 6 and calls[0][0] is None
+            for (_, prev), (sc, _) in zip(calls[:-1], calls[1:]):
+                expect = EQGATDiffDenoiser.self_cond_from(prev)
+                assert all(torch.equal(sc[k], expect[k]) for k in expect)
+        again = pipe(
+            num_samples=3, sampler="ddim", num_inference_steps=6, batch_size=3, seed=2, progress=False
+        )
+        assert all(torch.equal(a.pos, b.pos) for a, b in zip(recs, again))
+    finally:
+        hook.remove()

@@ -55,3 +55,52 @@ def test_loss_is_finite_and_decreases_when_overfitting(qm9_small):
             "loss"
         ].item()
     assert final < 0.5 * first, (first, final)
+
+
+def test_self_conditioned_loss_feeds_the_first_prediction_in_half_the_batches(qm9_small):
+    """A model built with ``self_condition``: in a random half of the batches the loss is that of a second
+    prediction made with the first (detached, as probabilities) as input; the draw follows the generator;
+    a model without it is called once, as before."""
+    batch = collate_molecules([qm9_small[i] for i in range(6)])
+    sch = make_schedulers(qm9_small.statistics())
+    torch.manual_seed(0)
+    model = EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=4, num_layers=1, self_condition=True)
+    calls = []
+
+    def record(_m, args, kwargs, out):
+        calls.append((torch.is_grad_enabled(), kwargs.get("self_cond"), out))
+
+    hook = model.register_forward_hook(record, with_kwargs=True)
+    try:
+        kinds = []
+        for seed in range(12):
+            calls.clear()
+            eqgat_diff_loss(model, batch, sch, generator=torch.Generator().manual_seed(seed))
+            kinds.append(len(calls))
+            if (
+                len(calls) == 2
+            ):  # the first pass without gradient and without input, the second with its output
+                (grad0, sc0, out0), (grad1, sc1, _) = calls
+                assert not grad0 and sc0 is None and grad1
+                expect = EQGATDiffDenoiser.self_cond_from(out0)
+                for k in expect:
+                    assert torch.equal(sc1[k], expect[k]), k
+                assert torch.allclose(sc1["bonds"].sum(-1), torch.ones(len(sc1["bonds"])))
+            else:
+                assert calls[0][1] is None
+        assert set(kinds) == {1, 2}  # both kinds of batch occur
+        calls.clear()
+        a = eqgat_diff_loss(model, batch, sch, generator=torch.Generator().manual_seed(3))["loss"]
+        b = eqgat_diff_loss(model, batch, sch, generator=torch.Generator().manual_seed(3))["loss"]
+        assert torch.equal(a, b)
+    finally:
+        hook.remove()
+    plain = EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=4, num_layers=1)
+    calls.clear()
+    hook = plain.register_forward_hook(record, with_kwargs=True)
+    try:
+        for seed in range(4):
+            eqgat_diff_loss(plain, batch, sch, generator=torch.Generator().manual_seed(seed))
+    finally:
+        hook.remove()
+    assert len(calls) == 4 and all(sc is None for _, sc, _ in calls)
