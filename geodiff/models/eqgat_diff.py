@@ -178,7 +178,7 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         self_cond: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """``self_cond``: a previous prediction of the clean molecule (:meth:`self_cond_from`), for a model
-        built with ``self_condition``; ``None`` (the first step, or half the training batches) adds nothing."""
+        built with ``self_condition``; ``None`` (the first step, half the training batches) adds nothing."""
         c = self.config
         n = pos.shape[0]
         if atom_types.shape != (n, c.num_atom_types) or charges.shape != (n, c.num_charge_classes):

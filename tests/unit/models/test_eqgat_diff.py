@@ -215,8 +215,10 @@ def test_self_conditioned_denoiser_is_e3_and_permutation_equivariant(qm9_small):
     kinds_in = ["node_position", "node_scalar", "node_scalar", "invariant", "invariant", "node_index",
                 "edge_index", "node_position", "node_scalar", "node_scalar", "invariant"]  # fmt: skip
     with torch.no_grad():
-        errs = assert_equivariant(run, [*inputs, sc["pos"], sc["atoms"], sc["charges"], sc["bonds"]], kinds_in,
-                                  ["node_vector", "node_scalar", "node_scalar", "invariant"])  # fmt: skip
+        args = [*inputs, sc["pos"], sc["atoms"], sc["charges"], sc["bonds"]]
+        errs = assert_equivariant(
+            run, args, kinds_in, ["node_vector", "node_scalar", "node_scalar", "invariant"]
+        )
     assert max(errs.values()) < 1e-10
     with torch.no_grad():  # and the input matters: another previous prediction, other outputs
         a = model(*inputs, self_cond=sc)

@@ -166,8 +166,8 @@ def test_self_conditioned_sampling_feeds_back_the_previous_prediction(export_dir
     """``module.init_from`` with ``model.self_condition=true`` adds the inputs (said on one line) and starts
     from the export's function; sampling gives the denoiser nothing on the first step and its previous
     prediction on every later one; seeded runs repeat."""
-    module = MoleculeDiffusionModule(EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=4, num_layers=1,
-                                                       self_condition=True), init_from=str(export_dir))  # fmt: skip
+    model = EQGATDiffDenoiser(s_dim=16, v_dim=4, e_dim=4, num_layers=1, self_condition=True)
+    module = MoleculeDiffusionModule(model, init_from=str(export_dir))
     assert "self-conditioning inputs added (starting at zero)" in capsys.readouterr().out
     assert float(module.model.sc_edge.weight.abs().max()) == 0.0
     with torch.no_grad():  # as after training
@@ -185,12 +185,12 @@ def test_self_conditioned_sampling_feeds_back_the_previous_prediction(export_dir
             recs = pipe(num_samples=3, sampler=sampler, num_inference_steps=6, batch_size=3, seed=2,
                         progress=False)  # fmt: skip
             assert len(recs) == 3 and len(calls) == 6 and calls[0][0] is None
-            for (_, prev), (sc, _) in zip(calls[:-1], calls[1:]):
+            for (_, prev), (sc, _) in zip(calls[:-1], calls[1:], strict=True):
                 expect = EQGATDiffDenoiser.self_cond_from(prev)
                 assert all(torch.equal(sc[k], expect[k]) for k in expect)
         again = pipe(
             num_samples=3, sampler="ddim", num_inference_steps=6, batch_size=3, seed=2, progress=False
         )
-        assert all(torch.equal(a.pos, b.pos) for a, b in zip(recs, again))
+        assert all(torch.equal(a.pos, b.pos) for a, b in zip(recs, again, strict=True))
     finally:
         hook.remove()
