@@ -26,9 +26,8 @@ from geodiff.metrics.structures import read_sdf
 
 def report(result: dict, skipped: int) -> str:
     n, bad = result["num_molecules"], result["num_unstable"]
-    lines = [
-        f"{n} molecules ({skipped} unreadable records skipped), {bad} unstable ({100 * bad / max(n, 1):.1f} %)"
-    ]
+    share = 100 * bad / max(n, 1)
+    lines = [f"{n} molecules ({skipped} unreadable records skipped), {bad} unstable ({share:.1f} %)"]
     for kind in KINDS:
         k = result["kinds"][kind]
         lines.append(f"  {kind:<15} {k:>6}  ({100 * k / max(bad, 1):5.1f} % of the unstable)")
