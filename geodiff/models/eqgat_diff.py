@@ -157,13 +157,16 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
             raise GeodiffValueError(f"grow_from_: parameters do not match in shape ({wrong[:3]})")
         missing, unexpected = self.load_state_dict(state, strict=False)
         new = tuple(f"layers.{i}." for i in range(have, want))
-        if self.config.self_condition and not src.config.get("self_condition", False):
-            new += ("sc_",)  # the self-conditioning inputs start at zero (as built)
+        gained = self.config.self_condition and not src.config.get("self_condition", False)
+        if gained:
+            new += ("sc_",)  # the self-conditioning inputs, set to zero below
         if unexpected or not all(m.startswith(new) for m in missing):
             raise GeodiffValueError(f"grow_from_: parameters do not match ({missing[:3]}, {unexpected[:3]})")
         for layer in self.layers[have:]:
             layer.make_identity_()
-        gained = self.config.self_condition and not src.config.get("self_condition", False)
+        if gained:
+            for prm in (self.sc_node.weight, self.sc_edge.weight, self.sc_vec):
+                prm.zero_()
         return {"new_layers": want - have, "edge_copies": k, "self_condition": bool(gained)}
 
     def forward(
