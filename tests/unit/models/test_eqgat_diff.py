@@ -235,6 +235,9 @@ def test_self_condition_starts_as_the_model_without_and_warm_starts_from_it(qm9_
     sc_model = (
         EQGATDiffDenoiser(s_dim=24, v_dim=8, e_dim=8, num_layers=3, self_condition=True).double().eval()
     )
+    with torch.no_grad():  # whatever they held before, the added inputs start at zero
+        for prm in (sc_model.sc_node.weight, sc_model.sc_edge.weight, sc_model.sc_vec):
+            prm.fill_(0.5)
     assert sc_model.grow_from_(src) == {"new_layers": 1, "edge_copies": 1, "self_condition": True}
     inputs = noisy_inputs(qm9_small)
     sc = previous_prediction(src, inputs)
