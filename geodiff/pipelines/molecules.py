@@ -164,12 +164,9 @@ class MoleculeDiffusionPipeline:
         pred = None
         for i, t in enumerate(tqdm(pos_sched.timesteps, desc="denoising", leave=False, disable=not progress)):
             tt = torch.full((len(sizes),), (int(t) + 1) / T, dtype=dtype, device=device)
-            if sc and pred is not None:  # self-conditioning: the previous step's prediction as an input
-                pred = self.model(
-                    pos, atoms, charges, bonds, tt, batch, ei, self_cond=self.model.self_cond_from(pred)
-                )
-            else:
-                pred = self.model(pos, atoms, charges, bonds, tt, batch, ei)
+            # self-conditioning: every step after the first reads the previous step's prediction
+            cond = self.model.self_cond_from(pred) if sc and pred is not None else None
+            pred = self.model(pos, atoms, charges, bonds, tt, batch, ei, self_cond=cond)
             kw = {"generator": g, "deterministic": last_step == "argmax" and i == last}
             pos = pos_sched.step(pred["pos"], t, pos, batch=batch, generator=g).prev_sample
             atoms = s.atoms.step(pred["atoms"], t, atoms, batch=batch, **kw).prev_sample

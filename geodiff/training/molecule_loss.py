@@ -99,7 +99,7 @@ def eqgat_diff_loss(
         if float(coin) < 0.5:
             with torch.no_grad():
                 self_cond = model.self_cond_from(model(*inputs))
-    out = model(*inputs, self_cond=self_cond) if self_cond is not None else model(*inputs)
+    out = model(*inputs, self_cond=self_cond)
     l_pos = scatter_mean((out["pos"] - noisy["x0"]).pow(2).sum(-1), batch.batch, G)
     l_atoms = scatter_mean(F.cross_entropy(out["atoms"], batch.atom_types, reduction="none"), batch.batch, G)
     l_charges = scatter_mean(F.cross_entropy(out["charges"], batch.charges, reduction="none"), batch.batch, G)
