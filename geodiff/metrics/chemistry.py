@@ -84,6 +84,21 @@ def _valence_lookup(table: str) -> np.ndarray:
     return lut
 
 
+def bond_order_sums(bonds: np.ndarray, num_atoms: int) -> np.ndarray:
+    """Each atom's sum of bond orders (aromatic = 1.5) from ``[B, 3]`` rows ``(i, j, type)``."""
+    valence = np.zeros(num_atoms)
+    if len(bonds):
+        order = BOND_ORDER[bonds[:, 2]]
+        valence += np.bincount(bonds[:, 0], order, num_atoms) + np.bincount(bonds[:, 1], order, num_atoms)
+    return valence
+
+
+def allowed_valences(z: np.ndarray, q: np.ndarray, table: str) -> np.ndarray:
+    """``[atoms, 2]`` valences allowed for atomic numbers ``z`` with formal charges ``q``; NaN = none."""
+    key = z * _CHARGE_SPAN + np.clip(q, -_CHARGE_OFFSET, _CHARGE_OFFSET) + _CHARGE_OFFSET
+    return _valence_lookup(table)[key]
+
+
 def _as_molecules(items, vocab=None) -> list[Molecule3D]:
     items = list(items)
     if items and not isinstance(items[0], Molecule3D):
@@ -109,12 +124,8 @@ def stability(items, vocab=None, table: str = "charged") -> dict:
     """Atom and molecule stability (fractions) and the per-molecule ``stable`` flags, from the bonds given."""
     mols = _as_molecules(items, vocab)
     z, q, b, mol_of_atom, sizes = _flat(mols)
-    valence = np.zeros(len(z))
-    if len(b):
-        order = BOND_ORDER[b[:, 2]]
-        valence += np.bincount(b[:, 0], order, len(z)) + np.bincount(b[:, 1], order, len(z))
-    key = z * _CHARGE_SPAN + np.clip(q, -_CHARGE_OFFSET, _CHARGE_OFFSET) + _CHARGE_OFFSET
-    allowed = _valence_lookup(table)[key]  # [atoms, 2]
+    valence = bond_order_sums(b, len(z))
+    allowed = allowed_valences(z, q, table)  # [atoms, 2]
     with np.errstate(invalid="ignore"):
         atom_ok = (np.abs(allowed - valence[:, None]) < 1e-6).any(axis=1)
     bad_per_mol = np.bincount(mol_of_atom, ~atom_ok, len(mols)) if len(mols) else np.zeros(0)

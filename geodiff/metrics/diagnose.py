@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from geodiff.errors import GeodiffError
-from geodiff.metrics.chemistry import _CHARGE_OFFSET, _CHARGE_SPAN, BOND_ORDER, _valence_lookup, stability
+from geodiff.metrics.chemistry import allowed_valences, bond_order_sums, stability
 from geodiff.metrics.structures import Molecule3D
 
 __all__ = ["KINDS", "orders_exist", "diagnose_unstable"]
@@ -30,10 +30,7 @@ KINDS = ("bond orders", "too few bonds", "too many bonds", "both")
 
 
 def _allowed(m: Molecule3D, table: str) -> list[tuple[int, ...]]:
-    key = (
-        m.atomic_numbers * _CHARGE_SPAN + np.clip(m.charges, -_CHARGE_OFFSET, _CHARGE_OFFSET) + _CHARGE_OFFSET
-    )
-    rows = _valence_lookup(table)[key]
+    rows = allowed_valences(m.atomic_numbers, m.charges, table)
     return [tuple(int(v) for v in row if not np.isnan(v)) for row in rows]
 
 
@@ -79,12 +76,8 @@ def _raise_orders(edges: list[tuple[int, int]], k: int, need: list[int]) -> bool
 def _kind(m: Molecule3D, table: str) -> str:
     if orders_exist(m, table):
         return "bond orders"
-    valence = np.zeros(m.num_atoms)
-    if m.bonds is not None and len(m.bonds):
-        order = BOND_ORDER[m.bonds[:, 2]]
-        valence += np.bincount(m.bonds[:, 0], order, m.num_atoms) + np.bincount(
-            m.bonds[:, 1], order, m.num_atoms
-        )
+    bonds = m.bonds if m.bonds is not None else np.zeros((0, 3), np.int64)
+    valence = bond_order_sums(bonds, m.num_atoms)
     low = high = False
     for v, opts in zip(valence, _allowed(m, table), strict=True):
         if opts and any(abs(v - o) < 1e-6 for o in opts):
