@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from geodiff.errors import GeodiffError, first_line
@@ -51,6 +52,16 @@ def command_line(overrides: list[str]) -> str:
     return (f"OMP_NUM_THREADS={threads} " if threads else "") + shlex.join(["geodiff", "train", *overrides])
 
 
+def trainer_kwargs(cfg: DictConfig, out: Path) -> dict:
+    """``cfg.trainer`` as keyword arguments for ``L.Trainer``, with a CSV logger in
+    ``out/lightning_logs/version_N/metrics.csv`` (what ``geodiff curves`` reads) unless the config names a
+    logger: Lightning's default would switch to TensorBoard files wherever tensorboard is installed."""
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if kwargs.get("logger") in (None, True):
+        kwargs["logger"] = CSVLogger(save_dir=str(out), name="lightning_logs")
+    return kwargs
+
+
 def train(cfg: DictConfig, command: str | None = None):
     """Fit the experiment ``cfg`` describes; returns the fitted LightningModule. ``command`` (the command
     line, see :func:`command_line`) goes into the export's training record."""
@@ -74,8 +85,7 @@ def train(cfg: DictConfig, command: str | None = None):
             TQDMProgressBar(refresh_rate=int(cfg.progress_refresh_rate)),
             started,
         ]
-        trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), callbacks=callbacks,
-                            default_root_dir=str(out))  # fmt: skip
+        trainer = L.Trainer(**trainer_kwargs(cfg, out), callbacks=callbacks, default_root_dir=str(out))
         trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
     except GeodiffError:
         raise
