@@ -30,8 +30,12 @@ from geodiff.data.molecules import MoleculeDataset, collate_molecules
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.nn.eqgat import EQGATLayer
 from geodiff.nn.scatter import scatter_mean, scatter_softmax, scatter_sum
-from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
-from geodiff.training.molecule_loss import MoleculeSchedulers, eqgat_diff_loss
+from geodiff.schedulers import (
+    CategoricalD3PMScheduler,
+    E3DDPMScheduler,
+    MoleculeSchedulers,  # noqa: E402
+)
+from geodiff.training.molecules import eqgat_diff_loss
 
 SMILES = [
     "CCO",

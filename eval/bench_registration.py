@@ -28,12 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geodiff.cli import resolve_path  # noqa: E402
+from geodiff.config import resolve_path  # noqa: E402
 from geodiff.data.pointclouds import PairConfig, benchmark_pairs, load_tudl_models  # noqa: E402
 from geodiff.io import atomic_path  # noqa: E402
-from geodiff.metrics.registration import evaluate_registration  # noqa: E402
 from geodiff.pipelines.icp import open3d_available  # noqa: E402
 from geodiff.pipelines.registration import RegistrationPipeline  # noqa: E402
+from geodiff.pipelines.registration_benchmark import evaluate_registration  # noqa: E402
 
 
 def encoder_cost(repeats: int = 5) -> dict[str, float]:

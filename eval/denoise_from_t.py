@@ -29,7 +29,7 @@ from geodiff.data.molecules import collate_molecules
 from geodiff.io import atomic_path, device_description, save_figure
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.pipelines.molecules import records_from_graph
-from geodiff.training.molecule_loss import noisy_molecules
+from geodiff.training.molecules import noisy_molecules
 
 
 def _scores(records, refs, vocab) -> dict:

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from geodiff.cli import resolve_path
+from geodiff.config import resolve_path
 from geodiff.io import atomic_path, device_description
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.metrics.evaluate import evaluate_molecules

@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geodiff.cli import resolve_path  # noqa: E402
+from geodiff.config import resolve_path  # noqa: E402
 from geodiff.data.pointclouds import PairConfig, benchmark_pairs, load_tudl_models  # noqa: E402
 from geodiff.io import atomic_path  # noqa: E402
-from geodiff.metrics.registration import evaluate_registration  # noqa: E402
 from geodiff.pipelines.icp import open3d_available  # noqa: E402
 from geodiff.pipelines.registration import RegistrationPipeline  # noqa: E402
+from geodiff.pipelines.registration_benchmark import evaluate_registration  # noqa: E402
 
 SETTINGS = {"clean": {}, "noisy": {"noise": 0.01}, "partial": {"keep": 0.7}}
 KEYS = [("rotation_recall_5deg", "R<5°"), ("rotation_recall_20deg", "R<20°"),

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from geodiff.data.molecules import collate_molecules
 from geodiff.io import atomic_path, device_description, save_figure
 from geodiff.training.export import read_training_record, record_stages
-from geodiff.training.molecule_loss import LossWeights, eqgat_diff_loss
+from geodiff.training.molecules import LossWeights, eqgat_diff_loss
 
 TERMS = ("pos", "atoms", "charges", "bonds")
 RELATIVE_FLOOR = 1e-3  # percent-change row: skip t where a term is below this fraction of its largest value

@@ -8,10 +8,10 @@ import sys
 
 import torch
 
-from geodiff.cli import resolve_path
+from geodiff.config import resolve_path
+from geodiff.data.datamodules import MoleculeDataModule
 from geodiff.errors import GeodiffError, first_line
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
-from geodiff.training.molecules import MoleculeDataModule
 
 
 def fail(prog: str, message: str) -> None:

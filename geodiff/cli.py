@@ -17,68 +17,15 @@ Every subcommand takes Hydra-style overrides (``key=value``, ``group=option``). 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from geodiff.config import as_list, compose, config_dir, instantiate, resolve_path
 from geodiff.errors import GeodiffError, check_count, first_line
 
-__all__ = ["main", "config_dir", "compose", "instantiate"]
+__all__ = ["main"]
 
 EXIT_USAGE = 2
-
-
-def config_dir() -> Path:
-    """The Hydra config folder: ``$GEODIFF_CONFIG_DIR`` or ``configs/`` beside the package."""
-    env = os.environ.get("GEODIFF_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
-    if not path.is_dir():
-        raise GeodiffError(f"config folder not found: {path} (set GEODIFF_CONFIG_DIR)")
-    return path
-
-
-def compose(config_name: str, overrides: list[str]):
-    """Compose ``configs/<config_name>.yaml`` with ``overrides`` (Hydra's compose API)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
-
-
-def resolve_path(path: str) -> Path:
-    """``path`` as given when it exists, else relative to the project root (where shipped models live)."""
-    p = Path(path)
-    if p.exists() or p.is_absolute():
-        return p
-    shipped = config_dir().parent / p
-    return shipped if shipped.exists() else p
-
-
-def _as_list(value) -> list[str] | None:
-    """A list override as strings, where ``key=a`` means ``key=[a]``; None stays None."""
-    from omegaconf import OmegaConf
-
-    if value is None:
-        return None
-    return [str(x) for x in OmegaConf.to_container(value)] if OmegaConf.is_list(value) else [str(value)]
-
-
-def instantiate(cfg, **kwargs):
-    """Build the object a config describes (``_target_``), with plain Python containers as arguments
-    (OmegaConf lists would not survive ``save_pretrained``'s JSON), and user errors as ``GeodiffError``."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate as hydra_instantiate
-
-    try:
-        return hydra_instantiate(cfg, _convert_="all", **kwargs)
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, GeodiffError):
-            raise cause from None
-        if isinstance(cause, TypeError):  # unknown / missing constructor argument
-            raise GeodiffError(f"{cfg.get('_target_', 'object')}: {cause}") from None
-        raise
 
 
 # ------------------------------------------------------------------------------------------- schedule
@@ -121,9 +68,15 @@ def cmd_schedule(overrides: list[str]) -> int:
     from omegaconf import OmegaConf
 
     from geodiff.io import atomic_save_pretrained
+    from geodiff.schedulers import MoleculeSchedulers
 
     cfg = compose("schedule", overrides)
     sched = instantiate(cfg.scheduler)
+    if isinstance(sched, MoleculeSchedulers):  # a molecule set: its position schedule sets the time axis
+        print(
+            "scheduler set for molecules: showing scheduler.pos (atoms, charges, bonds share its time axis)"
+        )
+        sched = sched.pos
     inference = None
     if cfg.num_inference_steps is not None:
         sched.set_timesteps(int(cfg.num_inference_steps))
@@ -159,17 +112,17 @@ def cmd_curves(overrides: list[str]) -> int:
     from geodiff.training.curves import check_metrics, plot_runs, read_run, summarise
 
     cfg = compose("curves", overrides)
-    runs = _as_list(cfg.runs)
+    runs = as_list(cfg.runs)
     if not runs:
         raise GeodiffError("runs: give at least one run folder")
-    labels = _as_list(cfg.labels) or [Path(r).name or r for r in runs]
+    labels = as_list(cfg.labels) or [Path(r).name or r for r in runs]
     if len(labels) != len(runs):
         raise GeodiffError(f"labels: {len(labels)} labels for {len(runs)} runs")
     if len(set(labels)) != len(labels):
         raise GeodiffError(f"labels: not unique ({', '.join(labels)}); name the runs with labels=[...]")
     smooth = check_count("smooth", cfg.smooth, minimum=1)
     logs = {label: read_run(resolve_path(run)) for label, run in zip(labels, runs, strict=True)}
-    metrics = _as_list(cfg.metrics)
+    metrics = as_list(cfg.metrics)
     if metrics:
         check_metrics(logs, metrics)
     summary = {label: summarise(m) for label, m in logs.items()}
@@ -193,8 +146,9 @@ def cmd_train(overrides: list[str]) -> int:
     from geodiff.training.train import command_line, train
 
     cfg = compose("train", overrides)
-    train(cfg, command=command_line(overrides))
-    print(f"outputs: {cfg.output_dir} (checkpoints/, export/ with the EMA model in safetensors)")
+    module = train(cfg, command=command_line(overrides))
+    if module.trainer is None or module.trainer.is_global_zero:
+        print(f"outputs: {cfg.output_dir} (checkpoints/, export/ with the EMA model in safetensors)")
     return 0
 
 
@@ -250,6 +204,7 @@ def cmd_sample(overrides: list[str]) -> int:
 def _sample_trajectories(cfg, ckpt: Path) -> int:
     import time
 
+    from geodiff.data.datamodules import systems_for_sampling
     from geodiff.data.trajectories import collate_trajectories
     from geodiff.metrics.trajectories import constant_velocity, displacement_errors
     from geodiff.pipelines.trajectories import (
@@ -257,7 +212,6 @@ def _sample_trajectories(cfg, ckpt: Path) -> int:
         plot_trajectories,
         save_trajectories,
     )
-    from geodiff.training.trajectories import systems_for_sampling
 
     for key in ("num_systems", "samples_per_system"):
         if not isinstance(cfg[key], int) or cfg[key] <= 0:
@@ -370,13 +324,17 @@ def _evaluate_registration(cfg) -> int:
 
     from geodiff.data.pointclouds import load_pairs
     from geodiff.io import atomic_path
-    from geodiff.metrics.registration import METHODS, evaluate_registration, format_registration_table
+    from geodiff.pipelines.registration_benchmark import (
+        METHODS,
+        evaluate_registration,
+        format_registration_table,
+    )
 
     if not cfg.pairs:
         raise GeodiffError(
             "task=registration needs pairs=PATH (a benchmark npz from `geodiff data registration`)"
         )
-    methods = _as_list(cfg.methods) or []
+    methods = as_list(cfg.methods) or []
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise GeodiffError(f"methods: unknown {unknown or '[]'} (choose from {', '.join(METHODS)})")
@@ -478,7 +436,7 @@ def _evaluate_docking(cfg) -> int:
 
 # ------------------------------------------------------------------------------------------- data
 def cmd_data(overrides: list[str]) -> int:
-    from geodiff.training.trajectories import generate_nbody_split
+    from geodiff.data.trajectories import generate_nbody_split
 
     if overrides and overrides[0] == "registration":
         return _data_registration(overrides[1:])

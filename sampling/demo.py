@@ -129,10 +129,10 @@ def docking(out: Path, mols: list, k: int, pdb_id: str, seed: int) -> dict:
 
 
 def trajectories(out: Path, systems: int, seed: int) -> dict:
+    from geodiff.data.datamodules import systems_for_sampling
     from geodiff.data.trajectories import collate_trajectories
     from geodiff.metrics.trajectories import constant_velocity, displacement_errors
     from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline, plot_trajectories
-    from geodiff.training.trajectories import systems_for_sampling
 
     pipe = TrajectoryDiffusionPipeline.from_pretrained(CKPT / "nbody_charged_geotdm_small")
     c = pipe.model.config

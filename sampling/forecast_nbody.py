@@ -16,12 +16,12 @@ import json
 import time
 from pathlib import Path
 
-from geodiff.cli import resolve_path
+from geodiff.config import resolve_path
+from geodiff.data.datamodules import systems_for_sampling
 from geodiff.data.trajectories import collate_trajectories
 from geodiff.io import atomic_path
 from geodiff.metrics.trajectories import constant_velocity, displacement_errors, linear_extrapolation
 from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline, plot_trajectories, save_trajectories
-from geodiff.training.trajectories import systems_for_sampling
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geodiff.cli import resolve_path
+from geodiff.config import resolve_path
 from geodiff.data.pointclouds import PairConfig, load_tudl_models, make_pair, write_ply
 from geodiff.io import atomic_path
 from geodiff.metrics.pose import pose_metrics

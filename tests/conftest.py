@@ -1,10 +1,14 @@
-"""Shared fixtures: real data from ../shared/data when present."""
+"""Shared fixtures: real data from ../shared/data when present (also the data path of every config and
+CLI run of the suite: ``GEODIFF_DATA``, unless the caller set it)."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("GEODIFF_DATA", str(SHARED_DATA))
 
 
 @pytest.fixture(scope="session")

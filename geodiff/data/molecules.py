@@ -53,6 +53,7 @@ __all__ = [
     "iter_qm9_xyz",
     "dataset_from_qm9_xyz",
     "dataset_from_sdf",
+    "mol_name",
 ]
 
 BOND_TYPES = ("none", "single", "double", "triple", "aromatic")
@@ -555,6 +556,14 @@ def dataset_from_qm9_xyz(path, limit: int | None = None, progress: bool = True,
     return MoleculeDataset.from_records(records, vocab, failures=failures, source=str(path))
 
 
+def mol_name(mol: Chem.Mol) -> str:
+    """An RDKit molecule's title line, or "" (also when the title is not valid UTF-8)."""
+    try:
+        return mol.GetProp("_Name") if mol.HasProp("_Name") else ""
+    except UnicodeDecodeError:
+        return ""
+
+
 def dataset_from_sdf(path, vocab: MoleculeVocabulary | None = None, limit: int | None = None,
                      progress: bool = True, kekulize: bool = True) -> MoleculeDataset:  # fmt: skip
     """Molecules with bonds and charges from an SDF or a folder of SDFs (GEOM-Drugs style, or your own).
@@ -573,8 +582,6 @@ def dataset_from_sdf(path, vocab: MoleculeVocabulary | None = None, limit: int |
         for k, mol in enumerate(Chem.SDMolSupplier(str(f), removeHs=False, sanitize=True)):
             if limit is not None and idx >= limit:
                 break
-            from geodiff.metrics.structures import mol_name
-
             name = mol_name(mol) if mol is not None else ""
             mols.append((idx, name or f"{f.stem}_{k}", mol))
             idx += 1

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from geodiff.data.nbody import DEFAULTS, simulate
 from geodiff.errors import GeodiffError
 
 __all__ = [
@@ -366,3 +367,26 @@ def load_eth_ucy(root: str | os.PathLike, scene: str, split: str = "train", obs:
     if not samples:
         raise GeodiffError(f"{folder}: no window of {obs + pred} frames with an agent present throughout")
     return TrajectoryDataset(samples, obs, name=f"eth_ucy_{scene}", source=str(folder))
+
+
+def generate_nbody_split(folder: str | os.PathLike, kind: str = "charged", num_train: int = 3000,
+                         num_val: int = 500, num_test: int = 500, seed: int = 0,
+                         num_particles: int | None = None,
+                         progress: bool = True) -> Path:  # fmt: skip
+    """Simulate train/val/test N-body files into ``folder`` (independent seeds ``seed``, +1, +2)."""
+    if kind not in DEFAULTS:
+        raise GeodiffError(f"kind: unknown N-body system {kind!r} (charged, springs or gravity)")
+    cfg = (
+        DEFAULTS[kind] if num_particles is None else replace(DEFAULTS[kind], num_particles=int(num_particles))
+    )
+    folder = Path(folder)
+    for k, (split, n) in enumerate((("train", num_train), ("val", num_val), ("test", num_test))):
+        if n <= 0:
+            raise GeodiffError(f"num_{split}: need at least one simulation, got {n}")
+        sim = simulate(int(n), cfg, seed=seed + k, progress=progress)
+        save_nbody_npz(
+            sim, folder / f"{split}.npz", kind, seed=seed + k, dt=cfg.dt, sample_freq=cfg.sample_freq
+        )
+        if progress:
+            print(f"wrote {folder / f'{split}.npz'} ({n} {kind} systems, {sim['loc'].shape[1]} frames)")
+    return folder

@@ -1,6 +1,6 @@
 """``geodiff evaluate task=molecules``: read a file of molecules, get bonds, compute the papers' metrics.
 
-report = evaluate_molecule_file("samples/molecules.sdf", reference="../shared/data/qm9/test.npz")
+report = evaluate_molecule_file("samples/molecules.sdf", reference="data/qm9/test.npz")
 print(format_report(report))
 """
 

@@ -1,4 +1,4 @@
-"""Pose and registration metrics (SE(3) diffusion registration protocol; ../shared/REFERENCES.md).
+"""Pose and registration metrics (the SE(3) diffusion registration protocol of Jiang et al. 2023).
 
 * rotation error: ``arccos(clip((tr(R_hat^T R) - 1) / 2, -1, 1))`` in degrees (isotropic),
 * translation error: Euclidean distance ``|t_hat - t|`` (not squared), in the data's units,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 
+from geodiff.data.molecules import mol_name, read_qm9_npz
 from geodiff.errors import GeodiffError
 
 __all__ = [
@@ -173,14 +174,6 @@ def from_records(records, vocab) -> list[Molecule3D]:
     return out
 
 
-def mol_name(mol: Chem.Mol) -> str:
-    """An RDKit molecule's title line, or "" (also when the title is not valid UTF-8)."""
-    try:
-        return mol.GetProp("_Name") if mol.HasProp("_Name") else ""
-    except UnicodeDecodeError:
-        return ""
-
-
 def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
     """All records of an SDF (or every ``*.sdf`` in a folder), unsanitised so invalid molecules stay in;
     records RDKit cannot parse are returned as failures."""
@@ -282,7 +275,6 @@ def read_xyz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str,
 
 def read_npz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
     """An npz in the QM9/EDM layout (``num_atoms``, ``charges`` = atomic numbers, ``positions``)."""
-    from geodiff.data.molecules import read_qm9_npz
 
     n, z, pos = read_qm9_npz(path)
     mols, failures = [], []

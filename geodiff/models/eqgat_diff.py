@@ -21,6 +21,7 @@ from torch import nn
 from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints
 from geodiff.io import public_config
 from geodiff.manifolds import euclidean
+from geodiff.models.base import StrictLoadMixin
 from geodiff.nn.eqgat import EQGATLayer, GaussianRBF, pair_linear
 from geodiff.nn.scatter import gather
 
@@ -40,7 +41,21 @@ def reverse_edge_permutation(edge_index: torch.Tensor, num_nodes: int) -> torch.
     return rev
 
 
-class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
+def drop_last_vector_gate(state: dict, config: dict) -> dict | None:
+    """Exports made before the last layer lost its vector gate (geodiff 0.1, before DDP support) carry
+    ``layers.{L-1}.gated.w2.weight`` and the gate rows of ``layers.{L-1}.gated.mlp.2``: neither ever
+    reached the output (the last layer's vectors are not read), so dropping them changes nothing."""
+    last = f"layers.{int(config['num_layers']) - 1}.gated."
+    if last + "w2.weight" not in state:
+        return None
+    s_dim = int(config["s_dim"])
+    state = {k: v for k, v in state.items() if k != last + "w2.weight"}
+    for name in ("mlp.2.weight", "mlp.2.bias"):
+        state[last + name] = state[last + name][:s_dim].clone()
+    return state
+
+
+class EQGATDiffDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
     """EQGAT-diff denoiser; save/load with ``save_pretrained`` / ``from_pretrained`` (safetensors + JSON).
 
     Args:
@@ -59,6 +74,7 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
     """
 
     config_name = "config.json"
+    MIGRATIONS = (("drop_last_vector_gate", drop_last_vector_gate),)
 
     @register_to_config
     def __init__(
@@ -82,10 +98,13 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         self.edge_embed = nn.Linear(num_bond_types, e_dim)
         self.time_atom = nn.Linear(1, s_dim)
         self.time_edge = nn.Linear(1, e_dim)
+        # the last layer's vectors are not read: its vector gate is not built (MIGRATIONS drops it from
+        # exports made before)
         self.layers = nn.ModuleList(
-            EQGATLayer(s_dim, v_dim, e_dim, rbf_dim=rbf_dim, position_update=position_update)
-            for _ in range(num_layers)
-        )
+            EQGATLayer(s_dim, v_dim, e_dim, rbf_dim=rbf_dim, position_update=position_update,
+                       vector_output=k < num_layers - 1)
+            for k in range(num_layers)
+        )  # fmt: skip
         self.rbf = GaussianRBF(rbf_dim)
         self.atom_head = nn.Sequential(nn.LayerNorm(s_dim), nn.Linear(s_dim, s_dim), nn.SiLU(),
                                        nn.Linear(s_dim, num_atom_types + num_charge_classes))  # fmt: skip
@@ -151,12 +170,19 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         if k > 1:
             g = torch.Generator().manual_seed(seed)
             state = {name: _widen_edge_tensor(name, w, e_old, k, g) for name, w in state.items()}
+        if want > have:  # src's last layer becomes a middle one: its vector gate starts closed (zero rows)
+            last = f"layers.{have - 1}.gated.mlp.2."
+            for name in ("weight", "bias"):
+                w = state[last + name]
+                state[last + name] = torch.cat([w, w.new_zeros((self.config.v_dim, *w.shape[1:]))])
         shapes = {n: p.shape for n, p in self.state_dict().items()}
         wrong = [n for n, w in state.items() if n in shapes and w.shape != shapes[n]]
         if wrong:
             raise GeodiffValueError(f"grow_from_: parameters do not match in shape ({wrong[:3]})")
         missing, unexpected = self.load_state_dict(state, strict=False)
         new = tuple(f"layers.{i}." for i in range(have, want))
+        if want > have:
+            new += (f"layers.{have - 1}.gated.w2.",)  # its vector weights keep their fresh initialisation
         gained = self.config.self_condition and not src.config.get("self_condition", False)
         if gained:
             new += ("sc_",)  # the self-conditioning inputs, set to zero below
@@ -205,8 +231,10 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         s = self.atom_embed(torch.cat([atom_types, charges], dim=-1)) + gather(self.time_atom(t), batch)
         e = self.edge_embed(bonds) + gather(self.time_edge(t), edge_graph)
         v = pos.new_zeros((n, 3, c.v_dim))
-        if self_cond is not None:
+        if c.self_condition:  # without a previous prediction its inputs still run, times zero (DDP)
             s, v, e = self._add_self_cond(self_cond, s, v, e, p, batch, num_graphs, edge_index)
+        elif self_cond is not None:
+            raise GeodiffValueError("self_cond: this model was built without self_condition")
         geom = None  # each layer hands the next the distances and RBFs of the positions it produced
         for layer in self.layers:
             s, v, p, e, geom = layer.forward_with_geometry(s, v, p, e, edge_index, geom)
@@ -225,10 +253,15 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         }
 
     def _add_self_cond(self, sc, s, v, e, p, batch, num_graphs, edge_index):
+        """Add the self-conditioning inputs of ``sc``; ``sc=None`` (no previous prediction) adds exactly
+        nothing, but through the same weights times zero, so that they take part in every step's graph."""
         c = self.config
-        if not c.self_condition:
-            raise GeodiffValueError("self_cond: this model was built without self_condition")
         n, num_edges = p.shape[0], edge_index.shape[1]
+        present = sc is not None
+        if not present:
+            sc = {"pos": p.detach(), "atoms": s.new_zeros((n, c.num_atom_types)),
+                  "charges": s.new_zeros((n, c.num_charge_classes)),
+                  "bonds": e.new_zeros((num_edges, c.num_bond_types))}  # fmt: skip
         want = {"pos": (n, 3), "atoms": (n, c.num_atom_types), "charges": (n, c.num_charge_classes),
                 "bonds": (num_edges, c.num_bond_types)}  # fmt: skip
         got = {k: tuple(sc[k].shape) if k in sc else None for k in want}
@@ -237,9 +270,10 @@ class EQGATDiffDenoiser(ModelMixin, ConfigMixin):
         j, i = edge_index
         x_hat = euclidean.remove_mean(sc["pos"].to(p.dtype), batch, num_graphs)
         d_hat = (gather(x_hat, i) - gather(x_hat, j)).norm(dim=-1, keepdim=True)
-        s = s + self.sc_node(torch.cat([sc["atoms"], sc["charges"]], dim=-1).to(s.dtype))
-        e = e + self.sc_edge(torch.cat([sc["bonds"].to(e.dtype), self.rbf(d_hat), d_hat], dim=-1))
-        v = v + (x_hat - p).unsqueeze(-1) * self.sc_vec
+        w = 1.0 if present else 0.0
+        s = s + w * self.sc_node(torch.cat([sc["atoms"], sc["charges"]], dim=-1).to(s.dtype))
+        e = e + w * self.sc_edge(torch.cat([sc["bonds"].to(e.dtype), self.rbf(d_hat), d_hat], dim=-1))
+        v = v + w * (x_hat - p).unsqueeze(-1) * self.sc_vec
         return s, v, e
 
 

@@ -30,6 +30,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints
+from geodiff.models.base import StrictLoadMixin
 from geodiff.nn.egtn import EGTNBlock, sinusoidal_embedding
 from geodiff.nn.scatter import scatter_mean
 
@@ -40,11 +41,28 @@ PRIORS = ("learnable", "last_frame", "center_of_mass", "zero")
 PREDICTIONS = ("epsilon", "sample")
 
 
+def drop_last_feature_update(state: dict, config: dict) -> dict | None:
+    """Exports made before the denoiser's last EGTN block lost its feature update (geodiff 0.1, before DDP
+    support) carry ``net.blocks.{L-1}.temporal.{out,ff,ff_norm}``: the features they update are never read
+    (the denoiser outputs coordinates), so dropping them changes nothing."""
+    last = f"net.blocks.{int(config['num_layers']) - 1}.temporal."
+    dead = tuple(last + name for name in ("out.", "ff.", "ff_norm."))
+    if not any(k.startswith(dead) for k in state):
+        return None
+    return {k: v for k, v in state.items() if not k.startswith(dead)}
+
+
 class _EGTN(nn.Module):
-    def __init__(self, in_dim: int, hidden: int, edge_dim: int, layers: int, heads: int):
+    """Embedding + EGTN blocks; ``features_out=False``: the caller reads only the coordinates, so the last
+    block does not update features (every parameter takes part in the loss)."""
+
+    def __init__(self, in_dim: int, hidden: int, edge_dim: int, layers: int, heads: int,
+                 features_out: bool = True):  # fmt: skip
         super().__init__()
         self.embed = nn.Linear(in_dim, hidden)
-        self.blocks = nn.ModuleList(EGTNBlock(hidden, edge_dim, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(
+            EGTNBlock(hidden, edge_dim, heads, update_h=features_out or k < layers - 1) for k in range(layers)
+        )
 
     def forward(self, h, x, edge_index, edge_attr):
         h = self.embed(h)
@@ -53,7 +71,7 @@ class _EGTN(nn.Module):
         return h, x
 
 
-class GeoTDMDenoiser(ModelMixin, ConfigMixin):
+class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
     """EGTN noise predictor + equivariant prior; save/load with ``save_pretrained`` / ``from_pretrained``.
 
     Args:
@@ -69,6 +87,7 @@ class GeoTDMDenoiser(ModelMixin, ConfigMixin):
     """
 
     config_name = "config.json"
+    MIGRATIONS = (("drop_last_feature_update", drop_last_feature_update),)
 
     @register_to_config
     def __init__(
@@ -98,7 +117,7 @@ class GeoTDMDenoiser(ModelMixin, ConfigMixin):
             raise GeodiffValueError(
                 f"frames: need num_cond >= 0 and num_target >= 1, got {num_cond}, {num_target}"
             )
-        self.net = _EGTN(node_dim + time_dim + 1, hidden, edge_dim, num_layers, heads)
+        self.net = _EGTN(node_dim + time_dim + 1, hidden, edge_dim, num_layers, heads, features_out=False)
         if num_cond > 0 and prior == "learnable":
             self.prior_net = _EGTN(node_dim, hidden, edge_dim, prior_layers, heads)
             self.prior_weight = nn.Linear(hidden, hidden)

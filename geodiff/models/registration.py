@@ -29,6 +29,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints, check_shape
+from geodiff.models.base import StrictLoadMixin
 from geodiff.nn.pointcloud import (
     CrossTransformer,
     Encoder,
@@ -79,7 +80,7 @@ def _timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 1000.0) -
     return torch.cat([ang.sin(), ang.cos()], dim=-1)
 
 
-class RegistrationNet(ModelMixin, ConfigMixin):
+class RegistrationNet(StrictLoadMixin, ModelMixin, ConfigMixin):
     """Invariant features + soft correspondences + weighted Procrustes, conditioned on the diffusion step.
 
     Args:

@@ -79,7 +79,8 @@ class EGNNLayer(nn.Module):
 class TemporalAttention(nn.Module):
     """Equivariant attention over the frames of every node (ET layer), relative sinusoidal frame encoding."""
 
-    def __init__(self, hidden: int, heads: int = 4, rel_dim: int = 32, update_x: bool = True):
+    def __init__(self, hidden: int, heads: int = 4, rel_dim: int = 32, update_x: bool = True,
+                 update_h: bool = True):  # fmt: skip
         super().__init__()
         if hidden % heads:
             raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
@@ -87,10 +88,11 @@ class TemporalAttention(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.rel = _mlp(rel_dim, hidden, heads)
-        self.out = nn.Linear(hidden, hidden)
-        self.ff = _mlp(hidden, 2 * hidden, hidden)
-        self.ff_norm = nn.LayerNorm(hidden)
-        self.update_x = update_x
+        if update_h:  # not built where nobody reads the features (the last block of a coordinate network)
+            self.out = nn.Linear(hidden, hidden)
+            self.ff = _mlp(hidden, 2 * hidden, hidden)
+            self.ff_norm = nn.LayerNorm(hidden)
+        self.update_x, self.update_h = update_x, update_h
         if update_x:
             self.coord = _mlp(self.head_dim, self.head_dim, 1)
             nn.init.zeros_(self.coord[-1].weight)
@@ -103,9 +105,10 @@ class TemporalAttention(nn.Module):
         rel = self.rel(sinusoidal_embedding(offs[:, None] - offs[None, :], self.rel_dim))  # [f, f, heads]
         logits = torch.einsum("nthd,nshd->nhts", q, k) / math.sqrt(self.head_dim)
         a = torch.softmax(logits + rel.permute(2, 0, 1).unsqueeze(0), dim=-1)  # [n, heads, t, s]
-        msg = torch.einsum("nhts,nshd->nthd", a, v).reshape(n, f, hid)
-        h = h + self.out(msg)
-        h = h + self.ff(self.ff_norm(h))
+        if self.update_h:
+            msg = torch.einsum("nhts,nshd->nthd", a, v).reshape(n, f, hid)
+            h = h + self.out(msg)
+            h = h + self.ff(self.ff_norm(h))
         if self.update_x:
             phi = self.coord(v).squeeze(-1)  # [n, s, heads]
             w = a * phi.permute(0, 2, 1).unsqueeze(2)  # [n, heads, t, s]
@@ -116,12 +119,13 @@ class TemporalAttention(nn.Module):
 
 
 class EGTNBlock(nn.Module):
-    """One (ES, ET) pair: an EGNN layer per frame, then temporal attention per node."""
+    """One (ES, ET) pair: an EGNN layer per frame, then temporal attention per node. ``update_h=False``: the
+    temporal attention updates coordinates only (features returned as they came: nobody reads them)."""
 
-    def __init__(self, hidden: int, edge_dim: int, heads: int = 4, rel_dim: int = 32):
+    def __init__(self, hidden: int, edge_dim: int, heads: int = 4, rel_dim: int = 32, update_h: bool = True):
         super().__init__()
         self.spatial = EGNNLayer(hidden, edge_dim)
-        self.temporal = TemporalAttention(hidden, heads, rel_dim)
+        self.temporal = TemporalAttention(hidden, heads, rel_dim, update_h=update_h)
 
     def forward(self, h, x, edge_index, edge_attr):
         h, x = self.spatial(h, x, edge_index, edge_attr)

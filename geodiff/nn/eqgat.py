@@ -90,28 +90,40 @@ class VectorNorm(nn.Module):
 
 
 class GatedEquivariantBlock(nn.Module):
-    """PaiNN/EQGAT gated block: ``s' = MLP([s, |W1 v|])``, ``v' = gate(s) * W2 v``."""
+    """PaiNN/EQGAT gated block: ``s' = MLP([s, |W1 v|])``, ``v' = gate(s) * W2 v``.
 
-    def __init__(self, s_dim: int, v_dim: int):
+    ``vector_output=False`` builds the scalar path only (no ``W2``, no gate outputs; ``forward`` returns
+    ``(ds, None)``): the block of a last layer, whose vectors nobody reads, so that every parameter takes
+    part in the loss (DDP needs no search for unused parameters)."""
+
+    def __init__(self, s_dim: int, v_dim: int, vector_output: bool = True):
         super().__init__()
         self.w1 = nn.Linear(v_dim, v_dim, bias=False)
-        self.w2 = nn.Linear(v_dim, v_dim, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(s_dim + v_dim, s_dim), nn.SiLU(), nn.Linear(s_dim, s_dim + v_dim))
-        self.s_dim = s_dim
+        if vector_output:
+            self.w2 = nn.Linear(v_dim, v_dim, bias=False)
+        out = s_dim + v_dim if vector_output else s_dim
+        self.mlp = nn.Sequential(nn.Linear(s_dim + v_dim, s_dim), nn.SiLU(), nn.Linear(s_dim, out))
+        self.s_dim, self.vector_output = s_dim, vector_output
 
-    def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         vn = (self.w1(v).pow(2).sum(dim=1) + 1e-8).sqrt()  # [N, V] invariant
         out = self.mlp(torch.cat([s, vn], dim=-1))
+        if not self.vector_output:
+            return out, None
         ds, gate = out[:, : self.s_dim], out[:, self.s_dim :]
         return ds, gate.unsqueeze(1) * self.w2(v)
 
 
 class EQGATLayer(nn.Module):
-    """One EQGAT layer on a (fully connected) molecular graph; returns updated ``(s, v, p, e)``."""
+    """One EQGAT layer on a (fully connected) molecular graph; returns updated ``(s, v, p, e)``.
+
+    ``vector_output=False`` (the last layer of a stack whose vectors are not read): the gated block has no
+    vector gate, and the returned ``v`` is the attention update alone."""
 
     def __init__(self, s_dim: int, v_dim: int, e_dim: int, hidden: int | None = None,
                  update_positions: bool = True, update_edges: bool = True, rbf_dim: int = 0,
-                 rbf_cutoff: float = 6.0, position_update: str = "scaled"):  # fmt: skip
+                 rbf_cutoff: float = 6.0, position_update: str = "scaled",
+                 vector_output: bool = True):  # fmt: skip
         super().__init__()
         if position_update not in ("scaled", "unit"):
             raise ValueError(f"position_update must be 'scaled' or 'unit', got {position_update!r}")
@@ -134,7 +146,7 @@ class EQGATLayer(nn.Module):
                 self.edge_mlp[-1].bias[-1].zero_()
         self.w_s = nn.Linear(s_dim, s_dim)
         self.w_v = nn.Linear(v_dim, v_dim, bias=False)
-        self.gated = GatedEquivariantBlock(s_dim, v_dim)
+        self.gated = GatedEquivariantBlock(s_dim, v_dim, vector_output)
         self.update_positions = update_positions
         self.update_edges = update_edges
         if update_edges:
@@ -193,7 +205,7 @@ class EQGATLayer(nn.Module):
         msg_v = u.unsqueeze(-1) * g_dir.unsqueeze(1) + g_vec.unsqueeze(1) * gather(self.w_v(v_n), j)
         v = v + scatter_mean(msg_v, i, n)
         ds, dv = self.gated(self.norm_s(s), self.norm_v(v))
-        s, v = s + ds, v + dv
+        s, v = s + ds, (v if dv is None else v + dv)
         if self.update_positions:
             if self.position_update == "unit":
                 p = p + scatter_mean(torch.tanh(w_pos) * u, i, n)

@@ -29,8 +29,7 @@ from geodiff.data.molecules import (
 from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.io import atomic_path, checkpoint_meta
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
-from geodiff.schedulers import CategoricalD3PMScheduler, E3DDIMScheduler, E3DDPMScheduler
-from geodiff.training.molecule_loss import MoleculeSchedulers
+from geodiff.schedulers import CategoricalD3PMScheduler, E3DDIMScheduler, E3DDPMScheduler, MoleculeSchedulers
 
 __all__ = ["MoleculeDiffusionPipeline", "records_from_graph", "write_sdf", "draw_grid"]
 
@@ -46,7 +45,7 @@ class MoleculeDiffusionPipeline:
         d = Path(directory)
         meta = checkpoint_meta(d, "molecules")
         try:
-            model = EQGATDiffDenoiser.from_pretrained(d / "model", low_cpu_mem_usage=False)
+            model = EQGATDiffDenoiser.from_pretrained(d / "model")
             sch = MoleculeSchedulers(
                 pos=E3DDPMScheduler.from_pretrained(d / "scheduler_pos"),
                 atoms=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_atoms"),

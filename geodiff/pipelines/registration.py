@@ -50,7 +50,7 @@ class RegistrationPipeline:
         d = Path(directory)
         meta = checkpoint_meta(d, "registration")
         try:
-            model = RegistrationNet.from_pretrained(d / "model", low_cpu_mem_usage=False)
+            model = RegistrationNet.from_pretrained(d / "model")
             sched = SE3DiffusionScheduler.from_pretrained(d / "scheduler")
         except Exception as exc:
             raise GeodiffError(

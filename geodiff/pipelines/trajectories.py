@@ -48,7 +48,7 @@ class TrajectoryDiffusionPipeline:
         d = Path(directory)
         meta = checkpoint_meta(d, "trajectories")
         try:
-            model = GeoTDMDenoiser.from_pretrained(d / "model", low_cpu_mem_usage=False)
+            model = GeoTDMDenoiser.from_pretrained(d / "model")
             sched = E3DDPMScheduler.from_pretrained(d / "scheduler")
         except Exception as exc:
             raise GeodiffError(

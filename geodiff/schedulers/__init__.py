@@ -13,6 +13,7 @@ Each one saves and loads with ``save_pretrained`` / ``from_pretrained`` and is b
 """
 
 from geodiff.schedulers.base import GeodiffSchedulerOutput
+from geodiff.schedulers.composite import MoleculeSchedulers
 from geodiff.schedulers.noise_schedules import make_alphas_cumprod
 from geodiff.schedulers.scheduling_d3pm import CategoricalD3PMScheduler
 from geodiff.schedulers.scheduling_e3_ddim import E3DDIMScheduler
@@ -28,4 +29,5 @@ __all__ = [
     "CategoricalD3PMScheduler",
     "SE3DiffusionScheduler",
     "SO3R3DiffusionScheduler",
+    "MoleculeSchedulers",
 ]

@@ -1,18 +1,17 @@
-"""What the trajectory and registration LightningModules share: data description carried in Lightning
-checkpoints, and export of the EMA model + scheduler + ``<family>.json`` (safetensors, atomically)."""
+"""Warm starts and lineage of exported models: load an export's weights into a model (``init_from``), its
+EMA copy, and the ``training`` record that says how an export was made, stage by stage."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-from pathlib import Path
 
+from geodiff.config import resolve_path
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.io import atomic_path, atomic_save_pretrained, public_config
+from geodiff.io import public_config
+from geodiff.training.ema import ema_model
 
 __all__ = [
-    "ExportMixin",
     "load_exported_weights",
     "model_with_ema",
     "read_training_record",
@@ -22,47 +21,19 @@ __all__ = [
 ]
 
 
-class ExportMixin:
-    """Needs ``self.ema`` (an AveragedModel), ``self.scheduler_``, ``self.data_info`` and ``FAMILY``."""
-
-    FAMILY: str = ""
-
-    def _set_model(self, model, ema_decay: float, init_from: str | None) -> None:
-        """``self.model`` (warm-started from ``init_from`` when given) and its EMA copy."""
-        self.model = model
-        self.ema, self.parent_training = model_with_ema(model, ema_decay, init_from)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["geodiff"] = {"data": self.data_info}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.data_info = checkpoint.get("geodiff", {}).get("data", {})
-
-    def export_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the EMA model, the scheduler and ``<FAMILY>.json`` into ``directory``."""
-        directory = Path(directory)
-        atomic_save_pretrained(copy.deepcopy(self.ema.module).float().cpu(), directory / "model")
-        atomic_save_pretrained(self.scheduler_, directory / "scheduler")
-        training = training_record(int(self.global_step), int(self.current_epoch), extra,
-                                   self.parent_training)  # fmt: skip
-        meta = {"family": self.FAMILY, "data": self.data_info, "training": training}
-        with atomic_path(directory / f"{self.FAMILY}.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
-        return directory
-
-
 def load_exported_weights(model, directory: str | os.PathLike) -> None:
     """Warm start ``model`` from an exported model folder (``<dir>/model``, e.g. a shipped checkpoint), so
     CPU training can go on across sessions; the architectures must match exactly, except that a model with
     ``grow_from_`` (the EQGAT-diff denoiser) may have more layers (the new ones start as the identity) and a
     whole multiple of the edge channels (copied, see ``EQGATDiffDenoiser.grow_from_``) and self-conditioning
     inputs the export lacks (starting at zero)."""
-    from geodiff.cli import resolve_path
-
     path = resolve_path(str(directory)) / "model"
     if not (path / "config.json").is_file():
         raise GeodiffError(f"init_from: {path.parent} is not an exported model (no model/config.json)")
-    src = type(model).from_pretrained(path, low_cpu_mem_usage=False)
+    try:
+        src = type(model).from_pretrained(path)
+    except GeodiffError as err:
+        raise GeodiffError(f"init_from: {err}") from None
     mine, theirs = public_config(model), public_config(src)
     diff = {k: (theirs.get(k), mine.get(k)) for k in mine if mine.get(k) != theirs.get(k)}
     grows = hasattr(model, "grow_from_") and diff and set(diff) <= {"num_layers", "e_dim", "self_condition"}
@@ -88,8 +59,6 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
 def model_with_ema(model, ema_decay: float, init_from: str | os.PathLike | None):
     """Warm start ``model`` from ``init_from`` (when given) and make its EMA copy: the warm-up EMA for a
     fresh model, the plain decay for a warm start. Returns the EMA model and the parent's training record."""
-    from geodiff.training.ema import ema_model
-
     parent = warm_start(model, init_from)
     return ema_model(model, ema_decay, warmup=not init_from), parent
 
@@ -105,8 +74,6 @@ def warm_start(model, init_from: str | os.PathLike | None) -> dict | None:
 
 def read_training_record(directory: str | os.PathLike) -> dict | None:
     """The ``training`` record of an exported model folder (its ``<family>.json``), or None if it has none."""
-    from geodiff.cli import resolve_path
-
     for path in sorted(resolve_path(str(directory)).glob("*.json")):
         try:
             meta = json.loads(path.read_text())

@@ -1,139 +1,161 @@
-"""Lightning training of EQGAT-diff on 3D molecules: data module, module (loss, Adam, EMA), export.
+"""EQGAT-diff on 3D molecules (Le et al., ICLR 2024): the training objective and its Lightning module.
 
-The module trains :class:`~geodiff.models.eqgat_diff.EQGATDiffDenoiser` with the EQGAT-diff objective
-(:mod:`geodiff.training.molecule_loss`). Dataset statistics (marginals for the D3PM priors, the atom-count
-histogram for sampling) come from the data module and travel with the checkpoint. ``export_pretrained``
-writes what sampling needs and nothing that executes on load: the EMA denoiser (safetensors + config.json),
-the four scheduler configs and ``molecules.json`` (vocabulary and statistics).
+The objective, per molecule, with ``t`` drawn uniformly from the training timesteps:
+
+* positions: Gaussian DDPM with zero-CoM noise, the model predicts x0; squared error summed over
+  coordinates and averaged over atoms;
+* atom types, charges, bonds: D3PM with the training marginal as prior; cross-entropy of the predicted
+  clean classes, averaged over atoms (bonds: over atom pairs). Bonds are noised once per unordered pair
+  and mirrored, so the noisy graph stays symmetric;
+* total = w(t) [3 L_pos + 0.4 L_atoms + 2 L_bonds + 1 L_charges], ``w(t) = clamp(SNR, 0.05, 1.5)``, averaged
+  over the molecules of the batch.
+
+A denoiser built with ``self_condition`` (geodiff's option, not the paper's) is trained with
+self-conditioning: in half the batches, chosen at random, the loss is that of its second prediction, made
+with its own (detached) first prediction as an extra input.
+
+The schedulers come from ``configs/scheduler/eqgat_diff.yaml`` (or any other
+:class:`~geodiff.schedulers.MoleculeSchedulers` config); the D3PM priors of a ``marginal`` scheduler and
+the class counts are set from the training data. Dataset statistics (marginals, the atom-count histogram
+for sampling) and the vocabulary travel with the checkpoint and the export (``molecules.json``).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import json
-import os
-import time
-from pathlib import Path
+import functools
+from dataclasses import asdict, dataclass
 
-import lightning.pytorch as L
 import torch
-from torch.utils.data import DataLoader, Subset
+import torch.nn.functional as F
 
-from geodiff.data.molecules import DatasetStatistics, MoleculeDataset, MoleculeVocabulary, collate_molecules
+from geodiff.config import build
+from geodiff.data.molecules import DatasetStatistics, MoleculeBatch, MoleculeVocabulary
 from geodiff.errors import GeodiffError
-from geodiff.io import atomic_path, atomic_save_pretrained, device_description
-from geodiff.models.eqgat_diff import EQGATDiffDenoiser
-from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
-from geodiff.training.export import model_with_ema, training_record
-from geodiff.training.molecule_loss import LossWeights, MoleculeSchedulers, eqgat_diff_loss
-from geodiff.training.optim import check_lr_schedule, describe_lr_schedule, optimizer_config
+from geodiff.manifolds import euclidean
+from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
+from geodiff.nn.scatter import scatter_mean
+from geodiff.schedulers import MoleculeSchedulers
+from geodiff.training.base import DiffusionModule
 
-__all__ = ["MoleculeDataModule", "MoleculeDiffusionModule", "ExportCallback", "make_schedulers"]
+__all__ = ["LossWeights", "MoleculeDiffusionModule", "eqgat_diff_loss", "noisy_molecules", "with_data"]
 
 
-def make_schedulers(stats: DatasetStatistics, num_train_timesteps: int = 500) -> MoleculeSchedulers:
-    """EQGAT-diff's schedulers: cosine (s = 0.008) for all, x0-prediction for positions, marginal priors."""
-    T = num_train_timesteps
-    return MoleculeSchedulers(
-        pos=E3DDPMScheduler(num_train_timesteps=T, beta_schedule="cosine", prediction_type="sample"),
-        atoms=CategoricalD3PMScheduler(len(stats.atom_marginal), T, prior_probs=stats.atom_marginal),
-        charges=CategoricalD3PMScheduler(len(stats.charge_marginal), T, prior_probs=stats.charge_marginal),
-        bonds=CategoricalD3PMScheduler(len(stats.bond_marginal), T, prior_probs=stats.bond_marginal),
+@dataclass
+class LossWeights:
+    pos: float = 3.0
+    atoms: float = 0.4
+    bonds: float = 2.0
+    charges: float = 1.0
+
+
+def noisy_molecules(batch: MoleculeBatch, schedulers: MoleculeSchedulers, t: torch.Tensor,
+                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Forward-noise a batch at per-graph timesteps ``t``; returns the noisy model inputs and the targets."""
+    num_graphs = batch.num_graphs
+    dtype = batch.pos.dtype
+    x0 = euclidean.remove_mean(batch.pos, batch.batch, num_graphs)
+    eps = torch.randn(x0.shape, generator=generator, dtype=dtype, device=x0.device)
+    pos_t = schedulers.pos.add_noise(x0, eps, t, batch=batch.batch)
+    atoms0 = F.one_hot(batch.atom_types, schedulers.atoms.config.num_classes).to(dtype)
+    charges0 = F.one_hot(batch.charges, schedulers.charges.config.num_classes).to(dtype)
+    bonds0 = F.one_hot(batch.edge_types, schedulers.bonds.config.num_classes).to(dtype)
+    atoms_t = schedulers.atoms.add_noise(atoms0, t, batch=batch.batch, generator=generator)
+    charges_t = schedulers.charges.add_noise(charges0, t, batch=batch.batch, generator=generator)
+    src, dst = batch.edge_index
+    rev = reverse_edge_permutation(batch.edge_index, batch.pos.shape[0])
+    bonds_t = schedulers.bonds.add_noise(bonds0, t, batch=batch.edge_batch, generator=generator)
+    bonds_t = torch.where((src < dst).unsqueeze(-1), bonds_t, bonds_t[rev])  # one draw per unordered pair
+    return {"pos": pos_t, "atoms": atoms_t, "charges": charges_t, "bonds": bonds_t, "x0": x0}
+
+
+def eqgat_diff_loss(
+    model,
+    batch: MoleculeBatch,
+    schedulers: MoleculeSchedulers,
+    weights: LossWeights | None = None,
+    generator: torch.Generator | None = None,
+    t: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The weighted EQGAT-diff loss and its components (each a scalar tensor)."""
+    weights = weights or LossWeights()
+    G, T = batch.num_graphs, schedulers.num_train_timesteps
+    device = batch.pos.device
+    if t is None:
+        t = torch.randint(0, T, (G,), generator=generator, device=generator.device if generator else device)
+        t = t.to(device)
+    noisy = noisy_molecules(batch, schedulers, t, generator)
+    inputs = (noisy["pos"], noisy["atoms"], noisy["charges"], noisy["bonds"], (t.to(batch.pos.dtype) + 1) / T,
+              batch.batch, batch.edge_index)  # fmt: skip
+    self_cond = None
+    if getattr(model.config, "self_condition", False):
+        # self-conditioning: in half the batches the model first predicts without, and then learns to refine
+        # that (detached) prediction, as it will refine its previous step's when sampling
+        coin = torch.rand((), generator=generator, device=generator.device if generator else "cpu")
+        if float(coin) < 0.5:
+            with torch.no_grad():
+                self_cond = model.self_cond_from(model(*inputs))
+    out = model(*inputs, self_cond=self_cond)
+    l_pos = scatter_mean((out["pos"] - noisy["x0"]).pow(2).sum(-1), batch.batch, G)
+    l_atoms = scatter_mean(F.cross_entropy(out["atoms"], batch.atom_types, reduction="none"), batch.batch, G)
+    l_charges = scatter_mean(F.cross_entropy(out["charges"], batch.charges, reduction="none"), batch.batch, G)
+    l_bonds = scatter_mean(
+        F.cross_entropy(out["bonds"], batch.edge_types, reduction="none"), batch.edge_batch, G
     )
+    w = schedulers.pos.loss_weight(t).to(batch.pos.dtype)
+    per_graph = w * (weights.pos * l_pos + weights.atoms * l_atoms + weights.bonds * l_bonds
+                     + weights.charges * l_charges)  # fmt: skip
+    return {
+        "loss": per_graph.mean(),
+        "pos": l_pos.mean().detach(),
+        "atoms": l_atoms.mean().detach(),
+        "charges": l_charges.mean().detach(),
+        "bonds": l_bonds.mean().detach(),
+    }
 
 
-def _detect_format(path: Path) -> str:
-    if path.suffix == ".npz":
-        return "qm9_npz"
-    if path.suffix == ".sdf" or (path.is_dir() and any(path.glob("*.sdf"))):
-        return "sdf"
-    if path.name.endswith((".tar.bz2", ".tar")) or (path.is_dir() and any(path.glob("*.xyz"))):
-        return "qm9_xyz"
-    raise GeodiffError(f"data: cannot tell the format of {path} (set data.format to qm9_npz, qm9_xyz or sdf)")
+def with_data(schedulers: MoleculeSchedulers, stats: DatasetStatistics) -> MoleculeSchedulers:
+    """``schedulers`` fitted to a data set: the class counts of its vocabulary, and its marginals as the
+    priors of the categorical schedulers whose ``prior_type`` is ``marginal``. A categorical entry may be a
+    scheduler (refitted) or a partial constructor (a Hydra ``_partial_`` config, completed here)."""
+
+    def fit(sched, marginal):
+        if isinstance(sched, functools.partial):
+            marginal_prior = sched.keywords.get("prior_type", "marginal") == "marginal"
+            extra = {"prior_probs": [float(x) for x in marginal]} if marginal_prior else {}
+            return sched(num_classes=len(marginal), **extra)
+        kw = {"num_classes": len(marginal)}
+        if sched.config.prior_type == "marginal":
+            kw["prior_probs"] = [float(x) for x in marginal]
+        return type(sched).from_config(sched.config, **kw)
+
+    return MoleculeSchedulers(pos=schedulers.pos, atoms=fit(schedulers.atoms, stats.atom_marginal),
+                              charges=fit(schedulers.charges, stats.charge_marginal),
+                              bonds=fit(schedulers.bonds, stats.bond_marginal))  # fmt: skip
 
 
-class MoleculeDataModule(L.LightningDataModule):
-    """Molecules from a QM9 npz (EDM layout, cached), QM9 xyz files, or SDF (GEOM-Drugs style, your own);
-    bonds are perceived with RDKit where the format has none; a seeded random validation split."""
+class MoleculeDiffusionModule(DiffusionModule):
+    """EQGAT-diff training: the weighted loss above with its schedulers; validation samples with DDIM and
+    logs molecule and atom stability and RDKit validity. ``scheduler``: :class:`MoleculeSchedulers` (default:
+    ``configs/scheduler/eqgat_diff.yaml``). Other arguments: :class:`DiffusionModule`."""
 
-    def __init__(self, path: str, format: str = "auto", cache_dir: str | None = ".cache/geodiff",
-                 limit: int | None = None, atoms: list[str] | None = None,
-                 val_fraction: float = 0.05, batch_size: int = 32, num_workers: int = 0,
-                 seed: int = 0, kekulize: bool = True):  # fmt: skip
-        super().__init__()
-        self.path, self.format, self.cache_dir, self.limit = path, format, cache_dir, limit
-        self.kekulize = kekulize
-        self.atoms = tuple(atoms) if atoms else None  # fixed element vocabulary for SDF input
-        self.val_fraction, self.batch_size, self.num_workers, self.seed = (
-            val_fraction,
-            batch_size,
-            num_workers,
-            seed,
-        )
-        self.dataset: MoleculeDataset | None = None
+    FAMILY = "molecules"
+    PROGRESS = ("mol_stability", "connected_validity")
 
-    def prepare(self) -> MoleculeDataset:
-        if self.dataset is None:
-            from geodiff.data.molecules import dataset_from_qm9_xyz, dataset_from_sdf
-
-            path = Path(self.path)
-            if not path.exists():
-                raise GeodiffError(f"data: {self.path} not found (point data.path at a QM9 npz, xyz or SDF)")
-            fmt = _detect_format(path) if self.format == "auto" else self.format
-            if fmt == "qm9_npz":
-                self.dataset = MoleculeDataset.from_qm9_npz(path, cache_dir=self.cache_dir, limit=self.limit,
-                                                            kekulize=self.kekulize)  # fmt: skip
-            elif fmt == "qm9_xyz":
-                self.dataset = dataset_from_qm9_xyz(path, limit=self.limit, kekulize=self.kekulize)
-            elif fmt == "sdf":
-                vocab = MoleculeVocabulary(self.atoms) if self.atoms else None
-                self.dataset = dataset_from_sdf(path, vocab=vocab, limit=self.limit, kekulize=self.kekulize)
-            else:
-                raise GeodiffError(f"data.format: expected auto, qm9_npz, qm9_xyz or sdf, got {fmt!r}")
-            if self.dataset.failures:
-                total = len(self.dataset) + len(self.dataset.failures)
-                print(f"data: skipped {len(self.dataset.failures)} of {total} "
-                      "molecules whose bonds RDKit could not perceive")  # fmt: skip
-            n = len(self.dataset)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
-            n_val = max(1, int(round(self.val_fraction * n))) if self.val_fraction > 0 else 0
-            self.val_idx, self.train_idx = perm[:n_val], perm[n_val:]
-        return self.dataset
-
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare()
-
-    @property
-    def statistics(self) -> DatasetStatistics:
-        ds = self.prepare()
-        return MoleculeDataset.from_records([ds[i] for i in self.train_idx], ds.vocab).statistics()
-
-    def _loader(self, idx, shuffle):
-        return DataLoader(Subset(self.prepare(), idx), batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=collate_molecules, num_workers=self.num_workers)  # fmt: skip
-
-    def train_dataloader(self):
-        return self._loader(self.train_idx, True)
-
-    def val_dataloader(self):
-        return self._loader(self.val_idx, False)
-
-
-class MoleculeDiffusionModule(L.LightningModule):
-    """EQGAT-diff training: loss 3/0.4/2/1 with clamp(SNR, 0.05, 1.5), Adam, EMA of the weights."""
-
-    def __init__(self, model: EQGATDiffDenoiser, num_train_timesteps: int = 500, lr: float = 5e-4,
-                 ema_decay: float = 0.9999, weight_pos: float = 3.0, weight_atoms: float = 0.4,
-                 weight_bonds: float = 2.0, weight_charges: float = 1.0, val_sample_every_n_epochs: int = 0,
-                 val_num_samples: int = 32, val_sampling_steps: int = 50,
-                 init_from: str | None = None, lr_schedule: str = "constant",
-                 lr_decay_steps: int | None = None, lr_min_ratio: float = 0.05):  # fmt: skip
-        super().__init__()
-        check_lr_schedule(lr_schedule, lr_decay_steps, lr_min_ratio)
-        self.save_hyperparameters(ignore=["model"])
-        self.model = model
-        self.ema, self.parent_training = model_with_ema(model, ema_decay, init_from)
+    def __init__(self, model: EQGATDiffDenoiser, scheduler: MoleculeSchedulers | None = None,
+                 lr: float = 5e-4, ema_decay: float = 0.9999, weight_pos: float = 3.0,
+                 weight_atoms: float = 0.4, weight_bonds: float = 2.0, weight_charges: float = 1.0,
+                 val_sample_every_n_epochs: int = 0,
+                 val_num_samples: int = 32, val_sampling_steps: int = 50, init_from: str | None = None,
+                 lr_schedule: str = "constant", lr_decay_steps: int | None = None,
+                 lr_min_ratio: float = 0.05):  # fmt: skip
+        super().__init__(model, lr=lr, amsgrad=True, ema_decay=ema_decay, init_from=init_from,
+                         lr_schedule=lr_schedule, lr_decay_steps=lr_decay_steps, lr_min_ratio=lr_min_ratio,
+                         val_sample_every_n_epochs=val_sample_every_n_epochs)  # fmt: skip
+        scheduler = build("scheduler", "eqgat_diff") if scheduler is None else scheduler
+        if not isinstance(scheduler, MoleculeSchedulers):
+            raise GeodiffError(f"module.scheduler: a molecule model needs MoleculeSchedulers, got "
+                               f"{type(scheduler).__name__} (scheduler=eqgat_diff)")  # fmt: skip
+        self.config_schedulers = scheduler
         self.weights = LossWeights(weight_pos, weight_atoms, weight_bonds, weight_charges)
         self.stats: DatasetStatistics | None = None
         self.vocab: MoleculeVocabulary | None = None
@@ -141,7 +163,7 @@ class MoleculeDiffusionModule(L.LightningModule):
 
     def set_statistics(self, stats: DatasetStatistics, vocab: MoleculeVocabulary) -> None:
         self.stats, self.vocab = stats, vocab
-        self.schedulers_ = make_schedulers(stats, self.hparams.num_train_timesteps)
+        self.schedulers_ = with_data(self.config_schedulers, stats)
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
@@ -157,126 +179,38 @@ class MoleculeDiffusionModule(L.LightningModule):
                 f"set model.num_atom_types={want[0]}"
             )
 
-    def training_step(self, batch, batch_idx):
-        out = eqgat_diff_loss(self.model, batch, self.schedulers_, self.weights)
-        self.log_dict({f"train/{k}": v for k, v in out.items()}, batch_size=batch.num_graphs, prog_bar=False)
-        self.log("loss", out["loss"], prog_bar=True, batch_size=batch.num_graphs)
-        return out["loss"]
+    def loss(self, model, batch, generator=None):
+        return eqgat_diff_loss(model, batch, self.schedulers_, self.weights, generator=generator)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.ema.update_parameters(self.model)
+    def batch_device(self, batch):
+        return batch.pos.device
 
-    def validation_step(self, batch, batch_idx):
-        g = torch.Generator(device=batch.pos.device).manual_seed(1000 + batch_idx)  # same noise every epoch
-        out = eqgat_diff_loss(self.ema.module, batch, self.schedulers_, self.weights, generator=g)
-        self.log_dict({f"val/{k}": v for k, v in out.items()}, batch_size=batch.num_graphs, prog_bar=False)
-        self.log("val_loss", out["loss"], prog_bar=True, batch_size=batch.num_graphs)
-
-    def on_validation_epoch_end(self) -> None:
-        """Every ``val_sample_every_n_epochs`` epochs: sample with the EMA model, log molecule and atom
-        stability (generated bonds, charge-aware valences) and RDKit validity."""
-        every = self.hparams.val_sample_every_n_epochs
-        if not every or self.trainer.sanity_checking or (self.current_epoch + 1) % every:
-            return
+    def sample_metrics(self, batch, batch_idx):
+        """Molecule and atom stability (generated bonds, charge-aware valences) and RDKit validity of
+        ``val_num_samples`` DDIM samples (seeded by process rank: under DDP every process adds its own)."""
+        if not self.should_sample(batch_idx):
+            return None
         from geodiff.metrics.chemistry import molecule_metrics
         from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
 
         pipe = MoleculeDiffusionPipeline(self.ema.module, self.schedulers_, self.vocab, self.stats)
-        records = pipe(num_samples=self.hparams.val_num_samples, sampler="ddim", seed=0, progress=False,
-                       num_inference_steps=self.hparams.val_sampling_steps)  # fmt: skip
-        self.ema.module.train(self.model.training)
-        scores = molecule_metrics(records, self.vocab)  # records -> molecules once, for every metric
-        self.log("val/mol_stability", scores["mol_stability"], prog_bar=True)
-        self.log("val/atom_stability", scores["atom_stability"])
-        self.log("val/validity", scores["validity"])
-        self.log("val/connected_validity", scores["connected_validity"], prog_bar=True)
+        records = pipe(num_samples=self.hparams.val_num_samples, sampler="ddim", seed=self.global_rank,
+                       progress=False, num_inference_steps=self.hparams.val_sampling_steps)  # fmt: skip
+        scores = molecule_metrics(records, self.vocab)
+        keys = ("mol_stability", "atom_stability", "validity", "connected_validity")
+        return {k: scores[k] for k in keys}
 
-    def configure_optimizers(self):
-        h = self.hparams
-        opt = torch.optim.Adam(self.model.parameters(), lr=h.lr, amsgrad=True)
-        return optimizer_config(opt, h.lr_schedule, self.trainer, h.lr_decay_steps, h.lr_min_ratio)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["geodiff"] = {"statistics": self.stats.to_dict(), "vocab": self.vocab.to_dict()}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        meta = checkpoint.get("geodiff")
-        if meta:
-            self.set_statistics(DatasetStatistics.from_dict(meta["statistics"]),
-                                MoleculeVocabulary.from_dict(meta["vocab"]))  # fmt: skip
-
-    def export_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the EMA model, the schedulers and molecules.json into ``directory`` (atomically per file)."""
-        directory = Path(directory)
-        model = copy.deepcopy(self.ema.module).float().cpu()
-        atomic_save_pretrained(model, directory / "model")
+    def export_schedulers(self):
         s = self.schedulers_
-        for name, sched in (("pos", s.pos), ("atoms", s.atoms), ("charges", s.charges), ("bonds", s.bonds)):
-            atomic_save_pretrained(sched, directory / f"scheduler_{name}")
-        meta = {
-            "family": "molecules",
-            "vocab": self.vocab.to_dict(),
-            "statistics": self.stats.to_dict(),
-            "training": training_record(
-                int(self.global_step), int(self.current_epoch), extra, self.parent_training
-            ),
-        }
-        with atomic_path(directory / "molecules.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
-        return directory
+        return {"scheduler_pos": s.pos, "scheduler_atoms": s.atoms, "scheduler_charges": s.charges,
+                "scheduler_bonds": s.bonds}  # fmt: skip
 
+    def describe(self):
+        return {"vocab": self.vocab.to_dict(), "statistics": self.stats.to_dict()}
 
-class ExportCallback(L.Callback):
-    """Export the EMA model (safetensors) every ``every_n_epochs`` epochs and at the end of training, with
-    a record of the run: ``command`` (the command line that started it), hardware, wall time, batch size,
-    the loss weights, the last validation loss and the model it was warm-started from."""
+    def restore(self, meta):
+        self.set_statistics(DatasetStatistics.from_dict(meta["statistics"]),
+                            MoleculeVocabulary.from_dict(meta["vocab"]))  # fmt: skip
 
-    def __init__(self, dirpath: str, every_n_epochs: int = 1, command: str | None = None):
-        self.dirpath, self.every, self.command = dirpath, every_n_epochs, command
-        self._start: float | None = None
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._start = time.monotonic()
-
-    def run_record(self, trainer, pl_module) -> dict:
-        """What this run adds to the export's training record."""
-        record: dict = {}
-        if self.command:
-            record["command"] = self.command
-        where = device_description(pl_module.device)
-        if trainer.num_devices > 1:
-            where = f"{trainer.num_devices} x {where}"
-        record["hardware"] = f"{where}, torch {torch.__version__}, precision {trainer.precision}"
-        if self._start is not None:
-            minutes = (time.monotonic() - self._start) / 60
-            record["wall_time"] = f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
-        datamodule = getattr(trainer, "datamodule", None)
-        batch_size = getattr(datamodule, "batch_size", None)
-        if isinstance(batch_size, int):
-            record["batch_size"] = batch_size
-        kekulize = getattr(datamodule, "kekulize", None)
-        if isinstance(kekulize, bool):
-            record["bonds"] = "Kekule form (data.kekulize=true)" if kekulize else "aromatic bonds kept"
-        h = pl_module.hparams
-        schedule = describe_lr_schedule(h.get("lr_schedule", "constant"), h.get("lr"), trainer,
-                                        h.get("lr_decay_steps"), h.get("lr_min_ratio", 1.0))  # fmt: skip
-        if schedule:
-            record["lr_schedule"] = schedule
-        init_from = h.get("init_from")
-        if init_from:
-            record["init_from"] = str(init_from)
-        weights = getattr(pl_module, "weights", None)
-        if dataclasses.is_dataclass(weights):
-            record["loss_weights"] = dataclasses.asdict(weights)
-        val = trainer.callback_metrics.get("val_loss")
-        if val is not None:
-            record["final_val_loss"] = round(float(val), 4)
-        return record
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if (trainer.current_epoch + 1) % self.every == 0 and trainer.is_global_zero:
-            pl_module.export_pretrained(self.dirpath, self.run_record(trainer, pl_module))
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if trainer.is_global_zero:
-            pl_module.export_pretrained(self.dirpath, self.run_record(trainer, pl_module))
+    def run_notes(self):
+        return {"loss_weights": asdict(self.weights)}

@@ -9,19 +9,22 @@ a real failure and propagates with its traceback. ``GEODIFF_DEBUG=1`` re-raises 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import traceback
 from pathlib import Path
 
 import lightning.pytorch as L
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from geodiff.config import instantiate
 from geodiff.errors import GeodiffError, first_line
+from geodiff.io import atomic_path
+from geodiff.training.callbacks import ExportCallback, RankSeed
 
-__all__ = ["train"]
+__all__ = ["command_line", "make_callbacks", "train", "trainer_kwargs"]
 
 _SETUP_ERRORS = (TypeError, ValueError, AssertionError, ImportError, RuntimeError, KeyError, AttributeError)
 
@@ -52,40 +55,61 @@ def command_line(overrides: list[str]) -> str:
     return (f"OMP_NUM_THREADS={threads} " if threads else "") + shlex.join(["geodiff", "train", *overrides])
 
 
-def trainer_kwargs(cfg: DictConfig, out: Path) -> dict:
-    """``cfg.trainer`` as keyword arguments for ``L.Trainer``, with a CSV logger in
-    ``out/lightning_logs/version_N/metrics.csv`` (what ``geodiff curves`` reads) unless the config names a
-    logger: Lightning's default would switch to TensorBoard files wherever tensorboard is installed."""
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    """``cfg.trainer`` as keyword arguments for ``L.Trainer``, with the logger of the ``logger`` group (CSV
+    by default: ``lightning_logs/version_N/metrics.csv``, what ``geodiff curves`` reads);
+    ``trainer.logger=false`` turns logging off."""
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if kwargs.get("logger") in (None, True):
-        kwargs["logger"] = CSVLogger(save_dir=str(out), name="lightning_logs")
+    if kwargs.get("logger") is False:
+        return kwargs
+    kwargs.pop("logger", None)
+    logger_cfg = cfg.get("logger")
+    kwargs["logger"] = instantiate(logger_cfg) if logger_cfg else False
     return kwargs
+
+
+def make_callbacks(cfg: DictConfig, command: str | None) -> list[L.Callback]:
+    """The callbacks of the ``callbacks`` group (each entry a ``_target_``; null entries are skipped), the
+    export callback given the command line, and geodiff's own: per-process seeds and the start marker."""
+    callbacks = []
+    for name, c in (cfg.get("callbacks") or {}).items():
+        if c is None:
+            continue
+        if not isinstance(c, DictConfig) or "_target_" not in c:
+            raise GeodiffError(f"callbacks.{name}: needs a _target_ (a Lightning callback class)")
+        cb = instantiate(c)
+        if isinstance(cb, ExportCallback) and cb.command is None:
+            cb.command = command
+        callbacks.append(cb)
+    return [*callbacks, RankSeed(int(cfg.seed))]
+
+
+def _check_logger_packages(cfg: DictConfig) -> None:
+    """One line naming the package a logger needs, before Lightning's longer message."""
+    target = str(OmegaConf.select(cfg, "logger._target_") or "")
+    need = {"TensorBoardLogger": ("tensorboard", "tensorboardX"), "WandbLogger": ("wandb",)}
+    for cls, modules in need.items():
+        if target.endswith(cls) and not any(importlib.util.find_spec(m) for m in modules):
+            raise GeodiffError(f"logger: {cls} needs the {modules[0]} package (pip install geodiff[loggers])")
 
 
 def train(cfg: DictConfig, command: str | None = None):
     """Fit the experiment ``cfg`` describes; returns the fitted LightningModule. ``command`` (the command
     line, see :func:`command_line`) goes into the export's training record."""
-    from geodiff.cli import instantiate
-    from geodiff.training.molecules import ExportCallback
-
-    L.seed_everything(int(cfg.seed), workers=True)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if rank_zero_only.rank == 0:
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(OmegaConf.to_yaml(cfg))
+    _check_logger_packages(cfg)
     started = _Started()
     try:
         data = instantiate(cfg.data)
         model = instantiate(cfg.model)
         module = instantiate(cfg.module, model=model)
-        callbacks = [
-            ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_epochs=1),
-            ExportCallback(
-                str(out / "export"), every_n_epochs=int(cfg.export_every_n_epochs), command=command
-            ),
-            TQDMProgressBar(refresh_rate=int(cfg.progress_refresh_rate)),
-            started,
-        ]
-        trainer = L.Trainer(**trainer_kwargs(cfg, out), callbacks=callbacks, default_root_dir=str(out))
+        callbacks = [*make_callbacks(cfg, command), started]
+        trainer = L.Trainer(**trainer_kwargs(cfg), callbacks=callbacks, default_root_dir=str(out))
         trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
     except GeodiffError:
         raise

@@ -21,8 +21,9 @@ def test_train_then_sample(qm9_npz, tmp_path):
     out = tmp_path / "run"
     r = geodiff("train", "experiment=qm9_eqgat_small", f"data.path={qm9_npz}", "data.limit=48",
                 f"data.cache_dir={tmp_path / 'cache'}", "data.batch_size=16", "model.s_dim=16",
-                "model.v_dim=4", "model.e_dim=4", "model.num_layers=1", "module.num_train_timesteps=20",
-                "trainer.max_epochs=1", "module.val_sample_every_n_epochs=1", "module.val_num_samples=3",
+                "model.v_dim=4", "model.e_dim=4", "model.num_layers=1",
+                "scheduler.pos.num_train_timesteps=20", "trainer.max_epochs=1",
+                "module.val_sample_every_n_epochs=1", "module.val_num_samples=3",
                 "module.val_sampling_steps=3", "module.weight_bonds=1.5",
                 "trainer.accelerator=cpu", f"output_dir={out}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -67,7 +68,7 @@ def test_train_then_sample(qm9_npz, tmp_path):
     # resume from the Lightning checkpoint for one more epoch
     r = geodiff("train", f"data.path={qm9_npz}", "data.limit=48", f"data.cache_dir={tmp_path / 'cache'}",
                 "model.s_dim=16", "model.v_dim=4", "model.e_dim=4", "model.num_layers=1",
-                "module.num_train_timesteps=20", "trainer.max_epochs=2", "trainer.accelerator=cpu",
+                "scheduler.pos.num_train_timesteps=20", "trainer.max_epochs=2", "trainer.accelerator=cpu",
                 f"output_dir={out}", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
 
@@ -97,7 +98,7 @@ def test_train_on_an_sdf_and_vocabulary_mismatch(tmp_path):
         w.write(mol)
     w.close()
     common = [f"data.path={sdf}", "data.batch_size=8", "model.s_dim=16", "model.v_dim=4", "model.e_dim=4",
-              "model.num_layers=1", "module.num_train_timesteps=10", "trainer.max_epochs=1",
+              "model.num_layers=1", "scheduler.pos.num_train_timesteps=10", "trainer.max_epochs=1",
               "trainer.accelerator=cpu", f"output_dir={tmp_path / 'run'}"]  # fmt: skip
     r = geodiff("train", *common)  # the default model has QM9's 5 atom types; the SDF has H C N O S Cl
     assert r.returncode == 2, r.stderr[-1500:]

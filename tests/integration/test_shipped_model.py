@@ -93,10 +93,10 @@ def test_shipped_geotdm_model_forecasts_better_than_constant_velocity(kind):
     they never saw (a fresh seed), beat the constant-velocity baseline."""
     import torch
 
+    from geodiff.data.datamodules import systems_for_sampling
     from geodiff.data.trajectories import collate_trajectories
     from geodiff.metrics.trajectories import constant_velocity, displacement_errors
     from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
-    from geodiff.training.trajectories import systems_for_sampling
 
     ckpt = ROOT / "checkpoints" / f"nbody_{kind}_geotdm_small"
     meta = json.loads((ckpt / "trajectories.json").read_text())

@@ -13,7 +13,7 @@ from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.hidden=8", "model.num_layers=1", "model.heads=2", "model.prior_layers=1", "model.time_dim=8",
-        "module.num_train_timesteps=20", "trainer.accelerator=cpu", "trainer.max_epochs=1"]  # fmt: skip
+        "scheduler.num_train_timesteps=20", "trainer.accelerator=cpu", "trainer.max_epochs=1"]  # fmt: skip
 
 
 def geodiff(*args):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from geodiff.cli import compose, instantiate
+from geodiff.config import compose, instantiate
 from tests.conftest import SHARED_DATA
 
 EXPERIMENTS = ["nbody_charged_geotdm", "nbody_springs_geotdm", "nbody_gravity_geotdm",
@@ -20,7 +20,8 @@ def test_experiment_builds(name):
     assert module.scheduler_.config.prediction_type == c.prediction
     expect = {"md17": (4, 3, 3), "eth_ucy": (1, 1, 2)}.get(cfg.data.dataset, (1, 1, 3))
     assert (c.node_dim, c.edge_dim, c.dim) == expect
-    assert cfg.module.num_train_timesteps == (100 if cfg.data.dataset == "eth_ucy" else 1000)
+    T = module.scheduler_.config.num_train_timesteps
+    assert T == cfg.scheduler.num_train_timesteps == (100 if cfg.data.dataset == "eth_ucy" else 1000)
     # CPU-sized forecasters predict x0 (README: it learns the forecast sooner); the paper sizes predict eps
     expect_pred = "sample" if name.endswith("_small") and c.num_cond > 0 else "epsilon"
     assert c.prediction == expect_pred

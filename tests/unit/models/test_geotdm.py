@@ -173,7 +173,7 @@ def test_mixed_sizes_in_one_batch_match_single_runs():
 def test_save_load_roundtrip(tmp_path):
     m = model(num_cond=4, num_target=8).float()
     m.save_pretrained(tmp_path)
-    m2 = GeoTDMDenoiser.from_pretrained(tmp_path, low_cpu_mem_usage=False)
+    m2 = GeoTDMDenoiser.from_pretrained(tmp_path)
     b = charged_batch()
     args = (b.x[:, 4:].float(), 10, b.h.float(), b.edge_index, b.edge_attr.float(), b.batch)
     with torch.no_grad():

@@ -101,7 +101,7 @@ def test_cached_features_match_forward_and_save_load(tmp_path):
     full = m(x, y, h, t)["pose"]
     torch.testing.assert_close(m.match(m.encode(x, y), x, y, h, t)["pose"], full)
     m.save_pretrained(tmp_path)
-    back = RegistrationNet.from_pretrained(tmp_path, low_cpu_mem_usage=False).double().eval()
+    back = RegistrationNet.from_pretrained(tmp_path).double().eval()
     torch.testing.assert_close(back(x, y, h, t)["pose"], full)
 
 

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
+from geodiff.data.datamodules import PairDataset
 from geodiff.data.pointclouds import PairConfig, PointCloud, benchmark_pairs, procedural_mesh
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.metrics.registration import evaluate_registration, format_registration_table
 from geodiff.models.registration import RegistrationNet
 from geodiff.pipelines.icp import icp
 from geodiff.pipelines.registration import RegistrationPipeline, plot_registration
+from geodiff.pipelines.registration_benchmark import evaluate_registration, format_registration_table
 from geodiff.schedulers import SE3DiffusionScheduler
-from geodiff.training.registration import PairDataset, registration_loss
+from geodiff.training.registration import registration_loss
 
 
 def pipeline():

@@ -2,22 +2,30 @@
 
 import torch
 
+from geodiff.config import build
 from geodiff.data.molecules import collate_molecules
 from geodiff.manifolds import euclidean
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
-from geodiff.schedulers import CategoricalD3PMScheduler, E3DDPMScheduler
-from geodiff.training.molecule_loss import MoleculeSchedulers, eqgat_diff_loss, noisy_molecules
+from geodiff.training.molecules import eqgat_diff_loss, noisy_molecules, with_data
 
 
 def make_schedulers(stats, T=100):
-    return MoleculeSchedulers(
-        pos=E3DDPMScheduler(num_train_timesteps=T, prediction_type="sample"),
-        atoms=CategoricalD3PMScheduler(num_classes=5, num_train_timesteps=T, prior_probs=stats.atom_marginal),
-        charges=CategoricalD3PMScheduler(
-            num_classes=6, num_train_timesteps=T, prior_probs=stats.charge_marginal
-        ),
-        bonds=CategoricalD3PMScheduler(num_classes=5, num_train_timesteps=T, prior_probs=stats.bond_marginal),
-    )
+    """configs/scheduler/eqgat_diff.yaml with T steps, fitted to the data (class counts, marginal priors)."""
+    return with_data(build("scheduler", "eqgat_diff", [f"pos.num_train_timesteps={T}"]), stats)
+
+
+def test_config_schedulers_fit_the_data(qm9_small):
+    stats = qm9_small.statistics()
+    sch = make_schedulers(stats, T=30)
+    assert sch.num_train_timesteps == 30 and sch.pos.config.prediction_type == "sample"
+    for part, marginal in ((sch.atoms, stats.atom_marginal), (sch.charges, stats.charge_marginal),
+                           (sch.bonds, stats.bond_marginal)):  # fmt: skip
+        assert part.config.num_train_timesteps == 30 and part.config.num_classes == len(marginal)
+        assert torch.allclose(part.prior, torch.as_tensor(marginal, dtype=torch.float64) / sum(marginal))
+    uniform = with_data(build("scheduler", "eqgat_diff", ["bonds.prior_type=uniform"]), stats)
+    assert uniform.bonds.config.prior_type == "uniform" and uniform.bonds.config.prior_probs is None
+    again = with_data(sch, stats)  # refitting built schedulers keeps them
+    assert again.atoms.config == sch.atoms.config
 
 
 def test_noised_molecules_are_symmetric_and_centred(qm9_small):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from geodiff.data.datamodules import TrajectoryDataModule, systems_for_sampling
 from geodiff.errors import GeodiffError
-from geodiff.training.trajectories import TrajectoryDataModule, systems_for_sampling
 from tests.unit.data.test_trajectory_data import _ethanol_like_md17
 
 

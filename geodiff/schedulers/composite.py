@@ -1,0 +1,25 @@
+"""Schedulers that travel together: the four of a molecule diffusion model (positions, atom types, charges,
+bonds), which share one time axis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geodiff.schedulers.scheduling_d3pm import CategoricalD3PMScheduler
+from geodiff.schedulers.scheduling_e3_ddpm import E3DDPMScheduler
+
+__all__ = ["MoleculeSchedulers"]
+
+
+@dataclass
+class MoleculeSchedulers:
+    """The four schedulers of a molecule diffusion model (they share T)."""
+
+    pos: E3DDPMScheduler
+    atoms: CategoricalD3PMScheduler
+    charges: CategoricalD3PMScheduler
+    bonds: CategoricalD3PMScheduler
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.pos.config.num_train_timesteps
