@@ -630,7 +630,21 @@ def _parser() -> argparse.ArgumentParser:
     for name, (_, helptext) in COMMANDS.items():
         sp = sub.add_parser(name, help=helptext, description=helptext)
         sp.add_argument("overrides", nargs="*", help="Hydra overrides: key=value or group=option")
+        if name != "info":
+            sp.add_argument(
+                "--cfg", choices=["job"], help="print the composed config and exit (Hydra's --cfg job)"
+            )
+            sp.add_argument("-m", "--multirun", action="store_true",
+                            help="not supported: run one command per value instead")  # fmt: skip
     return p
+
+
+def _config_of(command: str, overrides: list[str]) -> tuple[str, list[str]]:
+    """The config a command composes and the overrides it composes it with."""
+    if command == "data":
+        kind = overrides[0] if overrides else ""
+        return ("data_registration" if kind == "registration" else "data"), overrides[1:]
+    return command, overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -640,7 +654,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handler = COMMANDS[args.command][0]
+    if getattr(args, "multirun", False):
+        print(f"geodiff {args.command}: error: multirun (-m) is not supported: run one command per value "
+              f"(for s in 0 1 2; do geodiff {args.command} seed=$s ...; done)", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     try:
+        if getattr(args, "cfg", None):
+            from omegaconf import OmegaConf
+
+            print(OmegaConf.to_yaml(compose(*_config_of(args.command, args.overrides))), end="")
+            return 0
         return handler(args.overrides)
     except GeodiffError as exc:
         print(f"geodiff {args.command}: error: {exc}", file=sys.stderr)
@@ -650,7 +673,9 @@ def main(argv: list[str] | None = None) -> int:
         from omegaconf.errors import OmegaConfBaseException
 
         if isinstance(exc, (HydraException, OmegaConfBaseException)):
-            print(f"geodiff {args.command}: error: {first_line(exc)}", file=sys.stderr)
+            hint = " (a sweep of values: one command per value; geodiff runs no multirun)" if (
+                "Ambiguous value" in str(exc)) else ""  # fmt: skip
+            print(f"geodiff {args.command}: error: {first_line(exc)}{hint}", file=sys.stderr)
             return EXIT_USAGE
         raise
 
