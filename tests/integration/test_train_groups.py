@@ -11,8 +11,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["experiment=nbody_charged_geotdm_small", "data.num_train=16", "data.num_val=4",
-        "data.num_test=4", "data.batch_size=8", "model.hidden=16", "model.num_layers=1", "trainer.max_steps=2",
-        "trainer.accelerator=cpu", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false"]  # fmt: skip
+        "data.num_test=4", "data.batch_size=8", "model.hidden=16", "model.num_layers=1",
+        "trainer.max_steps=2", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
+        "+trainer.enable_progress_bar=false"]  # fmt: skip
 
 
 def geodiff(*args):
