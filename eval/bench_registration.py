@@ -28,7 +28,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geodiff.config import resolve_path  # noqa: E402
 from geodiff.data.pointclouds import PairConfig, benchmark_pairs, load_tudl_models  # noqa: E402
 from geodiff.io import atomic_path  # noqa: E402
 from geodiff.pipelines.icp import open3d_available  # noqa: E402
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     objects = [dict(o, unit="mm") for o in load_tudl_models(args.models_dir)]
     pairs = benchmark_pairs(objects, PairConfig(num_points=1024, max_angle=args.angle), args.pairs, seed=7)
-    pipe = RegistrationPipeline.from_pretrained(resolve_path(args.ckpt))
+    pipe = RegistrationPipeline.from_pretrained(args.ckpt)
     pipe.register([pairs[0].source], [pairs[0].target], progress=False)  # warm-up
     rows = {}
     r = args.refine_steps

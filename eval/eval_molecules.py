@@ -22,7 +22,6 @@ import time
 
 import torch
 
-from geodiff.config import resolve_path
 from geodiff.io import atomic_path, device_description
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.metrics.evaluate import evaluate_molecules
@@ -60,7 +59,7 @@ def main() -> None:
     ap.add_argument("--sdf", default=None, help="also write the molecules (with their generated bonds) here")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    pipe = MoleculeDiffusionPipeline.from_pretrained(resolve_path(args.ckpt))
+    pipe = MoleculeDiffusionPipeline.from_pretrained(args.ckpt)
     pipe.model.to(args.device)
     t0 = time.time()
     records = pipe(num_samples=args.n, sampler=args.sampler, num_inference_steps=args.steps,

@@ -24,7 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geodiff.config import resolve_path  # noqa: E402
 from geodiff.data.pointclouds import PairConfig, benchmark_pairs, load_tudl_models  # noqa: E402
 from geodiff.io import atomic_path  # noqa: E402
 from geodiff.pipelines.icp import open3d_available  # noqa: E402
@@ -62,7 +61,7 @@ def main(argv=None) -> int:
         print("note: open3d-cpu not installed; skipping fgr / ransac (pip install -e '.[eval]')")
         methods = [m for m in methods if m not in ("fgr", "ransac")]
     objects = [dict(o, unit="mm") for o in load_tudl_models(args.models_dir)]
-    pipe = RegistrationPipeline.from_pretrained(resolve_path(args.ckpt))
+    pipe = RegistrationPipeline.from_pretrained(args.ckpt)
     results, t0 = {}, time.time()
     for angle in args.angles:
         for setting in args.settings:

@@ -43,7 +43,7 @@ def load_runs(args, prog: str):
     """The pipelines of ``args.ckpt`` (on ``args.device``, in eval mode), the data module of their training
     run and its dataset; exits 2 on a missing file, a timestep outside 0..T-1 or another element list."""
     try:
-        pipes = {c: MoleculeDiffusionPipeline.from_pretrained(resolve_path(c)) for c in args.ckpt}
+        pipes = {c: MoleculeDiffusionPipeline.from_pretrained(c) for c in args.ckpt}
         dm = MoleculeDataModule(str(resolve_path(args.data)), cache_dir=".cache/geodiff", limit=args.limit,
                                 val_fraction=args.val_fraction, seed=args.split_seed,
                                 kekulize=not args.aromatic)  # fmt: skip

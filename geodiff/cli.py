@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from geodiff.config import as_list, compose, config_dir, instantiate, resolve_path
+from geodiff.config import as_list, compose, config_dir, instantiate, resolve_checkpoint, resolve_path
 from geodiff.errors import GeodiffError, check_count, first_line
 
 __all__ = ["main"]
@@ -163,7 +163,7 @@ def cmd_sample(overrides: list[str]) -> int:
     steps = cfg.get("num_inference_steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
         raise GeodiffError(f"num_inference_steps: must be a positive integer or null, got {steps!r}")
-    ckpt = resolve_path(cfg.ckpt)
+    ckpt = resolve_checkpoint(cfg.ckpt)
     if (ckpt / "trajectories.json").is_file():
         return _sample_trajectories(cfg, ckpt)
     if not isinstance(cfg.num_samples, int) or cfg.num_samples <= 0:
@@ -343,7 +343,7 @@ def _evaluate_registration(cfg) -> int:
     if {"diffusion", "one_shot"} & set(methods):
         from geodiff.pipelines.registration import RegistrationPipeline
 
-        pipe = RegistrationPipeline.from_pretrained(resolve_path(cfg.ckpt))
+        pipe = RegistrationPipeline.from_pretrained(cfg.ckpt)
     refine = check_count("refine_steps", cfg.get("refine_steps", 3))
     res = evaluate_registration(pairs, methods, pipe, int(cfg.num_inference_steps), int(cfg.seed),
                                 refine_steps=refine)  # fmt: skip
@@ -521,7 +521,7 @@ def cmd_register(overrides: list[str]) -> int:
     if learned:
         from geodiff.pipelines.registration import RegistrationPipeline
 
-        pipe = RegistrationPipeline.from_pretrained(resolve_path(cfg.ckpt))
+        pipe = RegistrationPipeline.from_pretrained(cfg.ckpt)
         pipe.model.to(cfg.device)
         pose = pipe.register([s], [t], int(cfg.num_inference_steps), one_shot=method == "one_shot",
                              seed=int(cfg.seed), max_points=cfg.max_points, progress=False,

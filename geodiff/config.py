@@ -9,7 +9,8 @@ This is the one place the library and the command line share for configuration, 
 * :func:`instantiate` - the object a config describes, with user errors as one-line :class:`GeodiffError` s.
 * :func:`data_dir` - where datasets live: ``$GEODIFF_DATA``, else ``./data`` (the ``paths`` config group
   reads the same variable, so configs say ``${paths.data_dir}/qm9/...``).
-* :func:`resolve_path` - a path as given, or relative to the project root (where shipped models live).
+* :func:`resolve_checkpoint` - an exported model folder: a path, or a shipped model by name.
+* :func:`resolve_path` - a path as given, or relative to the project root (the repository's own files).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from geodiff.errors import GeodiffError
 
 __all__ = ["DATA_ENV", "as_list", "build", "compose", "config_dir", "data_dir", "instantiate", "project_root",
-           "resolve_path"]  # fmt: skip
+           "resolve_checkpoint", "resolve_path", "shipped", "shipped_checkpoints"]  # fmt: skip
 
 DATA_ENV = "GEODIFF_DATA"
 
@@ -30,13 +31,43 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def shipped(name: str) -> Path:
+    """``configs`` or ``checkpoints``: beside the package in a source checkout (``configs/``), inside it in an
+    installed wheel (``geodiff/configs/``)."""
+    here = Path(__file__).resolve().parent
+    for path in (here.parent / name, here / name):
+        if path.is_dir():
+            return path
+    return here / name
+
+
 def config_dir() -> Path:
-    """The Hydra config folder: ``$GEODIFF_CONFIG_DIR`` or ``configs/`` beside the package."""
+    """The Hydra config folder: ``$GEODIFF_CONFIG_DIR``, else the configs geodiff ships."""
     env = os.environ.get("GEODIFF_CONFIG_DIR")
-    path = Path(env) if env else project_root() / "configs"
+    path = Path(env) if env else shipped("configs")
     if not path.is_dir():
         raise GeodiffError(f"config folder not found: {path} (set GEODIFF_CONFIG_DIR)")
     return path
+
+
+def shipped_checkpoints() -> list[str]:
+    """The names of the models geodiff ships (``qm9_eqgat_small``, ...)."""
+    root = shipped("checkpoints")
+    return sorted(p.name for p in root.iterdir() if (p / "model").is_dir()) if root.is_dir() else []
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """An exported model folder: a path (relative to the current folder) when it exists, else a shipped
+    model by name (``qm9_eqgat_small``; ``checkpoints/qm9_eqgat_small`` means the same); otherwise a one-line
+    error listing the shipped names."""
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        return p
+    name = p.name if p.parent in (Path("."), Path("checkpoints")) else None
+    if name and (shipped("checkpoints") / name).is_dir():
+        return shipped("checkpoints") / name
+    known = ", ".join(shipped_checkpoints()) or "none"
+    raise GeodiffError(f"checkpoint not found: {name_or_path} (a folder, or a shipped model: {known})")
 
 
 def data_dir() -> Path:

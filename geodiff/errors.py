@@ -15,6 +15,7 @@ __all__ = [
     "check_positive_ints",
     "check_count",
     "first_line",
+    "require_extra",
 ]
 
 
@@ -69,3 +70,13 @@ def check_count(name: str, v, minimum: int = 0) -> int:
     if not _is_int_at_least(v, minimum):
         raise GeodiffValueError(f"{name}: must be an integer >= {minimum}, got {v!r}")
     return v
+
+
+def require_extra(what: str, extra: str, *modules: str) -> None:
+    """One line naming the extra to install when a module ``what`` needs is missing, e.g.
+    ``require_extra("docking", "docking", "vina", "meeko")``."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise GeodiffError(f"{what} needs {', '.join(missing)}: pip install 'geodiff[{extra}]'")

@@ -16,7 +16,6 @@ import json
 import time
 from pathlib import Path
 
-from geodiff.config import resolve_path
 from geodiff.data.datamodules import systems_for_sampling
 from geodiff.data.trajectories import collate_trajectories
 from geodiff.io import atomic_path
@@ -34,7 +33,7 @@ def main() -> None:
     ap.add_argument("--out", default="samples/nbody")
     args = ap.parse_args()
 
-    pipe = TrajectoryDiffusionPipeline.from_pretrained(resolve_path(args.ckpt))
+    pipe = TrajectoryDiffusionPipeline.from_pretrained(args.ckpt)
     c = pipe.model.config
     ds = systems_for_sampling(pipe.data_info, None, num_systems=args.systems, seed=args.seed)
     b = collate_trajectories(ds.samples)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from geodiff.config import resolve_path
 from geodiff.data.pointclouds import PairConfig, load_tudl_models, make_pair, write_ply
 from geodiff.io import atomic_path
 from geodiff.metrics.pose import pose_metrics
@@ -46,7 +45,7 @@ def main() -> None:
     obj = objs[args.object]
     cfg = PairConfig(num_points=1024, max_angle=args.angle, noise=args.noise, keep=args.keep)
     pair = make_pair(obj["mesh"], cfg, np.random.default_rng(args.seed), obj["diameter"], "mm")
-    pipe = RegistrationPipeline.from_pretrained(resolve_path(args.ckpt))
+    pipe = RegistrationPipeline.from_pretrained(args.ckpt)
     est = pipe.register(
         [pair.source],
         [pair.target],

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.errors import GeodiffError, first_line
+from geodiff.errors import GeodiffError, first_line, require_extra
 from geodiff.io import atomic_path
 
 __all__ = [
@@ -91,6 +91,7 @@ def prepare_receptor(path: str | os.PathLike, cache_dir: str | os.PathLike | Non
         return path
     if path.suffix.lower() != ".pdb":
         raise GeodiffError(f"receptor {path}: expected a .pdbqt or a .pdb file")
+    require_extra("receptor preparation", "docking", "meeko", "gemmi")
     from meeko import MoleculePreparation, PDBQTWriterLegacy, Polymer, ResidueChemTemplates
 
     out = Path(cache_dir or path.parent) / (path.stem + ".geodiff.pdbqt")
@@ -295,6 +296,7 @@ def dock_molecules(
     """
     from tqdm import tqdm
 
+    require_extra("docking", "docking", "vina", "meeko")
     if mode not in MODES:
         raise GeodiffError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     if not mols:
@@ -352,10 +354,9 @@ def posebusters_checks(pose_files: Sequence[str | os.PathLike | None], protein_p
     protein = Path(protein_pdb)
     if protein.suffix.lower() != ".pdb" or not protein.is_file():
         raise GeodiffError(f"posebusters: needs the receptor as a PDB file, got {protein}")
-    try:
-        from posebusters import PoseBusters
-    except ImportError:
-        raise GeodiffError("posebusters: the posebusters package is not installed") from None
+    require_extra("posebusters checks", "docking", "posebusters")
+    from posebusters import PoseBusters
+
     buster = PoseBusters(config=config)
     out: list[dict | None] = []
     RDLogger.DisableLog("rdApp.*")

@@ -116,7 +116,7 @@ def open3d_global(
     try:
         o3d = _import_open3d()
     except Exception as e:
-        raise GeodiffError(f"open3d is not installed (pip install open3d-cpu) ({e})") from None
+        raise GeodiffError(f"{method} needs open3d: pip install 'geodiff[eval]' ({e})") from None
     src, tgt = np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)
     if voxel_size is None:
         voxel_size = 0.05 * float(np.linalg.norm(tgt.max(0) - tgt.min(0)))

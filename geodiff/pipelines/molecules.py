@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
+from geodiff.config import resolve_checkpoint
 from geodiff.data.molecules import (
     DatasetStatistics,
     MoleculeRecord,
@@ -40,9 +41,9 @@ class MoleculeDiffusionPipeline:
         self.model, self.schedulers, self.vocab, self.stats = model.eval(), schedulers, vocab, stats
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> MoleculeDiffusionPipeline:
-        """Load an exported molecule model (``geodiff train`` writes these under ``export/``)."""
-        d = Path(directory)
+    def from_pretrained(cls, name_or_path: str | os.PathLike) -> MoleculeDiffusionPipeline:
+        """Load an exported molecule model: a shipped name or an export folder."""
+        d = resolve_checkpoint(name_or_path)
         meta = checkpoint_meta(d, "molecules")
         try:
             model = EQGATDiffDenoiser.from_pretrained(d / "model")

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from geodiff.config import resolve_checkpoint
 from geodiff.data.pointclouds import check_cloud
 from geodiff.errors import GeodiffError, GeodiffValueError, check_count
 from geodiff.io import checkpoint_meta
@@ -45,9 +46,9 @@ class RegistrationPipeline:
         self.model, self.scheduler, self.info = model.eval(), scheduler, dict(info or {})
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> RegistrationPipeline:
-        """Load an exported registration model (``geodiff train`` writes these under ``export/``)."""
-        d = Path(directory)
+    def from_pretrained(cls, name_or_path: str | os.PathLike) -> RegistrationPipeline:
+        """Load an exported registration model: a shipped name or an export folder."""
+        d = resolve_checkpoint(name_or_path)
         meta = checkpoint_meta(d, "registration")
         try:
             model = RegistrationNet.from_pretrained(d / "model")

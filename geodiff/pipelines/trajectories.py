@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from geodiff.config import resolve_checkpoint
 from geodiff.data.trajectories import TrajectoryBatch
 from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.io import atomic_path, checkpoint_meta, save_figure
@@ -43,9 +44,9 @@ class TrajectoryDiffusionPipeline:
         self.model, self.scheduler, self.data_info = model.eval(), scheduler, dict(data_info or {})
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> TrajectoryDiffusionPipeline:
-        """Load an exported GeoTDM model (``geodiff train`` writes these under ``export/``)."""
-        d = Path(directory)
+    def from_pretrained(cls, name_or_path: str | os.PathLike) -> TrajectoryDiffusionPipeline:
+        """Load an exported GeoTDM model: a shipped name or an export folder."""
+        d = resolve_checkpoint(name_or_path)
         meta = checkpoint_meta(d, "trajectories")
         try:
             model = GeoTDMDenoiser.from_pretrained(d / "model")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from geodiff.config import resolve_path
+from geodiff.config import resolve_checkpoint
 from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.io import public_config
 from geodiff.training.ema import ema_model
@@ -27,7 +27,10 @@ def load_exported_weights(model, directory: str | os.PathLike) -> None:
     ``grow_from_`` (the EQGAT-diff denoiser) may have more layers (the new ones start as the identity) and a
     whole multiple of the edge channels (copied, see ``EQGATDiffDenoiser.grow_from_``) and self-conditioning
     inputs the export lacks (starting at zero)."""
-    path = resolve_path(str(directory)) / "model"
+    try:
+        path = resolve_checkpoint(directory) / "model"
+    except GeodiffError as err:
+        raise GeodiffError(f"init_from: {err}") from None
     if not (path / "config.json").is_file():
         raise GeodiffError(f"init_from: {path.parent} is not an exported model (no model/config.json)")
     try:
@@ -74,7 +77,11 @@ def warm_start(model, init_from: str | os.PathLike | None) -> dict | None:
 
 def read_training_record(directory: str | os.PathLike) -> dict | None:
     """The ``training`` record of an exported model folder (its ``<family>.json``), or None if it has none."""
-    for path in sorted(resolve_path(str(directory)).glob("*.json")):
+    try:
+        folder = resolve_checkpoint(directory)
+    except GeodiffError:
+        return None
+    for path in sorted(folder.glob("*.json")):
         try:
             meta = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -36,7 +36,10 @@ def cases(d):
     out = d / "out.json"
     return [
         # sample
-        (["sample", f"ckpt={d / 'nope'}", f"output={d / 'x.sdf'}"], "not a molecule checkpoint"),
+        (
+            ["sample", f"ckpt={d / 'nope'}", f"output={d / 'x.sdf'}"],
+            "(a folder, or a shipped model: eth_ucy_eth_geotdm_small",
+        ),
         (["sample", f"ckpt={REG}", f"output={d / 'x.sdf'}"], "family: registration"),
         (["sample", f"ckpt={MOL}", "num_samples=0", f"output={d / 'x.sdf'}"], "num_samples"),
         (["sample", f"ckpt={MOL}", "num_samples=abc", f"output={d / 'x.sdf'}"], "num_samples"),

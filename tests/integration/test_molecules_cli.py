@@ -76,7 +76,7 @@ def test_train_then_sample(qm9_npz, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["sample", "ckpt=/nonexistent/model", "num_samples=3"], "not a molecule checkpoint"),
+        (["sample", "ckpt=/nonexistent/model", "num_samples=3"], "checkpoint not found: /nonexistent/model"),
         (["sample", "num_samples=0"], "num_samples"),
         (["train", "data.path=/nonexistent.npz", "trainer.max_epochs=1"], "not found"),
     ],

@@ -27,8 +27,11 @@ def test_registration_module_warm_starts_and_rejects_other_architectures(tmp_pat
         torch.testing.assert_close(a, b)  # the EMA starts from the warm weights too
     with pytest.raises(GeodiffError, match="another architecture"):
         RegistrationDiffusionModule(small_registration(dim=32), init_from=str(tmp_path / "exp"))
-    with pytest.raises(GeodiffError, match="not an exported model"):
+    with pytest.raises(GeodiffError, match="init_from: checkpoint not found: .*nothing .*shipped model: "):
         RegistrationDiffusionModule(small_registration(), init_from=str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GeodiffError, match="not an exported model"):
+        RegistrationDiffusionModule(small_registration(), init_from=str(tmp_path / "empty"))
 
 
 def test_trajectory_module_warm_starts(tmp_path):

@@ -1,0 +1,86 @@
+"""The shape every geodiff pipeline shares (after diffusers' ``DiffusionPipeline``).
+
+A pipeline holds a denoiser (``model``), its scheduler(s) and what the export says about the data (``info``):
+
+* ``Pipeline.from_pretrained(name_or_path)``: a shipped model by name (``qm9_eqgat_small``) or an export
+  folder written by ``geodiff train``; a checkpoint of another family is a one-line error;
+* ``pipe.to(device)`` moves the denoiser (and returns the pipeline);
+* ``pipe.set_progress_bar_config(disable=True)`` or ``pipe(..., progress=False)`` silences progress bars;
+* ``pipe.scheduler`` may be replaced by any scheduler of the same kind (e.g. DDIM for DDPM, another number of
+  steps); :func:`geodiff.schedulers.convert` builds one from another's config;
+* ``pipe(...)`` returns a typed output (``MoleculePipelineOutput``, ``TrajectoryPipelineOutput``,
+  ``RegistrationPipelineOutput``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from tqdm import tqdm
+
+from geodiff.config import resolve_checkpoint
+from geodiff.errors import GeodiffError
+from geodiff.io import checkpoint_meta
+
+__all__ = ["GeodiffPipeline"]
+
+
+class GeodiffPipeline:
+    """Base of the three family pipelines. A subclass names its ``FAMILY`` and ``MODEL`` class and reads
+    its schedulers and export metadata in :meth:`_from_export`."""
+
+    FAMILY: ClassVar[str] = ""
+    MODEL: ClassVar[type] = torch.nn.Module
+
+    model: torch.nn.Module
+    progress: bool = True
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike):
+        """Load an exported model: a shipped name (``geodiff info`` lists them) or an export folder."""
+        d = resolve_checkpoint(name_or_path)
+        meta = checkpoint_meta(d, cls.FAMILY)
+        try:
+            model = cls.MODEL.from_pretrained(d / "model")
+            return cls._from_export(model, d, meta)
+        except GeodiffError:
+            raise
+        except Exception as exc:
+            raise GeodiffError(f"{d}: unreadable {cls.FAMILY} checkpoint ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_export(cls, model: torch.nn.Module, directory: Path, meta: dict):
+        raise NotImplementedError
+
+    def to(self, device: str | torch.device):
+        """Move the denoiser to ``device``; returns the pipeline."""
+        self.model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def set_progress_bar_config(self, disable: bool = False) -> None:
+        """``disable=True``: no progress bars from this pipeline (as diffusers' pipelines)."""
+        self.progress = not disable
+
+    def progress_bar(self, progress: bool | None = None, **kwargs) -> tqdm:
+        """A tqdm bar, shown unless ``progress`` (or, when it is None, the pipeline's setting) is False."""
+        show = self.progress if progress is None else progress
+        return tqdm(disable=not show, **kwargs)
+
+    @staticmethod
+    def generator(generator: torch.Generator | None, seed: int | None, device="cpu") -> torch.Generator | None:
+        """The random source of a call: ``generator`` when given, else one seeded with ``seed`` (None: torch's
+        global generator)."""
+        if generator is not None:
+            return generator
+        return torch.Generator(device=device).manual_seed(int(seed)) if seed is not None else None
