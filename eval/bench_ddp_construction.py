@@ -100,6 +100,7 @@ def bench_molecules(qm9: Path, reps: int) -> dict:
     b0 = batches[0]
     same = [eqgat_diff_loss(m, b0, sch, generator=torch.Generator().manual_seed(1))["loss"].item()
             for m in (old, new)]  # fmt: skip
+
     def step(model):
         state = {"k": 0}  # each model sees batch r (and its seed) at repetition r
 

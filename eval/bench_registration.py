@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     objects = [dict(o, unit="mm") for o in load_tudl_models(args.models_dir)]
     pairs = benchmark_pairs(objects, PairConfig(num_points=1024, max_angle=args.angle), args.pairs, seed=7)
     pipe = RegistrationPipeline.from_pretrained(args.ckpt)
-    pipe.register([pairs[0].source], [pairs[0].target], progress=False)  # warm-up
+    _ = pipe([pairs[0].source], [pairs[0].target], progress=False).poses  # warm-up
     rows = {}
     r = args.refine_steps
     runs = [("diffusion_5", "diffusion", 5, r), ("diffusion_5_raw", "diffusion", 5, 0),

@@ -23,13 +23,14 @@ import time
 import numpy as np
 import torch
 
+from geodiff.config import build  # noqa: E402
 from geodiff.data.nbody import DEFAULTS, simulate
 from geodiff.data.trajectories import collate_trajectories, load_nbody_npz, save_nbody_npz
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.nn.egtn import EGNNLayer
 from geodiff.nn.scatter import scatter_sum
 from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
-from geodiff.training.trajectories import make_scheduler, trajectory_loss
+from geodiff.training.trajectories import for_model, trajectory_loss
 
 
 def _concat_forward(self: EGNNLayer, h, x, edge_index, edge_attr=None):
@@ -91,7 +92,7 @@ def main() -> None:
         ds = load_nbody_npz(save_nbody_npz(sim, Path(tmp) / "b.npz", "charged"), 10, 20)
     batch = collate_trajectories(ds.samples)
     model = GeoTDMDenoiser(hidden=args.hidden, num_layers=args.layers, prior_layers=1)
-    sched = make_scheduler(1000)
+    sched = for_model(build("scheduler", "geotdm_ddpm"), model)
     report: dict = {"threads": torch.get_num_threads(), "hidden": args.hidden, "layers": args.layers}
 
     # 1. training throughput, split vs concatenated edge MLP (same weights, same outputs)
@@ -121,7 +122,7 @@ def main() -> None:
     times = {}
     for steps in (100, 1000):
         t0 = time.perf_counter()
-        pipe.forecast(sub, num_samples=1, num_inference_steps=steps, progress=False)
+        pipe(sub, num_samples=1, num_inference_steps=steps, progress=False)
         times[steps] = time.perf_counter() - t0
     report["sampling_s"] = {"systems": 64, "steps_100": times[100], "steps_1000": times[1000],
                             "ratio": times[1000] / times[100]}  # fmt: skip

@@ -224,9 +224,8 @@ def _sample_trajectories(cfg, ckpt: Path) -> int:
     b = collate_trajectories(ds.samples)
     k = int(cfg.samples_per_system)
     t0 = time.time()
-    run = pipe.forecast if pipe.model.conditional else pipe.generate
-    pred = run(b, num_samples=k, num_inference_steps=cfg.num_inference_steps, sampler=cfg.sampler,
-               batch_size=int(cfg.batch_size), seed=cfg.seed)  # fmt: skip
+    pred = pipe(b, num_samples=k, num_inference_steps=cfg.num_inference_steps, sampler=cfg.sampler,
+                batch_size=int(cfg.batch_size), seed=cfg.seed).trajectories  # fmt: skip
     seconds = time.time() - t0
     steps = cfg.num_inference_steps or pipe.scheduler.config.num_train_timesteps
     what = "forecast" if pipe.model.conditional else "generated"
@@ -523,9 +522,8 @@ def cmd_register(overrides: list[str]) -> int:
 
         pipe = RegistrationPipeline.from_pretrained(cfg.ckpt)
         pipe.model.to(cfg.device)
-        pose = pipe.register([s], [t], int(cfg.num_inference_steps), one_shot=method == "one_shot",
-                             seed=int(cfg.seed), max_points=cfg.max_points, progress=False,
-                             refine_steps=refine)[0]  # fmt: skip
+        pose = pipe(s, t, int(cfg.num_inference_steps), one_shot=method == "one_shot", seed=int(cfg.seed),
+                    max_points=cfg.max_points, progress=False, refine_steps=refine).poses[0]  # fmt: skip
     elif method in ("icp_point", "icp_plane"):
         from geodiff.pipelines.icp import icp
 

@@ -140,7 +140,7 @@ def trajectories(out: Path, systems: int, seed: int) -> dict:
     b = collate_trajectories(ds.samples)
     obs, truth = b.x[:, : c.num_cond], b.x[:, c.num_cond :]
     t0 = time.time()
-    pred = pipe.forecast(b, num_samples=5, num_inference_steps=100, seed=seed)
+    pred = pipe(b, num_samples=5, num_inference_steps=100, seed=seed).trajectories
     seconds = time.time() - t0
     e = displacement_errors(pred, truth)
     cv = displacement_errors(constant_velocity(obs, c.num_target), truth)
@@ -162,7 +162,7 @@ def registration(out: Path, seed: int) -> dict:
     pair = make_pair(obj, PairConfig(num_points=1024, max_angle=180, noise=0.01), rng, 2.0)
     pipe = RegistrationPipeline.from_pretrained(CKPT / "registration_tudl_small")
     t0 = time.time()
-    est = pipe.register([pair.source], [pair.target], 5, seed=seed, progress=False)[0]
+    est = pipe([pair.source], [pair.target], 5, seed=seed, progress=False).poses[0]
     seconds = time.time() - t0
     base = icp(pair.source, pair.target, "point_to_plane")
     write_ply(out / "registration_source.ply", pair.source)

@@ -39,7 +39,7 @@ def main() -> None:
     b = collate_trajectories(ds.samples)
     obs, truth = b.x[:, : c.num_cond], b.x[:, c.num_cond :]
     t0 = time.time()
-    pred = pipe.forecast(b, num_samples=args.k, num_inference_steps=args.steps, seed=args.seed)
+    pred = pipe(b, num_samples=args.k, num_inference_steps=args.steps, seed=args.seed).trajectories
     seconds = time.time() - t0
     e = displacement_errors(pred, truth)
     baselines = {}

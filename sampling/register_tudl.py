@@ -46,14 +46,14 @@ def main() -> None:
     cfg = PairConfig(num_points=1024, max_angle=args.angle, noise=args.noise, keep=args.keep)
     pair = make_pair(obj["mesh"], cfg, np.random.default_rng(args.seed), obj["diameter"], "mm")
     pipe = RegistrationPipeline.from_pretrained(args.ckpt)
-    est = pipe.register(
+    est = pipe(
         [pair.source],
         [pair.target],
         args.steps,
         seed=args.seed,
         progress=False,
         refine_steps=args.refine_steps,
-    )[0]
+    ).poses[0]
     base = icp(pair.source, pair.target, "point_to_plane")
     out = Path(args.out)
     write_ply(out / "source.ply", pair.source)

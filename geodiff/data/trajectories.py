@@ -38,6 +38,9 @@ __all__ = [
     "TrajectoryBatch",
     "TrajectoryDataset",
     "collate_trajectories",
+    "make_system",
+    "md17_features",
+    "nbody_features",
     "fully_connected",
     "load_nbody_npz",
     "save_nbody_npz",
@@ -219,12 +222,7 @@ def load_nbody_npz(path: str | os.PathLike, num_cond: int = 10, num_target: int 
     x_all = torch.from_numpy(np.ascontiguousarray(loc[:n, frame_offset:end].transpose(0, 2, 1, 3))).float()
     p = torch.from_numpy(param[:n]).float()
     for s in range(n):
-        if kind == "springs":
-            h = torch.ones(N, 1)
-            ea = p[s][ei[0], ei[1]].unsqueeze(-1)
-        else:
-            h = p[s].unsqueeze(-1)
-            ea = (p[s][ei[0]] * p[s][ei[1]]).unsqueeze(-1)
+        h, ea = nbody_features(kind, p[s], ei)
         samples.append(TrajectorySample(x_all[s], h, ei, ea))
     return TrajectoryDataset(samples, num_cond, name=f"nbody_{kind}", source=str(path))
 
@@ -244,6 +242,71 @@ def _bond_hops(z: np.ndarray, pos: np.ndarray, max_hops: int = 3, scale: float =
         hops[frontier] = k
         reach |= frontier
     return hops
+
+
+def nbody_features(kind: str, values: torch.Tensor, edge_index: torch.Tensor):
+    """Node and edge features ``(h [n, 1], edge_attr [E, 1])`` of an N-body system: charges or masses
+    ``[n]`` (``h = q_i``, edges ``q_i q_j``), or the spring matrix ``[n, n]`` for springs (``h = 1``, edges
+    the spring constant of the pair)."""
+    i, j = edge_index
+    if kind == "springs":
+        return torch.ones(values.shape[0], 1), values[i, j].unsqueeze(-1)
+    return values.unsqueeze(-1), (values[i] * values[j]).unsqueeze(-1)
+
+
+def md17_features(z: np.ndarray, pos: np.ndarray, max_hops: int = 3):
+    """``(h, edge_index, edge_attr)`` of a molecule for MD17 models: one-hot elements (H C N O) and edges
+    between atoms within ``max_hops`` covalent bonds of ``pos`` (one-hot hop distance)."""
+    unknown = sorted({int(a) for a in z} - set(MD17_ELEMENTS))
+    if unknown:
+        raise GeodiffError(f"atomic_numbers: MD17 models know H, C, N, O (1, 6, 7, 8), got {unknown}")
+    hops = _bond_hops(z, pos, max_hops)
+    src, dst = np.nonzero(hops)
+    ei = torch.from_numpy(np.stack([src, dst])).long()
+    ea = torch.nn.functional.one_hot(torch.from_numpy(hops[src, dst] - 1), max_hops).float()
+    h = torch.nn.functional.one_hot(torch.tensor([MD17_ELEMENTS.index(int(a)) for a in z]), 4).float()
+    return h, ei, ea
+
+
+def make_system(info: dict, positions, **features) -> TrajectorySample:
+    """One system for a model trained on the data ``info`` describes (an export's data record), from its
+    positions ``[n, frames, dim]`` and the per-system quantities its features need, by data set:
+
+    * ``nbody`` charged: ``charges=[n]``; gravity: ``masses=[n]``; springs: ``springs=[n, n]`` (constants);
+    * ``md17``: ``atomic_numbers=[n]`` (bond hops from the first frame);
+    * ``eth_ucy``: nothing (every pedestrian alike).
+    """
+    x = torch.as_tensor(np.asarray(positions, dtype=np.float32))
+    if x.dim() != 3:
+        raise GeodiffError(f"positions: need [nodes, frames, dim], got {list(x.shape)}")
+    n = x.shape[0]
+    dataset = info.get("dataset")
+    if dataset == "eth_ucy":
+        ei = fully_connected(n)
+        return TrajectorySample(x, torch.ones(n, 1), ei, torch.ones(ei.shape[1], 1))
+    if dataset == "md17":
+        z = _feature(features, "atomic_numbers", (n,), dataset)
+        h, ei, ea = md17_features(z.astype(np.int64), x[:, 0].numpy().astype(np.float64))
+        return TrajectorySample(x, h, ei, ea)
+    if dataset == "nbody":
+        kind = info.get("kind") or "charged"
+        name = {"charged": "charges", "gravity": "masses", "springs": "springs"}[kind]
+        values = _feature(features, name, (n, n) if kind == "springs" else (n,), f"{dataset} {kind}")
+        ei = fully_connected(n)
+        h, ea = nbody_features(kind, torch.as_tensor(values, dtype=torch.float32), ei)
+        return TrajectorySample(x, h, ei, ea)
+    raise GeodiffError(f"checkpoint: unknown trajectory data set {dataset!r}")
+
+
+def _feature(features: dict, name: str, shape: tuple, what: str) -> np.ndarray:
+    extra = sorted(set(features) - {name})
+    if name not in features or extra:
+        raise GeodiffError(f"a {what} model needs {name}= with shape {list(shape)} per system"
+                           + (f" (not {', '.join(extra)})" if extra else ""))  # fmt: skip
+    v = np.asarray(features[name], dtype=np.float64)
+    if v.shape != shape or not np.isfinite(v).all():
+        raise GeodiffError(f"{name}: need finite values of shape {list(shape)}, got {list(v.shape)}")
+    return v
 
 
 def load_md17_npz(path: str | os.PathLike, split: str = "train", num_cond: int = 10, num_target: int = 20,
@@ -285,11 +348,7 @@ def load_md17_npz(path: str | os.PathLike, split: str = "train", num_cond: int =
         chosen = chosen[:limit]
     if not chosen:
         raise GeodiffError(f"{path}: no {split} windows (frames {len(R)}, stride {stride}, window {win})")
-    hops = _bond_hops(Z, R[0], max_hops)
-    src, dst = np.nonzero(hops)
-    ei = torch.from_numpy(np.stack([src, dst])).long()
-    ea = torch.nn.functional.one_hot(torch.from_numpy(hops[src, dst] - 1), max_hops).float()
-    h = torch.nn.functional.one_hot(torch.tensor([MD17_ELEMENTS.index(int(a)) for a in Z]), 4).float()
+    h, ei, ea = md17_features(Z, R[0], max_hops)
     samples = [TrajectorySample(torch.from_numpy(frames[s : s + win].transpose(1, 0, 2)).float(), h, ei, ea)
                for s in chosen]  # fmt: skip
     return TrajectoryDataset(samples, num_cond, name=f"md17_{Path(path).stem}", source=str(path))

@@ -49,7 +49,8 @@ class GeodiffPipeline:
         except GeodiffError:
             raise
         except Exception as exc:
-            raise GeodiffError(f"{d}: unreadable {cls.FAMILY} checkpoint ({type(exc).__name__}: {exc})") from None
+            what = f"{type(exc).__name__}: {exc}"
+            raise GeodiffError(f"{d}: unreadable {cls.FAMILY} checkpoint ({what})") from None
 
     @classmethod
     def _from_export(cls, model: torch.nn.Module, directory: Path, meta: dict):
@@ -78,7 +79,7 @@ class GeodiffPipeline:
         return tqdm(disable=not show, **kwargs)
 
     @staticmethod
-    def generator(generator: torch.Generator | None, seed: int | None, device="cpu") -> torch.Generator | None:
+    def generator(generator: torch.Generator | None, seed: int | None, device="cpu"):
         """The random source of a call: ``generator`` when given, else one seeded with ``seed`` (None: torch's
         global generator)."""
         if generator is not None:

@@ -1,25 +1,27 @@
 """Sampling 3D molecules with a trained EQGAT-diff model: (denoiser, schedulers) -> molecules.
 
-    pipe = MoleculeDiffusionPipeline.from_pretrained("checkpoints/qm9_eqgat_small")
-    records = pipe(num_samples=100, sampler="ddim", num_inference_steps=50, seed=0)
-    write_sdf(records, pipe.vocab, "mols.sdf")
+    pipe = MoleculeDiffusionPipeline.from_pretrained("qm9_eqgat_small").to("cpu")
+    out = pipe(num_samples=100, num_inference_steps=50, generator=torch.Generator().manual_seed(0))
+    mols = out.to_rdkit()             # RDKit molecules (None where RDKit cannot build one)
+    out.write_sdf("mols.sdf")
 
 Atom counts are drawn from the training histogram (or fixed); positions start from zero-CoM Gaussian noise,
 atom types, charges and bonds from their marginal priors (bonds drawn once per atom pair and mirrored).
-Each step runs the denoiser once and moves every part with its own scheduler.
+Each step runs the denoiser once and moves every part with its own scheduler. ``pipe.scheduler`` (the
+positions' scheduler) may be replaced, e.g. by ``convert(pipe.scheduler, E3DDIMScheduler)`` for DDIM steps;
+``sampler="ddim"`` does that for one call.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
-from tqdm import tqdm
 
-from geodiff.config import resolve_checkpoint
 from geodiff.data.molecules import (
     DatasetStatistics,
     MoleculeRecord,
@@ -27,38 +29,109 @@ from geodiff.data.molecules import (
     fully_connected_edges,
     record_to_mol,
 )
-from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.io import atomic_path, checkpoint_meta
+from geodiff.errors import GeodiffValueError
+from geodiff.io import atomic_path
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
-from geodiff.schedulers import CategoricalD3PMScheduler, E3DDIMScheduler, E3DDPMScheduler, MoleculeSchedulers
+from geodiff.pipelines.base import GeodiffPipeline
+from geodiff.schedulers import (
+    CategoricalD3PMScheduler,
+    E3DDIMScheduler,
+    E3DDPMScheduler,
+    MoleculeSchedulers,
+    convert,
+)
 
-__all__ = ["MoleculeDiffusionPipeline", "records_from_graph", "write_sdf", "draw_grid"]
+__all__ = ["MoleculeDiffusionPipeline", "MoleculePipelineOutput", "draw_grid", "records_from_graph",
+           "write_sdf"]  # fmt: skip
+
+SAMPLERS = {"ddpm": E3DDPMScheduler, "ddim": E3DDIMScheduler}
 
 
-class MoleculeDiffusionPipeline:
+@dataclass
+class MoleculePipelineOutput:
+    """Sampled molecules. A sequence of :class:`MoleculeRecord` (``len``, iteration, indexing) with the
+    vocabulary that names their classes.
+
+    Attributes:
+        molecules: one record per molecule: positions ``[n, 3]`` (Angstrom), atom-type and charge classes
+            ``[n]``, bonds ``[2, b]`` (i < j) with their classes ``[b]``.
+        vocab: atom types, charges and bond types of the classes.
+    """
+
+    molecules: list[MoleculeRecord]
+    vocab: MoleculeVocabulary
+
+    def __len__(self) -> int:
+        return len(self.molecules)
+
+    def __iter__(self) -> Iterator[MoleculeRecord]:
+        return iter(self.molecules)
+
+    def __getitem__(self, i):
+        return self.molecules[i]
+
+    def to_rdkit(self, sanitize: bool = True) -> list:
+        """RDKit molecules with 3D conformers, in order; with ``sanitize`` (default), None where RDKit's
+        sanitisation rejects the molecule."""
+        from rdkit import Chem, RDLogger
+
+        out = []
+        RDLogger.DisableLog("rdApp.*")
+        try:
+            for r in self.molecules:
+                mol = record_to_mol(r, self.vocab)
+                if sanitize:
+                    try:
+                        Chem.SanitizeMol(mol)
+                    except Exception:
+                        mol = None
+                out.append(mol)
+        finally:
+            RDLogger.EnableLog("rdApp.error")
+        return out
+
+    def write_sdf(self, path: str | os.PathLike) -> int:
+        """Every molecule to an SDF, atomically (see :func:`write_sdf`); returns how many were written
+        without their charges."""
+        return write_sdf(self.molecules, self.vocab, path)
+
+    def draw_grid(self, path: str | os.PathLike, n: int = 16, per_row: int = 4) -> Path:
+        """A PNG grid of the first ``n`` molecules (see :func:`draw_grid`)."""
+        return draw_grid(self.molecules, self.vocab, path, n, per_row)
+
+
+class MoleculeDiffusionPipeline(GeodiffPipeline):
+    """EQGAT-diff sampling (see the module docstring). ``schedulers``: the four schedulers of the export;
+    ``scheduler`` is the positions' one (replaceable); ``vocab`` and ``stats`` come from the training data."""
+
+    FAMILY = "molecules"
+    MODEL = EQGATDiffDenoiser
+
     def __init__(self, model: EQGATDiffDenoiser, schedulers: MoleculeSchedulers, vocab: MoleculeVocabulary,
                  stats: DatasetStatistics):  # fmt: skip
         self.model, self.schedulers, self.vocab, self.stats = model.eval(), schedulers, vocab, stats
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike) -> MoleculeDiffusionPipeline:
-        """Load an exported molecule model: a shipped name or an export folder."""
-        d = resolve_checkpoint(name_or_path)
-        meta = checkpoint_meta(d, "molecules")
-        try:
-            model = EQGATDiffDenoiser.from_pretrained(d / "model")
-            sch = MoleculeSchedulers(
-                pos=E3DDPMScheduler.from_pretrained(d / "scheduler_pos"),
-                atoms=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_atoms"),
-                charges=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_charges"),
-                bonds=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_bonds"),
-            )
-        except GeodiffError:
-            raise
-        except Exception as exc:
-            raise GeodiffError(f"{d}: unreadable molecule checkpoint ({type(exc).__name__}: {exc})") from None
+    def _from_export(cls, model, directory, meta):
+        d = directory
+        sch = MoleculeSchedulers(
+            pos=E3DDPMScheduler.from_pretrained(d / "scheduler_pos"),
+            atoms=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_atoms"),
+            charges=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_charges"),
+            bonds=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_bonds"),
+        )
         return cls(model, sch, MoleculeVocabulary.from_dict(meta["vocab"]),
                    DatasetStatistics.from_dict(meta["statistics"]))  # fmt: skip
+
+    @property
+    def scheduler(self):
+        """The positions' scheduler (atoms, charges and bonds keep theirs)."""
+        return self.schedulers.pos
+
+    @scheduler.setter
+    def scheduler(self, value) -> None:
+        self.schedulers = MoleculeSchedulers(value, self.schedulers.atoms, self.schedulers.charges,
+                                             self.schedulers.bonds)  # fmt: skip
 
     def _atom_counts(self, num_samples: int, num_atoms, generator) -> torch.Tensor:
         if num_atoms is None:
@@ -75,46 +148,54 @@ class MoleculeDiffusionPipeline:
         self,
         num_samples: int,
         num_atoms: int | list[int] | None = None,
-        sampler: Literal["ddpm", "ddim"] = "ddpm",
         num_inference_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        sampler: Literal["ddpm", "ddim"] | None = None,
         batch_size: int = 100,
-        seed: int | None = 0,
-        progress: bool = True,
+        progress: bool | None = None,
         last_step: Literal["sample", "argmax"] = "sample",
-    ) -> list[MoleculeRecord]:
+    ) -> MoleculePipelineOutput:
         """Sample ``num_samples`` molecules.
 
         ``num_inference_steps``: None for all T training steps; fewer are a strided grid (DDPM: ancestral
         steps over the skipped intervals), more than T put the same continuous-time noise schedules on a
         finer grid of that many steps (the denoiser takes time as a fraction of the way to pure noise).
 
-        ``last_step``: how the final reverse step turns the model's x0 probabilities of atom types, charges
-        and bonds into classes: ``sample`` draws them (ancestral sampling all the way, the paper's sampler),
-        ``argmax`` takes the most probable class of each.
+        ``generator`` (or ``seed``) fixes the draws; ``sampler``: ``ddpm`` or ``ddim`` for this call (None:
+        ``pipe.scheduler`` as it is). ``last_step``: how the final reverse step turns the model's x0
+        probabilities of atom types, charges and bonds into classes: ``sample`` draws them (ancestral
+        sampling all the way, the paper's sampler), ``argmax`` takes the most probable class of each.
         """
-        if not isinstance(num_samples, int) or num_samples <= 0:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
             raise GeodiffValueError(f"num_samples: must be a positive integer, got {num_samples!r}")
-        if sampler not in ("ddpm", "ddim"):
+        if sampler is not None and sampler not in SAMPLERS:
             raise GeodiffValueError(f"sampler: expected ddpm or ddim, got {sampler!r}")
         if last_step not in ("sample", "argmax"):
             raise GeodiffValueError(f"last_step: expected sample or argmax, got {last_step!r}")
         k = num_inference_steps
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise GeodiffValueError(f"num_inference_steps: must be a positive integer or None, got {k!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise GeodiffValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
         T = self.schedulers.num_train_timesteps
         # more steps than the model was trained with: the same schedules on a finer grid (built once, and
         # before any sampling, so that a linear schedule fails first)
         schedulers = self._refined(k) if k is not None and k > T else self.schedulers
-        g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        pos = schedulers.pos
+        if sampler is not None and type(pos) is not SAMPLERS[sampler]:
+            pos = convert(pos, SAMPLERS[sampler], **({"eta": 0.0} if sampler == "ddim" else {}))
+        schedulers = MoleculeSchedulers(pos, schedulers.atoms, schedulers.charges, schedulers.bonds)
+        g = self.generator(generator, seed)
         counts = self._atom_counts(num_samples, num_atoms, g)
         out: list[MoleculeRecord] = []
-        chunks = list(torch.split(counts, batch_size))
-        bar = tqdm(total=num_samples, desc=f"sampling molecules ({sampler})", disable=not progress)
-        for sizes in chunks:
-            out.extend(self._sample_batch(schedulers, sizes, sampler, k or T, g, progress, last_step))
+        name = type(pos).__name__
+        bar = self.progress_bar(progress, total=num_samples, desc=f"sampling molecules ({name})")
+        for sizes in torch.split(counts, batch_size):
+            out.extend(self._sample_batch(schedulers, sizes, k or T, g, bar.disable is False, last_step))
             bar.update(len(sizes))
         bar.close()
-        return out
+        return MoleculePipelineOutput(out, self.vocab)
 
     def _refined(self, num_timesteps: int) -> MoleculeSchedulers:
         """The schedulers with their schedules discretised into ``num_timesteps`` steps instead of T.
@@ -135,17 +216,11 @@ class MoleculeDiffusionPipeline:
         return MoleculeSchedulers(**{n: type(sch).from_config(sch.config, num_train_timesteps=num_timesteps)
                                      for n, sch in parts.items()})  # fmt: skip
 
-    def _sample_batch(self, s: MoleculeSchedulers, sizes, sampler, n_steps, g, progress, last_step
+    def _sample_batch(self, s: MoleculeSchedulers, sizes, n_steps, g, progress, last_step
                       ) -> list[MoleculeRecord]:  # fmt: skip
-        device = next(self.model.parameters()).device
-        dtype = next(self.model.parameters()).dtype
+        device, dtype = self.device, self.dtype
         T = s.num_train_timesteps
-        if sampler == "ddim":
-            # same schedule, DDIM steps; inspect.signature sees through register_to_config's wrapper
-            keys = inspect.signature(E3DDIMScheduler.__init__).parameters
-            pos_sched = E3DDIMScheduler(**{k: v for k, v in s.pos.config.items() if k in keys}, eta=0.0)
-        else:
-            pos_sched = s.pos
+        pos_sched = s.pos
         for sch in (pos_sched, s.atoms, s.charges, s.bonds):
             sch.set_timesteps(n_steps)
         n = int(sizes.sum())
@@ -162,7 +237,8 @@ class MoleculeDiffusionPipeline:
         last = len(pos_sched.timesteps) - 1
         sc = getattr(self.model.config, "self_condition", False)
         pred = None
-        for i, t in enumerate(tqdm(pos_sched.timesteps, desc="denoising", leave=False, disable=not progress)):
+        steps = self.progress_bar(progress, iterable=pos_sched.timesteps, desc="denoising", leave=False)
+        for i, t in enumerate(steps):
             tt = torch.full((len(sizes),), (int(t) + 1) / T, dtype=dtype, device=device)
             # self-conditioning: every step after the first reads the previous step's prediction
             cond = self.model.self_cond_from(pred) if sc and pred is not None else None

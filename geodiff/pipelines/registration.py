@@ -1,7 +1,7 @@
 """Registering point clouds with a trained SE(3) diffusion registration model.
 
-    pipe = RegistrationPipeline.from_pretrained("checkpoints/registration_tudl_small")
-    poses = pipe.register(sources, targets, num_inference_steps=5)     # [B, 4, 4], target ~= R source + t
+    pipe = RegistrationPipeline.from_pretrained("registration_tudl_small")
+    poses = pipe(sources, targets, num_inference_steps=5).poses     # [B, 4, 4], target ~= R source + t
 
 Each pair is centred and scaled (:func:`geodiff.models.registration.normalize_pair`), its invariant
 features are computed once, and the reverse SE(3) diffusion starts at the identity: at every step the
@@ -19,25 +19,54 @@ at 45 degrees, R<5 deg recall 95 -> 100 %). ``refine_steps=0`` is the plain reve
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from geodiff.config import resolve_checkpoint
 from geodiff.data.pointclouds import check_cloud
 from geodiff.errors import GeodiffError, GeodiffValueError, check_count
-from geodiff.io import checkpoint_meta
 from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, denormalize_pose, normalize_pair
+from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.schedulers import SE3DiffusionScheduler
 
-__all__ = ["RegistrationPipeline", "plot_registration"]
+__all__ = ["RegistrationPipeline", "RegistrationPipelineOutput", "plot_registration"]
 
 
-class RegistrationPipeline:
+@dataclass
+class RegistrationPipelineOutput:
+    """Estimated poses.
+
+    Attributes:
+        poses: ``[B, 4, 4]`` float64 rigid transforms with ``target ~= R source + t``, one per pair.
+    """
+
+    poses: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.poses)
+
+    def __getitem__(self, i):
+        return self.poses[i]
+
+    def __array__(self, dtype=None, copy=None):
+        return self.poses if dtype is None else self.poses.astype(dtype)
+
+    def apply(self, points, i: int = 0) -> np.ndarray:
+        """``points`` ``[N, 3]`` moved by pose ``i``."""
+        p = np.asarray(points, dtype=np.float64)
+        return p @ self.poses[i][:3, :3].T + self.poses[i][:3, 3]
+
+
+class RegistrationPipeline(GeodiffPipeline):
+    """SE(3) diffusion registration (see the module docstring). ``info``: the export's record of its training
+    pairs (points per cloud)."""
+
+    FAMILY = "registration"
+    MODEL = RegistrationNet
+
     def __init__(self, model: RegistrationNet, scheduler: SE3DiffusionScheduler, info: dict | None = None):
         if scheduler.config.prediction_type != "sample":
             raise GeodiffValueError(
@@ -46,17 +75,8 @@ class RegistrationPipeline:
         self.model, self.scheduler, self.info = model.eval(), scheduler, dict(info or {})
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike) -> RegistrationPipeline:
-        """Load an exported registration model: a shipped name or an export folder."""
-        d = resolve_checkpoint(name_or_path)
-        meta = checkpoint_meta(d, "registration")
-        try:
-            model = RegistrationNet.from_pretrained(d / "model")
-            sched = SE3DiffusionScheduler.from_pretrained(d / "scheduler")
-        except Exception as exc:
-            raise GeodiffError(
-                f"{d}: unreadable registration checkpoint ({type(exc).__name__}: {exc})"
-            ) from None
+    def _from_export(cls, model, directory, meta):
+        sched = SE3DiffusionScheduler.from_pretrained(directory / "scheduler")
         return cls(model, sched, meta.get("data", {}))
 
     @property
@@ -70,49 +90,62 @@ class RegistrationPipeline:
             p = p[np.sort(rng.choice(len(p), max_points, replace=False))]
         return p
 
+    @staticmethod
+    def _as_list(clouds, name: str) -> list:
+        """One cloud ``[N, 3]`` -> ``[cloud]``; a batch ``[B, N, 3]`` or a sequence of clouds -> a list."""
+        if isinstance(clouds, (np.ndarray, torch.Tensor)):
+            if clouds.ndim == 2:
+                return [clouds]
+            if clouds.ndim == 3:
+                return list(clouds)
+            shape = list(clouds.shape)
+            raise GeodiffValueError(f"{name}: need [N, 3], [B, N, 3] or a list of clouds, got {shape}")
+        return list(clouds)
+
     @torch.no_grad()
-    def register(
+    def __call__(
         self,
-        sources: Sequence[np.ndarray] | np.ndarray,
-        targets: Sequence[np.ndarray] | np.ndarray,
+        source,
+        target,
         num_inference_steps: int = 5,
-        one_shot: bool = False,
+        generator: torch.Generator | None = None,
         seed: int | None = 0,
+        one_shot: bool = False,
         refine_steps: int = 3,
         batch_size: int = 16,
         max_points: int | None = None,
-        progress: bool = True,
-        device: str | torch.device | None = None,
-    ) -> np.ndarray:
-        """Poses ``[B, 4, 4]`` (float64) with ``target ~= R source + t`` for each pair. Clouds may differ
-        in size between pairs; clouds larger than ``max_points`` (default: the training size) are randomly
-        subsampled (seeded). ``refine_steps``: extra clean-step (t = 0) passes of the surrogate after the
-        reverse process (or after the one-shot estimate); 0 turns them off."""
+        progress: bool | None = None,
+    ) -> RegistrationPipelineOutput:
+        """Poses with ``target ~= R source + t`` for one pair (clouds ``[N, 3]``) or a batch (``[B, N, 3]``,
+        or lists of clouds whose sizes may differ), NumPy or torch. Clouds larger than ``max_points``
+        (default: the training size) are randomly subsampled (``seed``). ``generator`` (default: seeded with
+        ``seed``) draws the reverse process's noise. ``one_shot``: the surrogate once, no diffusion;
+        ``refine_steps``: extra clean-step (t = 0) passes of the surrogate afterwards; 0 turns them off."""
         refine_steps = check_count("refine_steps", refine_steps)
+        sources, targets = self._as_list(source, "source"), self._as_list(target, "target")
         if len(sources) != len(targets):
-            raise GeodiffValueError(f"sources/targets: {len(sources)} sources but {len(targets)} targets")
+            raise GeodiffValueError(f"source/target: {len(sources)} sources but {len(targets)} targets")
         if len(sources) == 0:
-            raise GeodiffValueError("sources: empty batch (no pairs to register)")
+            raise GeodiffValueError("source: empty batch (no pairs to register)")
         rng = np.random.default_rng(seed)
         cap = int(max_points or self.num_points)
         src = [self._prepare(s, f"source[{i}]", rng, cap) for i, s in enumerate(sources)]
         tgt = [self._prepare(t, f"target[{i}]", rng, cap) for i, t in enumerate(targets)]
-        device = torch.device(device) if device is not None else next(self.model.parameters()).device
-        gen = torch.Generator(device="cpu").manual_seed(int(seed)) if seed is not None else None
+        gen = self.generator(generator, seed)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, (s, t) in enumerate(zip(src, tgt, strict=True)):
             groups.setdefault((len(s), len(t)), []).append(i)
         out = np.zeros((len(src), 4, 4))
         chunks = [idx[k : k + batch_size] for idx in groups.values() for k in range(0, len(idx), batch_size)]
-        bar = tqdm(total=len(src), desc="registering", unit="pair", disable=not progress)
+        bar = self.progress_bar(progress, total=len(src), desc="registering", unit="pair")
         for chunk in chunks:
-            s = torch.as_tensor(np.stack([src[i] for i in chunk]), dtype=torch.float32, device=device)
-            t = torch.as_tensor(np.stack([tgt[i] for i in chunk]), dtype=torch.float32, device=device)
+            s = torch.as_tensor(np.stack([src[i] for i in chunk]), dtype=torch.float32, device=self.device)
+            t = torch.as_tensor(np.stack([tgt[i] for i in chunk]), dtype=torch.float32, device=self.device)
             pose = self.register_batch(s, t, num_inference_steps, one_shot, gen, refine_steps)
             out[chunk] = pose.double().cpu().numpy()
             bar.update(len(chunk))
         bar.close()
-        return out
+        return RegistrationPipelineOutput(out)
 
     def register_batch(self, source, target, steps: int, one_shot: bool, generator,
                        refine_steps: int = 0) -> torch.Tensor:  # fmt: skip

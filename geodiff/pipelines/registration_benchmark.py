@@ -32,8 +32,8 @@ def run_method(method: str, pairs: Sequence[RegistrationPair], pipeline=None, nu
     if method in ("diffusion", "one_shot"):
         if pipeline is None:
             raise GeodiffError(f"method {method}: needs a trained model (ckpt=DIR)")
-        return pipeline.register(src, tgt, num_inference_steps, one_shot=method == "one_shot", seed=seed,
-                                 progress=progress, refine_steps=refine_steps)  # fmt: skip
+        return pipeline(src, tgt, num_inference_steps, one_shot=method == "one_shot", seed=seed,
+                        progress=progress, refine_steps=refine_steps).poses  # fmt: skip
     if method in ("icp_point", "icp_plane"):
         kind = "point_to_point" if method == "icp_point" else "point_to_plane"
         if len({(len(s), len(t)) for s, t in zip(src, tgt, strict=True)}) == 1:

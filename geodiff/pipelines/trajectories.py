@@ -1,33 +1,42 @@
 """Sampling trajectories with a trained GeoTDM model: forecasting and unconditional generation.
 
-    pipe = TrajectoryDiffusionPipeline.from_pretrained("checkpoints/nbody_charged_geotdm_small")
-    pred = pipe.forecast(batch, num_samples=5, num_inference_steps=100)      # [K, nodes, num_target, dim]
+    pipe = TrajectoryDiffusionPipeline.from_pretrained("nbody_charged_geotdm_small")
+    out = pipe(observed, charges=q, num_samples=5, generator=torch.Generator().manual_seed(0))
+    out.trajectories                                           # [K, nodes, num_target, dim]
 
-Forecasting starts from the prior ``x_r + N(0, I)`` (``x_r`` from the model's equivariant prior over the
-observed frames) and runs the reverse DDPM (ancestral, strided when fewer steps are asked for) or DDIM on
-``y = x - x_r``. Unconditional generation starts from zero-CoM noise over all nodes and frames. The K
-samples of every system run together as one larger batch.
+``observed`` is one system's positions ``[nodes, frames, dim]`` (or a list of them, or a collated
+:class:`TrajectoryBatch`); the export says which node features the model reads and
+:func:`geodiff.data.trajectories.make_system` builds them from what the call passes (``charges=`` for
+charged particles, ``atomic_numbers=`` for MD17, nothing for pedestrians). Forecasting starts from the prior
+``x_r + N(0, I)`` (``x_r`` from the model's equivariant prior over the observed frames) and runs the reverse
+DDPM (ancestral, strided when fewer steps are asked for) or DDIM on ``y = x - x_r``. Unconditional
+generation starts from zero-CoM noise over all nodes and frames (``observed`` then gives the systems' node
+features and sizes; its positions are not read). The K samples of every system run together as one larger
+batch.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from geodiff.config import resolve_checkpoint
-from geodiff.data.trajectories import TrajectoryBatch
+from geodiff.data.trajectories import TrajectoryBatch, collate_trajectories, make_system
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.io import atomic_path, checkpoint_meta, save_figure
+from geodiff.io import atomic_path, save_figure
 from geodiff.models.geotdm import GeoTDMDenoiser
-from geodiff.schedulers import E3DDIMScheduler, E3DDPMScheduler
+from geodiff.pipelines.base import GeodiffPipeline
+from geodiff.schedulers import E3DDIMScheduler, E3DDPMScheduler, convert
 
-__all__ = ["TrajectoryDiffusionPipeline", "repeat_batch", "plot_trajectories", "save_trajectories"]
+__all__ = ["TrajectoryDiffusionPipeline", "TrajectoryPipelineOutput", "plot_trajectories", "repeat_batch",
+           "save_trajectories"]  # fmt: skip
+
+SAMPLERS = {"ddpm": E3DDPMScheduler, "ddim": E3DDIMScheduler}
 
 
 def repeat_batch(b: TrajectoryBatch, k: int) -> TrajectoryBatch:
@@ -39,35 +48,65 @@ def repeat_batch(b: TrajectoryBatch, k: int) -> TrajectoryBatch:
                            (b.batch.unsqueeze(0) + (offs * B).view(-1, 1)).reshape(-1), B * k)  # fmt: skip
 
 
-class TrajectoryDiffusionPipeline:
+@dataclass
+class TrajectoryPipelineOutput:
+    """Sampled trajectories.
+
+    Attributes:
+        trajectories: ``[K, nodes, num_target, dim]``: K samples of the predicted frames of every node.
+        systems: the systems they continue (observed frames first; ground truth after them when given).
+        num_cond: observed frames per system (0 for unconditional generation).
+    """
+
+    trajectories: torch.Tensor
+    systems: TrajectoryBatch
+    num_cond: int
+
+    def save(self, path: str | os.PathLike, **extra) -> Path:
+        """An npz (atomically) with ``pred``, ``batch``, ``h``, ``num_cond``, the observed frames and, where
+        the systems hold them, the true future frames; ``extra`` arrays are added."""
+        b, c, t = self.systems, self.num_cond, self.trajectories.shape[2]
+        arrays = {"pred": self.trajectories, "batch": b.batch, "h": b.h, "num_cond": c, **extra}
+        if c:
+            arrays["observed"] = b.x[:, :c]
+            if b.x.shape[1] >= c + t:
+                arrays["truth"] = b.x[:, c : c + t]
+        else:
+            arrays["reference"] = b.x[:, :t]
+        return save_trajectories(path, **arrays)
+
+    def plot(self, path: str | os.PathLike, systems: int = 4, title: str = "") -> Path:
+        """PNG of the first ``systems`` systems (see :func:`plot_trajectories`)."""
+        return plot_trajectories(path, self.systems, self.trajectories, self.num_cond, systems, title)
+
+
+class TrajectoryDiffusionPipeline(GeodiffPipeline):
+    """GeoTDM sampling (see the module docstring). ``data_info``: the export's record of its training data
+    (which features the model reads, how windows were cut)."""
+
+    FAMILY = "trajectories"
+    MODEL = GeoTDMDenoiser
+
     def __init__(self, model: GeoTDMDenoiser, scheduler: E3DDPMScheduler, data_info: dict | None = None):
         self.model, self.scheduler, self.data_info = model.eval(), scheduler, dict(data_info or {})
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike) -> TrajectoryDiffusionPipeline:
-        """Load an exported GeoTDM model: a shipped name or an export folder."""
-        d = resolve_checkpoint(name_or_path)
-        meta = checkpoint_meta(d, "trajectories")
-        try:
-            model = GeoTDMDenoiser.from_pretrained(d / "model")
-            sched = E3DDPMScheduler.from_pretrained(d / "scheduler")
-        except Exception as exc:
-            raise GeodiffError(
-                f"{d}: unreadable trajectory checkpoint ({type(exc).__name__}: {exc})"
-            ) from None
-        return cls(model, sched, meta.get("data", {}))
+    def _from_export(cls, model, directory, meta):
+        return cls(model, E3DDPMScheduler.from_pretrained(directory / "scheduler"), meta.get("data", {}))
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def _scheduler(self, sampler: str) -> E3DDPMScheduler | E3DDIMScheduler:
-        if sampler == "ddpm":
-            return E3DDPMScheduler.from_config(self.scheduler.config)
-        if sampler == "ddim":
-            keys = inspect.signature(E3DDIMScheduler.__init__).parameters
-            return E3DDIMScheduler(**{k: v for k, v in self.scheduler.config.items() if k in keys}, eta=0.0)
-        raise GeodiffValueError(f"sampler: expected ddpm or ddim, got {sampler!r}")
+    def systems(self, observed, **features) -> TrajectoryBatch:
+        """``observed`` as a batch: a :class:`TrajectoryBatch` as it is, or one system's positions
+        ``[nodes, frames, dim]`` (or a list of them) with the features the model needs (``make_system``;
+        for a list, each feature is a list too)."""
+        if isinstance(observed, TrajectoryBatch):
+            if features:
+                raise GeodiffValueError(f"{', '.join(features)}: a TrajectoryBatch carries its own features")
+            return observed
+        single = np.ndim(observed[0]) == 2 if isinstance(observed, Sequence) and len(observed) else True
+        items = [observed] if single else list(observed)
+        per = [{k: (v if single else v[i]) for k, v in features.items()} for i in range(len(items))]
+        made = [make_system(self.data_info, x, **f) for x, f in zip(items, per, strict=True)]
+        return collate_trajectories(made)
 
     def _check_batch(self, b: TrajectoryBatch, frames: int) -> None:
         c = self.model.config
@@ -85,18 +124,17 @@ class TrajectoryDiffusionPipeline:
             raise GeodiffValueError("trajectories: observed frames contain NaN/inf")
 
     @torch.no_grad()
-    def _run(self, b: TrajectoryBatch, steps, sampler, generator, progress) -> torch.Tensor:
+    def _run(self, b: TrajectoryBatch, sched, steps, generator, progress) -> torch.Tensor:
         c = self.model.config
-        sched = self._scheduler(sampler)
         sched.set_timesteps(int(steps or sched.config.num_train_timesteps))
-        dev, dtype = self.device, next(self.model.parameters()).dtype
+        dev, dtype = self.device, self.dtype
         b = b.to(dev)
         x_cond = b.x[:, : c.num_cond].to(dtype) if self.model.conditional else None
         h, ea = b.h.to(dtype), b.edge_attr.to(dtype)
         shape = (b.x.shape[0], c.num_target, c.dim)
-        if self.model.conditional:
+        if self.model.conditional:  # noise around the prior mean (a conditional scheduler is not zero-CoM)
             x_r = self.model.prior(x_cond, h, b.edge_index, ea, b.batch, b.num_graphs)
-            y = sched._randn(shape, generator, x_r)
+            y = sched.sample_prior(shape, generator=generator, dtype=dtype, device=dev)
         else:
             x_r = torch.zeros(shape, dtype=dtype, device=dev)
             y = sched.sample_prior(shape, batch=b.batch, generator=generator, dtype=dtype, device=dev)
@@ -105,51 +143,57 @@ class TrajectoryDiffusionPipeline:
             raise GeodiffError(f"checkpoint: the scheduler expects {sched.config.prediction_type!r} outputs, "
                                f"the model predicts {self.model.config.prediction!r}")  # fmt: skip
         key = self.model.output_key
-        for t in tqdm(sched.timesteps, desc="denoising", leave=False, disable=not progress):
+        for t in self.progress_bar(progress, iterable=sched.timesteps, desc="denoising", leave=False):
             out = self.model(x_r + y, t, h, b.edge_index, ea, b.batch, x_cond=x_cond)[key]
             out = out if key == "eps" else out - x_r  # the scheduler runs on y = x - x_r
             y = sched.step(out, t, y, batch=batch, generator=generator).prev_sample
         return (x_r + y).float().cpu()
 
-    def _sample(self, b, num_samples, steps, sampler, batch_size, seed, progress, frames) -> torch.Tensor:
-        if not isinstance(num_samples, int) or num_samples <= 0:
+    def __call__(
+        self,
+        observed,
+        num_samples: int = 5,
+        num_inference_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        sampler: Literal["ddpm", "ddim"] | None = None,
+        batch_size: int = 128,
+        progress: bool | None = None,
+        **features,
+    ) -> TrajectoryPipelineOutput:
+        """``num_samples`` forecasts of the frames after the first ``num_cond`` of every system in
+        ``observed`` (later frames are ignored), or, for an unconditional model, ``num_samples`` trajectories
+        of its systems. ``features``: what :meth:`systems` needs to build systems from arrays.
+        ``sampler``: ``ddpm`` or ``ddim`` for this call (None: ``pipe.scheduler`` as it is)."""
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
             raise GeodiffValueError(f"num_samples: must be a positive integer, got {num_samples!r}")
-        self._check_batch(b, frames)
-        g = torch.Generator(device=self.device).manual_seed(int(seed)) if seed is not None else None
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise GeodiffValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
+        if sampler is not None and sampler not in SAMPLERS:
+            raise GeodiffValueError(f"sampler: expected ddpm or ddim, got {sampler!r}")
+        b = self.systems(observed, **features)
+        c = self.model.config
+        self._check_batch(b, c.num_cond)
+        sched = self.scheduler
+        if sampler is not None and type(sched) is not SAMPLERS[sampler]:
+            sched = convert(sched, SAMPLERS[sampler], **({"eta": 0.0} if sampler == "ddim" else {}))
+        else:
+            sched = type(sched).from_config(sched.config)  # set_timesteps must not change pipe.scheduler
+        g = self.generator(generator, seed, device=self.device)
         # split the systems into chunks so that (chunk systems x K) stays near batch_size
         per = max(1, batch_size // num_samples)
-        out = torch.empty((num_samples, b.x.shape[0], self.model.config.num_target, b.x.shape[2]))
-        bar = tqdm(total=b.num_graphs, desc=f"sampling trajectories (K={num_samples}, {sampler})",
-                   disable=not progress)  # fmt: skip
+        out = torch.empty((num_samples, b.x.shape[0], c.num_target, b.x.shape[2]))
+        desc = f"sampling trajectories (K={num_samples}, {type(sched).__name__})"
+        bar = self.progress_bar(progress, total=b.num_graphs, desc=desc)
         for lo in range(0, b.num_graphs, per):
             hi = min(b.num_graphs, lo + per)
             nodes = (b.batch >= lo) & (b.batch < hi)
             sub = b.systems(lo, hi)
-            rep = repeat_batch(sub, num_samples)
-            pred = self._run(rep, steps, sampler, g, progress=False)
+            pred = self._run(repeat_batch(sub, num_samples), sched, num_inference_steps, g, progress=False)
             out[:, nodes] = pred.view(num_samples, sub.x.shape[0], *pred.shape[1:])
             bar.update(hi - lo)
         bar.close()
-        return out
-
-    def forecast(self, batch: TrajectoryBatch, num_samples: int = 5, num_inference_steps: int | None = None,
-                 sampler: Literal["ddpm", "ddim"] = "ddpm", batch_size: int = 128, seed: int | None = 0,
-                 progress: bool = True) -> torch.Tensor:  # fmt: skip
-        """``num_samples`` forecasts ``[K, nodes, num_target, dim]`` from the first ``num_cond`` frames of
-        every system in ``batch`` (frames after them are ignored)."""
-        if not self.model.conditional:
-            raise GeodiffValueError("forecast: this model is unconditional (num_cond = 0); use generate()")
-        return self._sample(batch, num_samples, num_inference_steps, sampler, batch_size, seed, progress,
-                            self.model.config.num_cond)  # fmt: skip
-
-    def generate(self, batch: TrajectoryBatch, num_samples: int = 1, num_inference_steps: int | None = None,
-                 sampler: Literal["ddpm", "ddim"] = "ddpm", batch_size: int = 128, seed: int | None = 0,
-                 progress: bool = True) -> torch.Tensor:  # fmt: skip
-        """Unconditional trajectories ``[K, nodes, num_target, dim]`` for the systems (node features and
-        graphs) of ``batch``; its positions are not used."""
-        if self.model.conditional:
-            raise GeodiffValueError("generate: this model forecasts; use forecast()")
-        return self._sample(batch, num_samples, num_inference_steps, sampler, batch_size, seed, progress, 0)
+        return TrajectoryPipelineOutput(out, b, c.num_cond)
 
 
 def save_trajectories(path: str | os.PathLike, **arrays) -> Path:

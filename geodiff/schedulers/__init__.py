@@ -12,7 +12,7 @@ Each one saves and loads with ``save_pretrained`` / ``from_pretrained`` and is b
 ``configs/scheduler/``.
 """
 
-from geodiff.schedulers.base import GeodiffSchedulerOutput
+from geodiff.schedulers.base import GeodiffSchedulerOutput, convert
 from geodiff.schedulers.composite import MoleculeSchedulers
 from geodiff.schedulers.noise_schedules import make_alphas_cumprod
 from geodiff.schedulers.scheduling_d3pm import CategoricalD3PMScheduler
@@ -30,4 +30,5 @@ __all__ = [
     "SE3DiffusionScheduler",
     "SO3R3DiffusionScheduler",
     "MoleculeSchedulers",
+    "convert",
 ]

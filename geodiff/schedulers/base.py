@@ -19,7 +19,7 @@ from diffusers.utils import BaseOutput
 from geodiff.errors import GeodiffValueError, check_finite
 from geodiff.schedulers.noise_schedules import betas_from_alphas_cumprod, make_alphas_cumprod
 
-__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing"]
+__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing", "convert"]
 
 TimestepSpacing = Literal["trailing", "leading", "linspace"]
 
@@ -35,6 +35,17 @@ class GeodiffSchedulerOutput(BaseOutput):
 
     prev_sample: torch.Tensor
     pred_original_sample: torch.Tensor
+
+
+def convert(scheduler, cls: type, **overrides):
+    """A ``cls`` scheduler with ``scheduler``'s schedule: the config fields ``cls`` takes, then ``overrides``
+    (e.g. ``convert(ddpm, E3DDIMScheduler, eta=0.0)``: the same noise schedule, DDIM steps). Fields ``cls``
+    does not take (DDPM's ``variance_type`` for DDIM) are left out, without diffusers' warning."""
+    import inspect
+
+    keys = inspect.signature(cls.__init__).parameters  # sees through register_to_config's wrapper
+    kwargs = {k: v for k, v in scheduler.config.items() if k in keys}
+    return cls(**{**kwargs, **overrides})
 
 
 class TimestepMixin:

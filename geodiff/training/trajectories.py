@@ -19,7 +19,7 @@ from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.schedulers import E3DDPMScheduler
 from geodiff.training.base import DiffusionModule
 
-__all__ = ["TrajectoryDiffusionModule", "for_model", "make_scheduler", "trajectory_loss"]
+__all__ = ["TrajectoryDiffusionModule", "for_model", "trajectory_loss"]
 
 
 def for_model(scheduler: E3DDPMScheduler, model: GeoTDMDenoiser) -> E3DDPMScheduler:
@@ -29,15 +29,6 @@ def for_model(scheduler: E3DDPMScheduler, model: GeoTDMDenoiser) -> E3DDPMSchedu
     if all(scheduler.config[k] == v for k, v in want.items()):
         return scheduler
     return type(scheduler).from_config(scheduler.config, **want)
-
-
-def make_scheduler(num_train_timesteps: int = 1000, conditional: bool = True, beta_start: float = 1e-4,
-                   beta_end: float = 0.02, prediction_type: str = "epsilon") -> E3DDPMScheduler:  # fmt: skip
-    """GeoTDM's DDPM: linear betas 1e-4..0.02, eps-prediction (or x0: ``prediction_type="sample"``);
-    zero-CoM noise only when unconditional."""
-    return E3DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="linear",
-                           beta_start=beta_start, beta_end=beta_end, prediction_type=prediction_type,
-                           variance_type="fixed_small", center_of_mass=not conditional)  # fmt: skip
 
 
 def trajectory_loss(model: GeoTDMDenoiser, batch: TrajectoryBatch, scheduler: E3DDPMScheduler,
@@ -113,7 +104,7 @@ class TrajectoryDiffusionModule(DiffusionModule):
 
         sub = batch.systems(0, self.hparams.val_num_systems)
         pipe = TrajectoryDiffusionPipeline(self.ema.module, self.scheduler_, self.data_info)
-        pred = pipe.forecast(sub, num_samples=1, num_inference_steps=self.hparams.val_sampling_steps,
-                             seed=self.global_rank, progress=False)  # fmt: skip
+        pred = pipe(sub, num_samples=1, num_inference_steps=self.hparams.val_sampling_steps,
+                    seed=self.global_rank, progress=False).trajectories  # fmt: skip
         err = displacement_errors(pred, sub.x[:, self.model.config.num_cond :])
         return {"ade": err["ade"], "fde": err["fde"]}

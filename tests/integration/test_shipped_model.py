@@ -106,7 +106,7 @@ def test_shipped_geotdm_model_forecasts_better_than_constant_velocity(kind):
     ds = systems_for_sampling(pipe.data_info, None, num_systems=16, seed=4242)
     b = collate_trajectories(ds.samples)
     torch.set_num_threads(2)
-    pred = pipe.forecast(b, num_samples=2, num_inference_steps=50, seed=0, progress=False)
+    pred = pipe(b, num_samples=2, num_inference_steps=50, seed=0, progress=False).trajectories
     truth = b.x[:, 10:]
     ours = displacement_errors(pred, truth)
     cv = displacement_errors(constant_velocity(b.x[:, :10], 20), truth)
@@ -133,13 +133,13 @@ def test_shipped_registration_model_registers_rotated_objects_better_than_identi
     objs = [{"mesh": procedural_mesh(rng), "diameter": 2.0} for _ in range(8)]
     pairs = benchmark_pairs(objs, PairConfig(num_points=512, max_angle=45), 8, seed=99)
     src, tgt = [p.source for p in pairs], [p.target for p in pairs]
-    est = pipe.register(src, tgt, 5, progress=False)
+    est = pipe(src, tgt, 5, progress=False).poses
     true = np.stack([p.pose for p in pairs])
     before = rotation_error_deg(np.broadcast_to(np.eye(4), true.shape), true)
     after = rotation_error_deg(est, true)
     assert np.median(after) < 10 and np.median(after) < 0.25 * np.median(before), (before, after)
     # the default clean-step refinement passes (3) sharpen the plain reverse process
-    raw = rotation_error_deg(pipe.register(src, tgt, 5, progress=False, refine_steps=0), true)
+    raw = rotation_error_deg(pipe(src, tgt, 5, progress=False, refine_steps=0).poses, true)
     assert np.median(after) < np.median(raw), (raw, after)
 
 

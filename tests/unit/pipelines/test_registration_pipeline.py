@@ -31,16 +31,16 @@ def pairs(n=3, **kw):
 def test_register_shapes_seeding_subsampling_and_one_shot():
     pipe, ps = pipeline(), pairs()
     src, tgt = [p.source for p in ps], [p.target for p in ps]
-    a = pipe.register(src, tgt, num_inference_steps=5, seed=1, progress=False)
-    b = pipe.register(src, tgt, num_inference_steps=5, seed=1, progress=False)
+    a = pipe(src, tgt, num_inference_steps=5, seed=1, progress=False).poses
+    b = pipe(src, tgt, num_inference_steps=5, seed=1, progress=False).poses
     assert a.shape == (3, 4, 4) and np.isfinite(a).all()
     np.testing.assert_array_equal(a, b)
     rrt = a[:, :3, :3] @ a[:, :3, :3].transpose(0, 2, 1)
     np.testing.assert_allclose(rrt, np.broadcast_to(np.eye(3), (3, 3, 3)), atol=1e-5)
-    one = pipe.register(src, tgt, one_shot=True, progress=False)
+    one = pipe(src, tgt, one_shot=True, progress=False).poses
     assert one.shape == (3, 4, 4) and not np.allclose(one, a)
     # clouds of different sizes in one call are grouped
-    mixed = pipe.register([src[0], src[1][:100]], [tgt[0], tgt[1]], progress=False)
+    mixed = pipe([src[0], src[1][:100]], [tgt[0], tgt[1]], progress=False).poses
     assert mixed.shape == (2, 4, 4)
 
 
@@ -52,8 +52,8 @@ def test_refine_steps_are_clean_step_fixed_point_passes_on_top_of_the_reverse_pr
     pipe, ps = pipeline(), pairs()
     src, tgt = [p.source for p in ps], [p.target for p in ps]
     kw = {"seed": 4, "progress": False, "max_points": 1000}  # no subsampling: compare on the same points
-    raw = pipe.register(src, tgt, 5, refine_steps=0, **kw)
-    ref2 = pipe.register(src, tgt, 5, refine_steps=2, **kw)
+    raw = pipe(src, tgt, 5, refine_steps=0, **kw).poses
+    ref2 = pipe(src, tgt, 5, refine_steps=2, **kw).poses
     assert not np.allclose(raw, ref2)
     s = torch.as_tensor(np.stack(src), dtype=torch.float32)
     t = torch.as_tensor(np.stack(tgt), dtype=torch.float32)
@@ -66,28 +66,28 @@ def test_refine_steps_are_clean_step_fixed_point_passes_on_top_of_the_reverse_pr
         manual = denormalize_pose(h, cs, ct, scale).double().numpy()
     np.testing.assert_allclose(ref2, manual, atol=2e-4)
     # the one-shot estimate is refined the same way
-    one = pipe.register(src, tgt, one_shot=True, progress=False, refine_steps=0)
-    one1 = pipe.register(src, tgt, one_shot=True, progress=False, refine_steps=1)
+    one = pipe(src, tgt, one_shot=True, progress=False, refine_steps=0).poses
+    one1 = pipe(src, tgt, one_shot=True, progress=False, refine_steps=1).poses
     assert not np.allclose(one, one1)
     for bad in (-1, 1.5, True):
         with pytest.raises(GeodiffValueError, match="refine_steps"):
-            pipe.register(src, tgt, progress=False, refine_steps=bad)
+            pipe(src, tgt, progress=False, refine_steps=bad).poses
 
 
 def test_register_rejects_bad_input():
     pipe, p = pipeline(), pairs(1)[0]
     with pytest.raises(GeodiffValueError, match="empty"):
-        pipe.register([], [], progress=False)
+        pipe([], [], progress=False).poses
     with pytest.raises(GeodiffValueError, match="identical"):
-        pipe.register([np.ones((50, 3))], [p.target], progress=False)
+        pipe([np.ones((50, 3))], [p.target], progress=False).poses
     bad = p.source.copy()
     bad[3, 1] = np.nan
     with pytest.raises(GeodiffValueError, match=r"source\[0\].*NaN"):
-        pipe.register([bad], [p.target], progress=False)
+        pipe([bad], [p.target], progress=False).poses
     with pytest.raises(GeodiffValueError, match="at least 3"):
-        pipe.register([p.source[:2]], [p.target], progress=False)
+        pipe([p.source[:2]], [p.target], progress=False).poses
     with pytest.raises(GeodiffValueError, match="2 sources but 1 targets"):
-        pipe.register([p.source, p.source], [p.target], progress=False)
+        pipe([p.source, p.source], [p.target], progress=False).poses
     with pytest.raises(GeodiffValueError, match="prediction_type"):
         RegistrationPipeline(pipe.model, SE3DiffusionScheduler(prediction_type="left_correction"))
 

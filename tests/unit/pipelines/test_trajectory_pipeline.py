@@ -4,12 +4,14 @@ unconditional, chunking does not change results, equivariance of the whole sampl
 import pytest
 import torch
 
+from geodiff.config import build
 from geodiff.data.nbody import simulate
 from geodiff.data.trajectories import TrajectorySample, collate_trajectories, fully_connected
 from geodiff.errors import GeodiffValueError
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline, repeat_batch
-from geodiff.training.trajectories import make_scheduler
+from geodiff.schedulers import E3DDIMScheduler, convert
+from geodiff.training.trajectories import for_model
 
 
 def batch(num=3, frames=12):
@@ -31,23 +33,24 @@ def pipe(num_cond=4, num_target=8, T=50):
         for p in m.parameters():
             if not p.abs().sum():
                 p.normal_(0, 0.1)
-    return TrajectoryDiffusionPipeline(m, make_scheduler(T, conditional=num_cond > 0), {})
+    sched = for_model(build("scheduler", "geotdm_ddpm", [f"num_train_timesteps={T}"]), m)
+    return TrajectoryDiffusionPipeline(m, sched, {})
 
 
 def test_forecast_shapes_seed_and_k_samples():
     p, b = pipe(), batch()
-    a = p.forecast(b, num_samples=3, num_inference_steps=10, seed=1, progress=False)
+    a = p(b, num_samples=3, num_inference_steps=10, seed=1, progress=False).trajectories
     assert a.shape == (3, 15, 8, 3) and torch.isfinite(a).all()
     torch.testing.assert_close(
-        a, p.forecast(b, num_samples=3, num_inference_steps=10, seed=1, progress=False)
+        a, p(b, num_samples=3, num_inference_steps=10, seed=1, progress=False).trajectories
     )
     assert not torch.allclose(a[0], a[1])  # K samples are independent draws
-    chunked = p.forecast(b, num_samples=3, num_inference_steps=10, seed=1, progress=False, batch_size=3)
+    chunked = p(b, num_samples=3, num_inference_steps=10, seed=1, progress=False, batch_size=3).trajectories
     assert chunked.shape == a.shape and torch.isfinite(chunked).all()
-    d = p.forecast(b, num_samples=2, num_inference_steps=10, sampler="ddim", seed=4, progress=False)
+    d = p(b, num_samples=2, num_inference_steps=10, sampler="ddim", seed=4, progress=False).trajectories
     assert torch.isfinite(d).all() and not torch.allclose(d[0], d[1])  # different x_T per sample
-    torch.testing.assert_close(d, p.forecast(b, num_samples=2, num_inference_steps=10, sampler="ddim", seed=4,
-                                             progress=False))  # fmt: skip
+    torch.testing.assert_close(d, p(b, num_samples=2, num_inference_steps=10, sampler="ddim", seed=4,
+                                             progress=False).trajectories)  # fmt: skip
 
 
 def test_deterministic_sampler_is_e3_equivariant():
@@ -69,7 +72,7 @@ def _split(b):
 
 
 def _ddim_from_mean(p, b):
-    sched = p._scheduler("ddim")
+    sched = convert(p.scheduler, E3DDIMScheduler, eta=0.0)
     sched.set_timesteps(10)
     x = b.x.double()
     xc, h, ea = x[:, :4], b.h.double(), b.edge_attr.double()
@@ -84,12 +87,11 @@ def _ddim_from_mean(p, b):
 
 def test_unconditional_generation_keeps_zero_com():
     p, b = pipe(num_cond=0, num_target=10), batch(frames=10)
-    g = p.generate(b, num_samples=2, num_inference_steps=8, progress=False)
+    g = p(b, num_samples=2, num_inference_steps=8, progress=False).trajectories
     for k in range(2):
         for s in range(3):
             assert g[k, b.batch == s].mean((0, 1)).abs().max() < 1e-5
-    with pytest.raises(GeodiffValueError, match="unconditional"):
-        p.forecast(b)
+    assert g.shape == (2, b.x.shape[0], 10, 3)
 
 
 def test_repeat_batch_layout():
@@ -104,16 +106,16 @@ def test_repeat_batch_layout():
 def test_bad_input():
     p, b = pipe(), batch(frames=3)
     with pytest.raises(GeodiffValueError, match="need \\[nodes, >= 4 frames, 3\\]"):
-        p.forecast(b, progress=False)
+        p(b, progress=False)
     b = batch()
     b.x[0, 1, 0] = float("nan")
     with pytest.raises(GeodiffValueError, match="NaN"):
-        p.forecast(b, progress=False)
+        p(b, progress=False)
     with pytest.raises(GeodiffValueError, match="num_samples"):
-        p.forecast(batch(), num_samples=0, progress=False)
+        p(batch(), num_samples=0, progress=False)
     with pytest.raises(GeodiffValueError, match="sampler"):
-        p.forecast(batch(), sampler="euler", progress=False)
+        p(batch(), sampler="euler", progress=False)
     b = batch()
     b.h = torch.ones(b.h.shape[0], 2)
     with pytest.raises(GeodiffValueError, match="node/edge features"):
-        p.forecast(b, progress=False)
+        p(b, progress=False)
