@@ -1,6 +1,6 @@
-"""The README's quickstarts and library tour run as written: every ```python and ```bash block of those sections
-is executed from an empty folder (``geodiff`` and ``python`` resolve to this environment), and what they promise
-to write is there."""
+"""The README's quickstarts and library tour run as written: every ```python and ```bash block of those
+sections is executed from an empty folder (``geodiff`` and ``python`` resolve to this environment), and what
+they promise to write is there."""
 
 import os
 import re
