@@ -20,7 +20,6 @@ faster). The two constructions compute the same outputs (checked and printed).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from geodiff.config import build
 from geodiff.data.molecules import MoleculeDataset, collate_molecules
 from geodiff.data.nbody import simulate
 from geodiff.data.trajectories import collate_trajectories, load_nbody_npz, save_nbody_npz
-from geodiff.io import atomic_path, device_description
+from geodiff.io import device_description, write_json
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.nn.egtn import EGTNBlock
@@ -161,8 +160,7 @@ def main() -> None:
                   f"new/baseline {r['ratio_median']:.3f} (range {r['ratio_min']:.3f}-{r['ratio_max']:.3f})   "
                   f"same loss: {r['loss_baseline']:.6f} / {r['loss_new']:.6f}")  # fmt: skip
     if args.json:
-        with atomic_path(args.json) as tmpf:
-            tmpf.write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.json, out)
         print(f"JSON {args.json}")
 
 

@@ -17,7 +17,6 @@ Several checkpoints (of the same data and vocabulary) are compared on the same m
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -26,7 +25,7 @@ from molecule_runs import fail, load_runs, run_parser
 from tqdm import tqdm
 
 from geodiff.data.molecules import collate_molecules
-from geodiff.io import atomic_path, device_description, save_figure
+from geodiff.io import device_description, save_figure, write_json
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.pipelines.molecules import records_from_graph
 from geodiff.training.molecules import noisy_molecules
@@ -134,8 +133,7 @@ def main() -> None:
         result = {"command": " ".join(sys.argv), "data": args.data, "num_molecules": len(refs),
                   "seed": args.seed, "seconds": seconds, "device": device_description(args.device),
                   "torch": torch.__version__, "data_row": data_row, "checkpoints": results}  # fmt: skip
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result, indent=2)
     if args.plot:
         _plot(data_row, results, args.plot, len(refs))
         print(f"plot: {args.plot}")

@@ -15,14 +15,13 @@ and valence table, which score the QM9 data itself 95.2 % stable). The same samp
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
 
 import torch
 
-from geodiff.io import atomic_path, device_description
+from geodiff.io import device_description, write_json
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.metrics.evaluate import evaluate_molecules
 from geodiff.metrics.structures import from_records
@@ -84,8 +83,7 @@ def main() -> None:
                   "device": device_description(args.device),
                   "torch": torch.__version__, **m,
                   "edm_protocol": {k: edm[k] for k in (*EDM_KEYS, "unstable_atoms")}}  # fmt: skip
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result, indent=2)
 
 
 if __name__ == "__main__":

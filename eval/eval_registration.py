@@ -16,7 +16,6 @@ Every method starts from the clouds as given (ICP from the identity). fgr / rans
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from geodiff.data.pointclouds import PairConfig, benchmark_pairs, load_tudl_models  # noqa: E402
-from geodiff.io import atomic_path  # noqa: E402
+from geodiff.io import write_json  # noqa: E402
 from geodiff.pipelines.icp import open3d_available  # noqa: E402
 from geodiff.pipelines.registration import RegistrationPipeline  # noqa: E402
 from geodiff.pipelines.registration_benchmark import evaluate_registration  # noqa: E402
@@ -88,8 +87,7 @@ def main(argv=None) -> int:
               "refine_steps": args.refine_steps,
               "command": "python eval/eval_registration.py " + " ".join(argv or sys.argv[1:]),
               "seconds": time.time() - t0, "results": results, "markdown": table}  # fmt: skip
-    with atomic_path(args.json) as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
+    write_json(args.json, report)
     print(f"JSON {args.json}")
     return 0
 

@@ -22,7 +22,6 @@ first checkpoint (at the t where the term is at least 0.1 % of its largest value
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 
@@ -31,7 +30,7 @@ from molecule_runs import fail, load_runs, run_parser
 from tqdm import tqdm
 
 from geodiff.data.molecules import collate_molecules
-from geodiff.io import atomic_path, device_description, save_figure
+from geodiff.io import device_description, save_figure, write_json
 from geodiff.training.export import read_training_record, record_stages
 from geodiff.training.molecules import LossWeights, eqgat_diff_loss
 
@@ -187,8 +186,7 @@ def main() -> None:
                   "weights": {k: dataclasses.asdict(w) for k, w in weights.items()}, "seconds": seconds,
                   "device": device_description(args.device), "torch": torch.__version__,
                   "checkpoints": results}  # fmt: skip
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result, indent=2)
     if args.plot:
         _plot(results, args.plot, n)
         print(f"plot: {args.plot}")

@@ -16,10 +16,9 @@ skipped; an unreadable file exits 2 with a one-line error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from geodiff.io import atomic_path
+from geodiff.io import write_json
 from geodiff.metrics.diagnose import KINDS, diagnose_unstable
 from geodiff.metrics.structures import read_sdf
 
@@ -55,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report(result, len(failures)))
     if args.json:
         result = {"sdf": args.sdf, "table": args.table, "skipped": len(failures), **result}
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result)
         print(f"json: {args.json}")
     return 0
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_save_pretrained", "save_figure", "public_config", "checkpoint_meta",
-           "device_description", "FAMILIES"]  # fmt: skip
+           "device_description", "write_json", "FAMILIES"]  # fmt: skip
 
 FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration": "registration"}
 
@@ -34,6 +34,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 1) -> Path:
+    """``obj`` as JSON at ``path``, atomically (with a final newline); returns the path."""
+    import json
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+    return Path(path)
 
 
 def _umask() -> int:

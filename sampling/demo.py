@@ -22,7 +22,6 @@ Everything lands in ``--out``; a summary table and every output path are printed
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,9 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geodiff.io import atomic_path  # noqa: E402
+from geodiff.io import write_json  # noqa: E402
 
-CKPT = ROOT / "checkpoints"
 POCKETS = ("1s3v", "1ia1", "1uou", "1of6")
 
 
@@ -55,19 +53,14 @@ def pocket_files(pdb_id: str) -> tuple[Path, Path]:
 
 
 def molecules(out: Path, n: int, seed: int) -> tuple[dict, list]:
-    from geodiff.data.molecules import record_to_mol
-    from geodiff.metrics.chemistry import molecule_metrics
-    from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, draw_grid, write_sdf
+    from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, sample_and_score
 
-    pipe = MoleculeDiffusionPipeline.from_pretrained(CKPT / "qm9_eqgat_small")
-    t0 = time.time()
-    records = pipe(num_samples=n, sampler="ddim", num_inference_steps=50, seed=seed, batch_size=64)
-    seconds = time.time() - t0
-    write_sdf(records, pipe.vocab, out / "molecules.sdf")
-    draw_grid(records, pipe.vocab, out / "molecules.png", n=min(16, n))
-    m = molecule_metrics(records, pipe.vocab)
-    mols = [record_to_mol(r, pipe.vocab) for r in records]
-    return {"checkpoint": "checkpoints/qm9_eqgat_small", "num_samples": n, "sampler": "ddim 50",
+    pipe = MoleculeDiffusionPipeline.from_pretrained("qm9_eqgat_small")
+    r = sample_and_score(pipe, out / "molecules.sdf", num_samples=n, sampler="ddim", num_inference_steps=50,
+                         seed=seed, batch_size=64)  # fmt: skip
+    m, seconds = r["metrics"], r["seconds"]
+    mols = r["output"].to_rdkit(sanitize=False)
+    return {"checkpoint": "qm9_eqgat_small", "num_samples": n, "sampler": "ddim 50",
             "seconds": seconds,
             **{k: m[k] for k in ("atom_stability", "mol_stability", "validity", "connected_validity",
                                  "uniqueness")}}, mols  # fmt: skip
@@ -123,29 +116,21 @@ def docking(out: Path, mols: list, k: int, pdb_id: str, seed: int) -> dict:
                      "reason": r.get("reason"), "posebusters": c})  # fmt: skip
     report = {"pocket": pdb_id, "source": "posebusters package data", "box": {"center": box.center,
               "size": box.size}, "exhaustiveness": 8, "molecules": rows, "summary": summary}  # fmt: skip
-    with atomic_path(out / "docking.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
+    write_json(out / "docking.json", report)
     return report
 
 
 def trajectories(out: Path, systems: int, seed: int) -> dict:
     from geodiff.data.datamodules import systems_for_sampling
     from geodiff.data.trajectories import collate_trajectories
-    from geodiff.metrics.trajectories import constant_velocity, displacement_errors
-    from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline, plot_trajectories
+    from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline, forecast_and_score
 
-    pipe = TrajectoryDiffusionPipeline.from_pretrained(CKPT / "nbody_charged_geotdm_small")
-    c = pipe.model.config
+    pipe = TrajectoryDiffusionPipeline.from_pretrained("nbody_charged_geotdm_small")
     ds = systems_for_sampling(pipe.data_info, None, num_systems=systems, seed=seed + 1000)
-    b = collate_trajectories(ds.samples)
-    obs, truth = b.x[:, : c.num_cond], b.x[:, c.num_cond :]
-    t0 = time.time()
-    pred = pipe(b, num_samples=5, num_inference_steps=100, seed=seed).trajectories
-    seconds = time.time() - t0
-    e = displacement_errors(pred, truth)
-    cv = displacement_errors(constant_velocity(obs, c.num_target), truth)
-    plot_trajectories(out / "trajectories.png", b, pred, c.num_cond)
-    return {"checkpoint": "checkpoints/nbody_charged_geotdm_small", "systems": systems, "k": 5,
+    r = forecast_and_score(pipe, collate_trajectories(ds.samples), 5, out / "trajectories.npz",
+                           out / "trajectories.png", num_inference_steps=100, seed=seed)  # fmt: skip
+    e, cv, seconds = r["errors"], r["constant_velocity"], r["seconds"]
+    return {"checkpoint": "nbody_charged_geotdm_small", "systems": systems, "k": 5,
             "steps": 100, "seconds": seconds, "ade_avg": e["ade_avg"], "fde_avg": e["fde_avg"],
             "ade_min": e["ade_min"], "fde_min": e["fde_min"], "constant_velocity_ade": cv["ade"],
             "constant_velocity_fde": cv["fde"]}  # fmt: skip
@@ -160,7 +145,7 @@ def registration(out: Path, seed: int) -> dict:
     rng = np.random.default_rng(seed + 7)
     obj = procedural_mesh(rng)
     pair = make_pair(obj, PairConfig(num_points=1024, max_angle=180, noise=0.01), rng, 2.0)
-    pipe = RegistrationPipeline.from_pretrained(CKPT / "registration_tudl_small")
+    pipe = RegistrationPipeline.from_pretrained("registration_tudl_small")
     t0 = time.time()
     est = pipe([pair.source], [pair.target], 5, seed=seed, progress=False).poses[0]
     seconds = time.time() - t0
@@ -170,7 +155,7 @@ def registration(out: Path, seed: int) -> dict:
     write_ply(out / "registration_aligned.ply", pair.source @ est[:3, :3].T + est[:3, 3])
     plot_registration(pair.source, pair.target, est, out / "registration.png",
                       title="SE(3) diffusion, 5 steps (procedural object, noisy, up to 180 deg)")  # fmt: skip
-    res = {"checkpoint": "checkpoints/registration_tudl_small", "seconds": seconds}
+    res = {"checkpoint": "registration_tudl_small", "seconds": seconds}
     for name, h in (("diffusion", est), ("icp_plane", base), ("identity", np.eye(4))):
         m = pose_metrics(h, pair.pose, pair.model, pair.diameter, "unitless")
         res[name] = {"rotation_error_deg": float(m["rotation_error_deg"][0]),
@@ -210,8 +195,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary["seconds"] = time.time() - t0
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
+    write_json(out / "summary.json", summary)
     print_summary(summary, out)
     return 0
 

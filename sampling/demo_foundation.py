@@ -20,7 +20,6 @@ qm9_samples.sdf, qm9_samples.png and summary.json in --out.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from rdkit.Chem import AllChem  # noqa: E402
 from scipy import stats  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from geodiff.io import atomic_path, save_figure  # noqa: E402
+from geodiff.io import atomic_path, save_figure, write_json
 from geodiff.manifolds import euclidean, igso3, se3, so3  # noqa: E402
 from geodiff.schedulers import (  # noqa: E402
     CategoricalD3PMScheduler,
@@ -241,8 +240,7 @@ def main() -> None:
     for name, fn in tqdm(steps, desc="geodiff demo"):
         summary[name] = fn()
     summary["seconds"] = time.time() - t0
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary, indent=2)
 
     print("\ngeodiff foundation demo")
     print("-" * 72)

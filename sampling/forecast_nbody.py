@@ -12,13 +12,12 @@ the constant-velocity and linear baselines on the same systems).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from geodiff.data.datamodules import systems_for_sampling
 from geodiff.data.trajectories import collate_trajectories
-from geodiff.io import atomic_path
+from geodiff.io import write_json
 from geodiff.metrics.trajectories import constant_velocity, displacement_errors, linear_extrapolation
 from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline, plot_trajectories, save_trajectories
 
@@ -53,8 +52,7 @@ def main() -> None:
     save_trajectories(out / "forecast.npz", pred=pred, observed=obs, truth=truth, batch=b.batch, h=b.h,
                       num_cond=c.num_cond, dataset=ds.name)  # fmt: skip
     plot_trajectories(out / "forecast.png", b, pred, c.num_cond)
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
+    write_json(out / "report.json", report)
     print(f"{ds.source}: {args.k} forecasts each, {args.steps} steps, {seconds:.1f} s")
     print(f"  geodiff ADE/FDE avg of {args.k}: {e['ade_avg']:.4f}/{e['fde_avg']:.4f}, "
           f"min of {args.k}: {e['ade_min']:.4f}/{e['fde_min']:.4f}")  # fmt: skip

@@ -13,13 +13,12 @@ by SE(3) diffusion and, on the same pair, by ICP point-to-plane, and writes ``so
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from geodiff.data.pointclouds import PairConfig, load_tudl_models, make_pair, write_ply
-from geodiff.io import atomic_path
+from geodiff.io import write_json
 from geodiff.metrics.pose import pose_metrics
 from geodiff.pipelines.icp import icp
 from geodiff.pipelines.registration import RegistrationPipeline, plot_registration
@@ -69,8 +68,7 @@ def main() -> None:
         report[f"{name}_errors"] = {k: float(v[0]) for k, v in m.items()}
         print(f"{name:<20} rotation error {m['rotation_error_deg'][0]:7.2f} deg, translation error "
               f"{m['translation_error'][0]:7.2f} mm, ADD {m['add_over_diameter'][0]:.3f} d")  # fmt: skip
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
+    write_json(out / "report.json", report)
     print(f"outputs in {out}: source.ply target.ply aligned.ply registration.png report.json")
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "make_pair",
     "benchmark_pairs",
     "save_pairs",
+    "make_benchmark_pairs",
     "load_pairs",
 ]
 
@@ -682,6 +683,34 @@ def benchmark_pairs(objects: Sequence[dict], cfg: PairConfig, num_pairs: int, se
 
 
 _PAIR_ARRAYS = ("source", "target", "model")
+
+
+def make_benchmark_pairs(kind: str, where: str | os.PathLike | None, config: PairConfig, num_pairs: int,
+                         seed: int = 0, modelnet_split: str = "test"
+                         ) -> tuple[list[RegistrationPair], dict]:  # fmt: skip
+    """A seeded benchmark set and its description (for :func:`save_pairs`): ``kind`` ``tudl`` (a BOP models
+    folder ``where``, mm), ``modelnet`` (a ModelNet40 HDF5 folder, the first ``num_pairs`` clouds of the
+    split) or ``procedural`` (shapes of unit radius)."""
+    if kind == "modelnet":
+        mn = load_modelnet40_h5(Path(where), modelnet_split)
+        pts = mn["points"][:num_pairs]
+        nrm = mn["normals"][:num_pairs] if mn["normals"] is not None else [None] * len(pts)
+        objects = [{"mesh": PointCloud(p, n, None, f"modelnet_{i}"), "unit": "unitless"}
+                   for i, (p, n) in enumerate(zip(pts, nrm, strict=True))]  # fmt: skip
+        source = f"modelnet40:{modelnet_split}"
+    elif kind == "procedural":
+        rng = np.random.default_rng([int(seed), 999])
+        objects = [{"mesh": procedural_mesh(rng), "diameter": 2.0, "unit": "unitless",
+                    "name": f"procedural_{i}"} for i in range(num_pairs)]  # fmt: skip
+        source = "procedural"
+    elif kind == "tudl":
+        objects = [dict(o, unit="mm") for o in load_tudl_models(Path(where))]
+        source = f"tudl:{where}"
+    else:
+        raise GeodiffError(f"pairs: unknown source {kind!r} (tudl, modelnet or procedural)")
+    pairs = benchmark_pairs(objects, config, num_pairs, seed, progress=True)
+    keys = ("num_points", "max_angle", "max_translation", "noise", "clip", "keep")
+    return pairs, {"source": source, **{k: getattr(config, k) for k in keys}, "seed": int(seed)}
 
 
 def save_pairs(path: str | os.PathLike, pairs: Sequence[RegistrationPair], **meta) -> Path:

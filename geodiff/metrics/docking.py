@@ -35,6 +35,9 @@ __all__ = [
     "dock_molecules",
     "summarise",
     "posebusters_checks",
+    "dock_file",
+    "docking_box",
+    "format_docking_report",
 ]
 
 MODES = ("score_only", "local_only", "dock")
@@ -376,3 +379,72 @@ def posebusters_checks(pose_files: Sequence[str | os.PathLike | None], protein_p
         out.append({"pb_valid": not failed, "passed": len(checks) - len(failed), "checks": len(checks),
                     "failed": failed})  # fmt: skip
     return out
+
+
+def docking_box(ligand=None, center=None, box=None, size=(20.0, 20.0, 20.0)) -> DockingBox | str:
+    """The docking box from one of: a reference ligand file (centred on it), an explicit ``center``
+    ``[x, y, z]``, a Vina box file, or ``"each"`` (a box centred on every ligand); ``size`` in Angstrom."""
+    size = tuple(float(x) for x in size)
+    if ligand:
+        return DockingBox.from_ligand(Path(ligand), size)
+    if center is not None:
+        if len(center) != 3:
+            raise GeodiffError(f"center: need [x, y, z], got {list(center)}")
+        return DockingBox(tuple(float(x) for x in center), size)
+    if box == "each":
+        return "each"
+    if box:
+        return DockingBox.from_vina_config(Path(box))
+    raise GeodiffError("task=docking needs a box: ligand=REF.sdf, center=[x,y,z], box=FILE or box=each")
+
+
+def dock_file(samples: str | os.PathLike, receptor: str | os.PathLike, box: DockingBox | str,
+              mode: str = "dock", pose_dir: str | os.PathLike | None = None, posebusters: bool = False,
+              **dock_kwargs) -> dict:  # fmt: skip
+    """Dock every molecule of an SDF (see :func:`dock_molecules`; unreadable records are reported, not
+    docked) and, with ``posebusters``, check each best pose: the report ``geodiff evaluate task=docking``
+    prints and writes."""
+    from geodiff.metrics.structures import read_sdf_rdkit
+
+    mols, names, failures = read_sdf_rdkit(Path(samples))
+    if not mols:
+        raise GeodiffError(f"{samples}: no readable molecules ({len(failures)} unreadable records)")
+    if posebusters and (mode == "score_only" or not pose_dir or not str(receptor).lower().endswith(".pdb")):
+        raise GeodiffError(
+            "posebusters=true needs poses (mode=dock or local_only, and output= or pose_dir=) and the "
+            "receptor as a .pdb"
+        )
+    results, summary = dock_molecules(mols, Path(receptor), box, mode=mode, pose_dir=pose_dir, names=names,
+                                      **dock_kwargs)  # fmt: skip
+    if posebusters:
+        checks = posebusters_checks([r.get("pose_file") for r in results], Path(receptor))
+        for r, c in zip(results, checks, strict=True):
+            if c is not None:
+                r["posebusters"] = c
+        valid = [c["pb_valid"] for c in checks if c is not None]
+        summary["posebusters_valid"] = float(sum(valid) / len(valid)) if valid else 0.0
+    return {"task": "docking", "mode": mode, "receptor": str(receptor),
+            "box": box if isinstance(box, str) else {"center": box.center, "size": box.size},
+            "summary": summary, "molecules": results,
+            "unreadable": [{"record": n, "reason": r} for n, r in failures]}  # fmt: skip
+
+
+def format_docking_report(report: dict) -> list[str]:
+    """One line per molecule (score or failure, notes, PoseBusters), the summary and unreadable records."""
+    lines = []
+    for r in report["molecules"]:
+        state = f"{r['score']:8.3f} kcal/mol" if r.get("ok") else f"failed: {r.get('reason')}"
+        notes = f"  ({'; '.join(r['notes'])})" if r.get("notes") else ""
+        if "posebusters" in r:
+            pb = r["posebusters"]
+            notes += f"  PB-valid {pb['pb_valid']} ({pb['passed']}/{pb['checks']})"
+        lines.append(f"{r['index']:5d}  {r['name'][:30]:<30}  {state}{notes}")
+    summary = report["summary"]
+    keys = ("mean", "median", "best", "best_10_percent_mean")
+    stats = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if k in summary)
+    lines.append(f"docked {summary['num_docked']}/{summary['num_molecules']} ({report['mode']}); {stats}")
+    if "posebusters_valid" in summary:
+        share = 100 * summary["posebusters_valid"]
+        lines.append(f"PoseBusters (dock checks): {share:.1f} % of poses pass all")
+    lines += [f"  unreadable: {u['record']}: {u['reason']}" for u in report["unreadable"][:5]]
+    return lines

@@ -75,6 +75,10 @@ def evaluate_molecule_file(samples: str | os.PathLike, reference: str | os.PathL
                            bonds: str = "auto", valence_table: str = "charged",
                            reference_limit: int | None = None) -> dict:  # fmt: skip
     """Read ``samples`` (SDF, XYZ or QM9-layout npz), evaluate, list the records that could not be read."""
+    if bonds not in ("auto", "edm", "rdkit", "generated"):
+        raise GeodiffError(f"bonds: {bonds!r} is not one of auto, edm, rdkit, generated")
+    if valence_table not in ("charged", "edm"):
+        raise GeodiffError(f"valence_table: {valence_table!r} is not one of charged, edm")
     mols, failures = read_molecules(samples)
     if not mols:
         raise GeodiffError(f"{samples}: no readable molecules ({len(failures)} unreadable records)")

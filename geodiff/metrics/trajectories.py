@@ -20,7 +20,8 @@ import torch
 from geodiff.errors import GeodiffValueError
 from geodiff.nn.scatter import scatter_mean
 
-__all__ = ["displacement_errors", "constant_velocity", "linear_extrapolation", "marginal_score"]
+__all__ = ["displacement_errors", "constant_velocity", "evaluate_trajectory_file", "format_trajectory_report",
+           "linear_extrapolation", "marginal_score"]  # fmt: skip
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -172,3 +173,18 @@ def _centred(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
     n = int(batch.max()) + 1
     com = torch.stack([scatter_mean(s.mean(1), batch, n) for s in x])  # [K, systems, dim]
     return x - com[:, batch].unsqueeze(2)
+
+
+def format_trajectory_report(r: dict) -> list[str]:
+    """The table ``geodiff evaluate task=trajectories`` prints for an ``evaluate_trajectory_file`` report."""
+    lines = [f"{r['dataset'] or 'trajectories'}: {r['num_systems']} systems, {r['num_nodes']} nodes, "
+             f"{r['num_frames']} frames, K = {r['k']}"]  # fmt: skip
+    if "ade" in r:
+        lines += [f"  {'method':<22}{'ADE':>9}{'FDE':>9}",
+                  f"  {'geodiff (avg of K)':<22}{r['ade_avg']:9.4f}{r['fde_avg']:9.4f}",
+                  f"  {'geodiff (min of K)':<22}{r['ade_min']:9.4f}{r['fde_min']:9.4f}"]  # fmt: skip
+        for name, b in r.get("baselines", {}).items():
+            lines.append(f"  {name.replace('_', ' '):<22}{b['ade']:9.4f}{b['fde']:9.4f}")
+    if "marginal_score" in r:
+        lines.append(f"  marginal score {r['marginal_score']:.5f} (L1 gap of 50-bin coordinate histograms)")
+    return lines

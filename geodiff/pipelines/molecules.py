@@ -41,8 +41,8 @@ from geodiff.schedulers import (
     convert,
 )
 
-__all__ = ["MoleculeDiffusionPipeline", "MoleculePipelineOutput", "draw_grid", "records_from_graph",
-           "write_sdf"]  # fmt: skip
+__all__ = ["MoleculeDiffusionPipeline", "MoleculePipelineOutput", "draw_grid", "format_sample_report",
+           "records_from_graph", "sample_and_score", "write_sdf"]  # fmt: skip
 
 SAMPLERS = {"ddpm": E3DDPMScheduler, "ddim": E3DDIMScheduler}
 
@@ -347,3 +347,51 @@ def draw_grid(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: st
     with atomic_path(path) as tmp:
         img.save(str(tmp), format="PNG")
     return path
+
+
+def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike | None = None,
+                     grid: str | os.PathLike | None = None, **sample_kwargs) -> dict:  # fmt: skip
+    """Sample molecules (``sample_kwargs`` go to the pipeline call), write them as an SDF (``output``) with a
+    PNG grid of the first 16 (``grid``, default beside the SDF), and score them on their generated bonds
+    (:func:`geodiff.metrics.chemistry.molecule_metrics`): what ``geodiff sample``, ``make demo`` and
+    ``eval/eval_molecules.py`` share. Returns ``{"output", "metrics", "seconds", "sampler", "steps", "sdf",
+    "png", "tagged"}`` (``output`` the :class:`MoleculePipelineOutput`)."""
+    import time
+
+    from geodiff.metrics.chemistry import molecule_metrics
+
+    t0 = time.time()
+    out = pipe(**sample_kwargs)
+    seconds = time.time() - t0
+    report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
+              "steps": sample_kwargs.get("num_inference_steps") or pipe.schedulers.num_train_timesteps,
+              "metrics": molecule_metrics(out.molecules, pipe.vocab), "tagged": 0, "sdf": None,
+              "png": None}  # fmt: skip
+    if output is not None:
+        report["tagged"] = out.write_sdf(output)
+        report["sdf"] = Path(output)
+        report["png"] = out.draw_grid(Path(grid) if grid else Path(output).with_suffix(".png"))
+    return report
+
+
+def format_sample_report(report: dict) -> list[str]:
+    """The lines ``geodiff sample`` prints for a :func:`sample_and_score` report."""
+    from geodiff.metrics.chemistry import most_unstable
+
+    n, s, m = len(report["output"]), report["seconds"], report["metrics"]
+    lines = [
+        f"sampled {n} molecules in {s:.1f} s ({n / max(s, 1e-9):.2f} molecules/s, {report['sampler']}, "
+        f"{report['steps']} steps)",
+        f"molecule stability {100 * m['mol_stability']:.1f} %, "
+        f"atom stability {100 * m['atom_stability']:.1f} %, validity {100 * m['validity']:.1f} %, "
+        f"connected validity {100 * m['connected_validity']:.1f} %, "
+        f"uniqueness {100 * m['uniqueness']:.1f} % (generated bonds; aromatic = 1.5)",
+    ]
+    if m["unstable_atoms"]:
+        lines.append(f"most unstable atoms: {most_unstable(m['unstable_atoms'])}")
+    if report["tagged"]:
+        lines.append(f"{report['tagged']} molecules written with neutral charges (their charges are not "
+                     "representable)")  # fmt: skip
+    if report["sdf"]:
+        lines += [f"SDF  {report['sdf']}", f"PNG  {report['png']}"]
+    return lines

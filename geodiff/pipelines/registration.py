@@ -32,7 +32,7 @@ from geodiff.models.registration import RegistrationNet, denormalize_pose, norma
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.schedulers import SE3DiffusionScheduler
 
-__all__ = ["RegistrationPipeline", "RegistrationPipelineOutput", "plot_registration"]
+__all__ = ["RegistrationPipeline", "RegistrationPipelineOutput", "plot_registration", "register_files"]
 
 
 @dataclass
@@ -170,6 +170,44 @@ class RegistrationPipeline(GeodiffPipeline):
         if not bool(torch.isfinite(h).all()):
             raise GeodiffError("registration produced a non-finite pose (degenerate input?)")
         return denormalize_pose(h, cs, ct, scale)
+
+
+def register_files(source: str | os.PathLike, target: str | os.PathLike, method: str = "diffusion",
+                   pipe: RegistrationPipeline | None = None, num_inference_steps: int = 5, seed: int = 0,
+                   refine_steps: int = 3, max_points: int | None = None) -> dict:  # fmt: skip
+    """Register two point-cloud files (PLY, OFF, XYZ/TXT, NPY; ``target ~= R source + t``) with ``method``:
+    ``diffusion`` or ``one_shot`` (``pipe``), ``icp_point`` or ``icp_plane``; what ``geodiff register``
+    runs. Returns the JSON record (``transform``, ``chamfer`` after alignment, the settings) and, under
+    ``_``-prefixed keys, the clouds and the moved source for the caller's files."""
+    from geodiff.data.pointclouds import load_point_cloud
+    from geodiff.metrics.pose import chamfer_distance
+    from geodiff.pipelines.icp import icp
+
+    src, tgt = load_point_cloud(Path(source)), load_point_cloud(Path(target))
+    s, t = check_cloud(f"{source}", src.points), check_cloud(f"{target}", tgt.points)
+    ext_s, ext_t = np.ptp(s, axis=0).max(), np.ptp(t, axis=0).max()
+    if max(ext_s, ext_t) > 20 * min(ext_s, ext_t):
+        raise GeodiffError(
+            f"source/target: extents differ {max(ext_s, ext_t) / min(ext_s, ext_t):.0f}x "
+            f"({ext_s:.4g} vs {ext_t:.4g}); mismatched units (mm vs m)?"
+        )
+    learned = method in ("diffusion", "one_shot")
+    refine = check_count("refine_steps", refine_steps) if learned else None
+    if learned:
+        if pipe is None:
+            raise GeodiffValueError(f"method={method} needs a registration pipeline")
+        pose = pipe(s, t, num_inference_steps, one_shot=method == "one_shot", seed=seed,
+                    max_points=max_points, progress=False, refine_steps=refine).poses[0]  # fmt: skip
+    elif method in ("icp_point", "icp_plane"):
+        pose = icp(s, t, "point_to_point" if method == "icp_point" else "point_to_plane")
+    else:
+        raise GeodiffError(f"method: {method!r} is not one of diffusion, one_shot, icp_point, icp_plane")
+    moved = s @ pose[:3, :3].T + pose[:3, 3]
+    normals = src.normals @ pose[:3, :3].T if src.normals is not None else None
+    return {"transform": pose.tolist(), "method": method, "source": str(source), "target": str(target),
+            "num_inference_steps": int(num_inference_steps), "chamfer": float(chamfer_distance(moved, t)[0]),
+            "refine_steps": refine, "ckpt": None, "_pose": pose, "_source": s, "_target": t, "_moved": moved,
+            "_moved_normals": normals}  # fmt: skip
 
 
 def plot_registration(source, target, pose, path: str | os.PathLike, title: str = "", max_points: int = 2000):

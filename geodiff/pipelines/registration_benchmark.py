@@ -8,16 +8,19 @@ registration on FPFH features).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from geodiff.data.pointclouds import RegistrationPair
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, check_count
 from geodiff.metrics.pose import pose_metrics, summarize_pose_metrics
 
-__all__ = ["METHODS", "run_method", "evaluate_registration", "format_registration_table"]
+__all__ = ["METHODS", "evaluate_registration", "format_registration_report", "format_registration_table",
+           "register_and_score", "run_method"]  # fmt: skip
 
 METHODS = ("diffusion", "one_shot", "icp_point", "icp_plane", "fgr", "ransac")
 
@@ -85,3 +88,32 @@ def format_registration_table(results: dict) -> str:
         vals = "".join(f"{s[k]:9.3f}" if k == "seconds_per_pair" else f"{s[k]:9.1f}" for k, _ in cols)
         lines.append(f"{m:<11}{vals}")
     return "\n".join(lines)
+
+
+def register_and_score(pairs: str | os.PathLike, methods: Sequence[str], pipeline=None,
+                       num_inference_steps: int = 5, seed: int = 0,
+                       refine_steps: int = 3) -> dict:  # fmt: skip
+    """Run ``methods`` on the benchmark pairs file ``pairs`` (``geodiff data registration``) and report pose
+    metrics per method: what ``geodiff evaluate task=registration`` and ``eval/`` run."""
+    from geodiff.data.pointclouds import load_pairs
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise GeodiffError(f"methods: unknown {unknown or '[]'} (choose from {', '.join(METHODS)})")
+    refine = check_count("refine_steps", refine_steps)
+    loaded, meta = load_pairs(Path(pairs))
+    res = evaluate_registration(loaded, methods, pipeline, int(num_inference_steps), int(seed),
+                                refine_steps=refine)  # fmt: skip
+    return {"task": "registration", "pairs": str(pairs), "num_pairs": len(loaded), "pair_config": meta,
+            "num_inference_steps": int(num_inference_steps), "refine_steps": refine,
+            "methods": res}  # fmt: skip
+
+
+def format_registration_report(report: dict) -> list[str]:
+    """The header line and table ``geodiff evaluate task=registration`` prints."""
+    meta = report["pair_config"]
+    desc = ", ".join(f"{k}={v}" for k, v in meta.items() if k in ("source", "max_angle", "noise", "keep"))
+    steps, refine = report["num_inference_steps"], report["refine_steps"]
+    head = (f"{report['num_pairs']} pairs ({desc}); recalls in %, diffusion with {steps} steps, "
+            f"{refine} refinement passes")  # fmt: skip
+    return [head, format_registration_table(report["methods"])]

@@ -18,14 +18,13 @@ scheduler and ``<FAMILY>.json`` with :meth:`describe` and the training record (l
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 
 import lightning.pytorch as L
 import torch
 
-from geodiff.io import atomic_path, atomic_save_pretrained
+from geodiff.io import atomic_save_pretrained, write_json
 from geodiff.training.export import model_with_ema, training_record
 from geodiff.training.optim import check_lr_schedule, optimizer_config
 
@@ -154,6 +153,5 @@ class DiffusionModule(L.LightningModule):
         training = training_record(int(self.global_step), int(self.current_epoch), extra,
                                    self.parent_training)  # fmt: skip
         meta = {"family": self.FAMILY, **self.describe(), "training": training}
-        with atomic_path(directory / f"{self.FAMILY}.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
+        write_json(directory / f"{self.FAMILY}.json", meta)
         return directory

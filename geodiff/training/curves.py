@@ -26,6 +26,8 @@ __all__ = [
     "default_metrics",
     "check_metrics",
     "lower_is_better",
+    "curves_summary",
+    "format_curves_summary",
 ]
 
 # metrics where a larger value is better; every other metric is a loss or an error
@@ -207,3 +209,33 @@ def plot_runs(
         fig.suptitle(title, fontsize=10)
     save_figure(fig, output)
     return Path(output)
+
+
+def curves_summary(runs: list[str] | None, labels: list[str] | None = None,
+                   metrics: list[str] | None = None) -> tuple[dict, dict]:  # fmt: skip
+    """The logs of ``runs`` (run folders or ``metrics.csv`` files) under their ``labels`` (default: the
+    folder names), checked to have ``metrics`` when given, and the first / last / best summary of each."""
+    if not runs:
+        raise GeodiffError("runs: give at least one run folder")
+    labels = labels or [Path(r).name or r for r in runs]
+    if len(labels) != len(runs):
+        raise GeodiffError(f"labels: {len(labels)} labels for {len(runs)} runs")
+    if len(set(labels)) != len(labels):
+        raise GeodiffError(f"labels: not unique ({', '.join(labels)}); name the runs with labels=[...]")
+    logs = {label: read_run(run) for label, run in zip(labels, runs, strict=True)}
+    if metrics:
+        check_metrics(logs, metrics)
+    return logs, {label: summarise(m) for label, m in logs.items()}
+
+
+def format_curves_summary(summary: dict) -> list[str]:
+    """One block per run: first, last and best value (with its step) of every metric."""
+    lines = []
+    for label, rows in summary.items():
+        lines.append(f"{label}")
+        for name, r in rows.items():
+            last = f"last {r['last']:.4g} (step {r['last_step']})"
+            lines.append(
+                f"  {name:24s} first {r['first']:.4g}  {last}  best {r['best']:.4g} (step {r['best_step']})"
+            )
+    return lines

@@ -61,3 +61,12 @@ def test_no_import_cycles(graph):
         if graph.chain_exists(importer=i, imported=m)
     )
     assert not back, "imports that close a cycle:\n" + "\n".join(back)
+
+
+def test_the_cli_is_thin():
+    """``geodiff/cli.py`` parses, calls the library and prints: at most 350 lines."""
+    from pathlib import Path
+
+    import geodiff.cli
+
+    assert len(Path(geodiff.cli.__file__).read_text().splitlines()) <= 350
