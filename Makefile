@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.geodiff-installed
 TORCH_VERSION := 2.13.0
+# datasets: $GEODIFF_DATA, else ../shared/data beside the repository when it exists (the configs' data path)
+ifneq ($(wildcard ../shared/data),)
+export GEODIFF_DATA ?= $(abspath ../shared/data)
+endif
 
 .PHONY: install demo test test-slow lint bench clean
 

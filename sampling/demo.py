@@ -223,8 +223,8 @@ def print_summary(s: dict, out: Path) -> None:
     print(f"{'registration':<14}rotation error: SE(3) diffusion {err['diffusion']:.1f} deg, ICP "
           f"{err['icp_plane']:.1f} deg, start {err['identity']:.1f} deg")  # fmt: skip
     print(line)
-    names = ["molecules.sdf", "molecules.png", "docking.json", "docking_poses", "trajectories.png",
-             "registration.png", "registration_source.ply", "registration_target.ply",
+    names = ["molecules.sdf", "molecules.png", "docking.json", "docking_poses", "trajectories.npz",
+             "trajectories.png", "registration.png", "registration_source.ply", "registration_target.ply",
              "registration_aligned.ply", "summary.json"]  # fmt: skip
     print("outputs:")
     for n in names:

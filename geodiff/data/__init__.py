@@ -1,0 +1,25 @@
+"""Data: formats, the molecule and trajectory containers, simulators, point-cloud pairs, and the Lightning
+data modules (``geodiff.data.datamodules``, imported on first use: they pull in Lightning).
+
+* ``molecules``: :class:`MoleculeRecord`, :class:`MoleculeVocabulary`, :class:`MoleculeDataset`, QM9 (npz,
+  xyz) and SDF readers, RDKit conversion, batching.
+* ``trajectories``: :class:`TrajectorySample`, N-body / MD17 / ETH-UCY loaders, :func:`make_system`.
+* ``nbody``: the N-body simulators. ``pointclouds``: PLY/OFF/XYZ/NPY, surface sampling, registration pairs.
+"""
+
+from geodiff.data.molecules import MoleculeBatch, MoleculeDataset, MoleculeRecord, MoleculeVocabulary
+from geodiff.data.trajectories import TrajectoryBatch, TrajectoryDataset, TrajectorySample, make_system
+
+__all__ = ["MoleculeBatch", "MoleculeDataModule", "MoleculeDataset", "MoleculeRecord", "MoleculeVocabulary",
+           "RegistrationDataModule", "TrajectoryBatch", "TrajectoryDataModule", "TrajectoryDataset",
+           "TrajectorySample", "make_system"]  # fmt: skip
+
+_LAZY = ("MoleculeDataModule", "RegistrationDataModule", "TrajectoryDataModule")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from geodiff.data import datamodules
+
+        return getattr(datamodules, name)
+    raise AttributeError(f"module 'geodiff.data' has no attribute {name!r}")

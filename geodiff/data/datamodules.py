@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from geodiff.config import resolve_path
+from geodiff.config import data_dir, resolve_path
 from geodiff.data.molecules import (
     DatasetStatistics,
     MoleculeDataset,
@@ -88,7 +88,8 @@ class MoleculeDataModule(L.LightningDataModule):
         if self.dataset is None:
             path = Path(self.path)
             if not path.exists():
-                raise GeodiffError(f"data: {self.path} not found (point data.path at a QM9 npz, xyz or SDF)")
+                raise GeodiffError(f"data: {self.path} not found (the training data: set data.path=FILE or "
+                                   "GEODIFF_DATA to the folder that holds it)")  # fmt: skip
             fmt = _detect_format(path) if self.format == "auto" else self.format
             if fmt == "qm9_npz":
                 self.dataset = MoleculeDataset.from_qm9_npz(path, cache_dir=self.cache_dir, limit=self.limit,
@@ -179,13 +180,19 @@ class TrajectoryDataModule(L.LightningDataModule):
     @classmethod
     def from_record(cls, info: dict, path: str | None = None) -> TrajectoryDataModule:
         """The data module an export's data record (:meth:`describe`) describes, reading ``path`` instead
-        of the recorded path when given: sampling cuts its windows exactly as training did."""
+        of the recorded path when given: sampling cuts its windows exactly as training did. A recorded path
+        that does not exist here (the machine the model was trained on) is looked up by its last part in
+        the data folder (``$GEODIFF_DATA``): ``.../eth_ucy`` -> ``$GEODIFF_DATA/eth_ucy``."""
         dataset = info.get("dataset")
         if dataset not in ("nbody", "md17", "eth_ucy"):
             raise GeodiffError(f"checkpoint: unknown trajectory data set {dataset!r}")
+        if path is None and info.get("path"):
+            recorded = Path(info["path"])
+            here = data_dir() / recorded.name
+            path = str(here) if not recorded.exists() and here.exists() else str(recorded)
         kw = {
             "dataset": dataset,
-            "path": str(path or info.get("path")),
+            "path": str(path),
             "num_cond": int(info.get("num_cond", 0)),
             "num_target": int(info.get("num_target", 0)),
             "frame_offset": int(info.get("frame_offset") or 0),

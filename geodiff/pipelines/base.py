@@ -22,10 +22,13 @@ import torch
 from tqdm import tqdm
 
 from geodiff.config import resolve_checkpoint
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.io import checkpoint_meta
+from geodiff.schedulers import E3DDIMScheduler, E3DDPMScheduler, convert
 
-__all__ = ["GeodiffPipeline"]
+__all__ = ["GeodiffPipeline", "SAMPLERS"]
+
+SAMPLERS = {"ddpm": E3DDPMScheduler, "ddim": E3DDIMScheduler}  # ``sampler=`` of the E(3) pipelines
 
 
 class GeodiffPipeline:
@@ -85,3 +88,24 @@ class GeodiffPipeline:
         if generator is not None:
             return generator
         return torch.Generator(device=device).manual_seed(int(seed)) if seed is not None else None
+
+    @staticmethod
+    def check_call(num_inference_steps=None, sampler: str | None = None, **counts) -> None:
+        """One-line errors for a call's arguments: positive integer ``counts`` (``num_samples=...``), a
+        positive or None ``num_inference_steps``, a known ``sampler`` or None."""
+        for name, v in {**counts, "num_inference_steps": num_inference_steps}.items():
+            if v is None and name == "num_inference_steps":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                tail = " or None" if name == "num_inference_steps" else ""
+                raise GeodiffValueError(f"{name}: must be a positive integer{tail}, got {v!r}")
+        if sampler is not None and sampler not in SAMPLERS:
+            raise GeodiffValueError(f"sampler: expected {' or '.join(SAMPLERS)}, got {sampler!r}")
+
+    @staticmethod
+    def with_sampler(scheduler, sampler: str | None):
+        """``scheduler`` as the ``sampler`` of one call: itself for None or its own kind, else the same
+        schedule with ``ddpm`` (ancestral) or deterministic ``ddim`` steps."""
+        if sampler is None or type(scheduler) is SAMPLERS[sampler]:
+            return scheduler
+        return convert(scheduler, SAMPLERS[sampler], **({"eta": 0.0} if sampler == "ddim" else {}))

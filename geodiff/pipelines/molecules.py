@@ -35,16 +35,12 @@ from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutatio
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.schedulers import (
     CategoricalD3PMScheduler,
-    E3DDIMScheduler,
     E3DDPMScheduler,
     MoleculeSchedulers,
-    convert,
 )
 
 __all__ = ["MoleculeDiffusionPipeline", "MoleculePipelineOutput", "draw_grid", "format_sample_report",
            "records_from_graph", "sample_and_score", "write_sdf"]  # fmt: skip
-
-SAMPLERS = {"ddpm": E3DDPMScheduler, "ddim": E3DDIMScheduler}
 
 
 @dataclass
@@ -167,24 +163,15 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         probabilities of atom types, charges and bonds into classes: ``sample`` draws them (ancestral
         sampling all the way, the paper's sampler), ``argmax`` takes the most probable class of each.
         """
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
-            raise GeodiffValueError(f"num_samples: must be a positive integer, got {num_samples!r}")
-        if sampler is not None and sampler not in SAMPLERS:
-            raise GeodiffValueError(f"sampler: expected ddpm or ddim, got {sampler!r}")
+        self.check_call(num_inference_steps, sampler, num_samples=num_samples, batch_size=batch_size)
         if last_step not in ("sample", "argmax"):
             raise GeodiffValueError(f"last_step: expected sample or argmax, got {last_step!r}")
         k = num_inference_steps
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise GeodiffValueError(f"num_inference_steps: must be a positive integer or None, got {k!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise GeodiffValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
         T = self.schedulers.num_train_timesteps
         # more steps than the model was trained with: the same schedules on a finer grid (built once, and
         # before any sampling, so that a linear schedule fails first)
         schedulers = self._refined(k) if k is not None and k > T else self.schedulers
-        pos = schedulers.pos
-        if sampler is not None and type(pos) is not SAMPLERS[sampler]:
-            pos = convert(pos, SAMPLERS[sampler], **({"eta": 0.0} if sampler == "ddim" else {}))
+        pos = self.with_sampler(schedulers.pos, sampler)
         schedulers = MoleculeSchedulers(pos, schedulers.atoms, schedulers.charges, schedulers.bonds)
         g = self.generator(generator, seed)
         counts = self._atom_counts(num_samples, num_atoms, g)

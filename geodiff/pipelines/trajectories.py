@@ -31,12 +31,10 @@ from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.io import atomic_path, save_figure
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.pipelines.base import GeodiffPipeline
-from geodiff.schedulers import E3DDIMScheduler, E3DDPMScheduler, convert
+from geodiff.schedulers import E3DDPMScheduler
 
 __all__ = ["TrajectoryDiffusionPipeline", "TrajectoryPipelineOutput", "forecast_and_score",
            "format_forecast_report", "plot_trajectories", "repeat_batch", "save_trajectories"]  # fmt: skip
-
-SAMPLERS = {"ddpm": E3DDPMScheduler, "ddim": E3DDIMScheduler}
 
 
 def repeat_batch(b: TrajectoryBatch, k: int) -> TrajectoryBatch:
@@ -165,20 +163,13 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
         ``observed`` (later frames are ignored), or, for an unconditional model, ``num_samples`` trajectories
         of its systems. ``features``: what :meth:`systems` needs to build systems from arrays.
         ``sampler``: ``ddpm`` or ``ddim`` for this call (None: ``pipe.scheduler`` as it is)."""
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
-            raise GeodiffValueError(f"num_samples: must be a positive integer, got {num_samples!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise GeodiffValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
-        if sampler is not None and sampler not in SAMPLERS:
-            raise GeodiffValueError(f"sampler: expected ddpm or ddim, got {sampler!r}")
+        self.check_call(num_inference_steps, sampler, num_samples=num_samples, batch_size=batch_size)
         b = self.systems(observed, **features)
         c = self.model.config
         self._check_batch(b, c.num_cond)
-        sched = self.scheduler
-        if sampler is not None and type(sched) is not SAMPLERS[sampler]:
-            sched = convert(sched, SAMPLERS[sampler], **({"eta": 0.0} if sampler == "ddim" else {}))
-        else:
-            sched = type(sched).from_config(sched.config)  # set_timesteps must not change pipe.scheduler
+        sched = self.with_sampler(self.scheduler, sampler)
+        if sched is self.scheduler:  # set_timesteps must not change pipe.scheduler
+            sched = type(sched).from_config(sched.config)
         g = self.generator(generator, seed, device=self.device)
         # split the systems into chunks so that (chunk systems x K) stays near batch_size
         per = max(1, batch_size // num_samples)

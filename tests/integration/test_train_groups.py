@@ -48,3 +48,12 @@ def test_tensorboard_and_offline_wandb_loggers_write_their_runs(logger, tmp_path
     else:
         assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
     assert (out / "export" / "trajectories.json").is_file()
+
+
+def test_paper_size_experiments_need_the_users_training_data(tmp_path):
+    """No paper-size experiment defaults to a test split: without its training data it says so in one line."""
+    r = geodiff("train", "experiment=qm9_eqgat", f"paths.data_dir={tmp_path}", "trainer.accelerator=cpu",
+                f"output_dir={tmp_path / 'run'}")  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines[-1].startswith("geodiff train: error: data:"), r.stderr[-2000:]
+    assert f"{tmp_path}/qm9/train.npz not found" in lines[-1] and "GEODIFF_DATA" in lines[-1]

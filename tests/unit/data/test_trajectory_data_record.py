@@ -24,6 +24,21 @@ def test_md17_record_reproduces_the_training_windows(tmp_path):
     assert len(default.load_split("test")) != len(want)  # the record matters: other settings, other windows
 
 
+def test_a_recorded_path_missing_here_is_found_in_the_data_folder(tmp_path, monkeypatch):
+    """An export trained elsewhere records that machine's path; sampling looks its last part up in
+    ``$GEODIFF_DATA``."""
+    (tmp_path / "data").mkdir()
+    _ethanol_like_md17(tmp_path / "data" / "eth.npz", frames=300)
+    info = TrajectoryDataModule(dataset="md17", path=str(tmp_path / "data" / "eth.npz"), num_cond=3,
+                                num_target=3).describe()  # fmt: skip
+    info["path"] = "/machine/we/trained/on/eth.npz"
+    monkeypatch.setenv("GEODIFF_DATA", str(tmp_path / "data"))
+    assert systems_for_sampling(info, split="test").source == str(tmp_path / "data" / "eth.npz")
+    monkeypatch.setenv("GEODIFF_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(GeodiffError):
+        systems_for_sampling(info, split="test")
+
+
 def test_nbody_record_reads_a_single_npz_or_a_folder(tmp_path):
     from geodiff.data.nbody import simulate
     from geodiff.data.trajectories import save_nbody_npz
