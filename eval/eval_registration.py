@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geodiff.data.pointclouds import PairConfig, benchmark_pairs, load_tudl_models  # noqa: E402
+from geodiff.data.pairs import PairConfig, benchmark_pairs  # noqa: E402
+from geodiff.data.pointclouds import load_tudl_models  # noqa: E402
 from geodiff.io import write_json  # noqa: E402
 from geodiff.pipelines.icp import open3d_available  # noqa: E402
 from geodiff.pipelines.registration import RegistrationPipeline  # noqa: E402

@@ -191,37 +191,36 @@ def _evaluate_docking(cfg) -> int:
 
 
 # ------------------------------------------------------------------------------------------- data
+DATA_CONFIGS = {"nbody": "data", "molecules": "data_molecules", "registration": "data_registration"}
+
+
 def cmd_data(overrides: list[str]) -> int:
-    from geodiff.data.trajectories import generate_nbody_split
+    kind = overrides[0] if overrides else ""
+    if kind not in DATA_CONFIGS:
+        raise GeodiffError("usage: geodiff data nbody|molecules|registration [key=value ...]")
+    cfg = compose(DATA_CONFIGS[kind], overrides[1:])
+    if kind == "molecules":
+        from geodiff.data.cache import build_cache, describe_cache
 
-    if overrides and overrides[0] == "registration":
-        return _data_registration(overrides[1:])
-    if not overrides or overrides[0] != "nbody":
-        raise GeodiffError(
-            "usage: geodiff data nbody [kind=charged output=DIR] | geodiff data registration ..."
-        )
-    cfg = compose("data", overrides[1:])
-    bad = [k for k in ("num_train", "num_val", "num_test", "seed") if not isinstance(cfg[k], int)]
-    if bad:
-        raise GeodiffError(f"{bad[0]}: must be an integer, got {cfg[bad[0]]!r}")
-    out = Path(cfg.output or f"data/nbody_{cfg.kind}")
-    generate_nbody_split(out, cfg.kind, cfg.num_train, cfg.num_val, cfg.num_test, cfg.seed, cfg.num_particles)
-    return 0
+        index = build_cache(cfg.input, cfg.output, cfg.format, as_list(cfg.atoms), cfg.conformers,
+                            tuple(cfg.fractions), int(cfg.seed), cfg.shard_size, cfg.kekulize)  # fmt: skip
+        print(describe_cache(index, cfg.output))
+    elif kind == "registration":
+        from geodiff.data.pairs import PairConfig, make_benchmark_pairs, save_pairs
 
+        lengths = ("max_angle", "max_translation", "noise", "clip", "keep")
+        pc = PairConfig(**{k: float(cfg[k]) for k in lengths}, num_points=int(cfg.num_points))
+        src = "modelnet" if cfg.modelnet else "procedural" if cfg.procedural else "tudl"
+        where = {"modelnet": cfg.modelnet, "procedural": None, "tudl": cfg.models_dir}[src]
+        n = check_count("num_pairs", cfg.num_pairs, minimum=1)
+        pairs, meta = make_benchmark_pairs(src, where, pc, n, int(cfg.seed), cfg.modelnet_split)
+        out = save_pairs(cfg.output, pairs, **meta)
+        print(f"{len(pairs)} pairs ({pairs[0].source.shape[0]} + {pairs[0].target.shape[0]} points) -> {out}")
+    else:
+        from geodiff.data.trajectories import generate_nbody_split
 
-def _data_registration(overrides: list[str]) -> int:
-    from geodiff.data.pointclouds import PairConfig, make_benchmark_pairs, save_pairs
-
-    cfg = compose("data_registration", overrides)
-    pc = PairConfig(num_points=int(cfg.num_points), max_angle=float(cfg.max_angle),
-                    max_translation=float(cfg.max_translation), noise=float(cfg.noise), clip=float(cfg.clip),
-                    keep=float(cfg.keep))  # fmt: skip
-    kind = "modelnet" if cfg.modelnet else "procedural" if cfg.procedural else "tudl"
-    where = {"modelnet": cfg.modelnet, "procedural": None, "tudl": cfg.models_dir}[kind]
-    n = check_count("num_pairs", cfg.num_pairs, minimum=1)
-    pairs, meta = make_benchmark_pairs(kind, where, pc, n, int(cfg.seed), cfg.modelnet_split)
-    out = save_pairs(cfg.output, pairs, **meta)
-    print(f"{len(pairs)} pairs ({pairs[0].source.shape[0]} + {pairs[0].target.shape[0]} points) -> {out}")
+        c, out = cfg, Path(cfg.output or f"data/nbody_{cfg.kind}")
+        generate_nbody_split(out, c.kind, c.num_train, c.num_val, c.num_test, c.seed, c.num_particles)
     return 0
 
 
@@ -308,7 +307,9 @@ def _config_of(command: str, overrides: list[str]) -> tuple[str, list[str]]:
     """The config a command composes and the overrides it composes it with."""
     if command == "data":
         kind = overrides[0] if overrides else ""
-        return ("data_registration" if kind == "registration" else "data"), overrides[1:]
+        return {"registration": "data_registration", "molecules": "data_molecules"}.get(
+            kind, "data"
+        ), overrides[1:]
     return command, overrides
 
 

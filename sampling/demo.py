@@ -137,7 +137,9 @@ def trajectories(out: Path, systems: int, seed: int) -> dict:
 
 
 def registration(out: Path, seed: int) -> dict:
-    from geodiff.data.pointclouds import PairConfig, make_pair, procedural_mesh, write_ply
+    from geodiff.data.pairs import PairConfig, make_pair
+    from geodiff.data.pointclouds import write_ply
+    from geodiff.data.shapes import procedural_mesh
     from geodiff.metrics.pose import pose_metrics
     from geodiff.pipelines.icp import icp
     from geodiff.pipelines.registration import RegistrationPipeline, plot_registration

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from geodiff.data.pointclouds import PairConfig, load_tudl_models, make_pair, write_ply
+from geodiff.data.pairs import PairConfig, make_pair
+from geodiff.data.pointclouds import load_tudl_models, write_ply
 from geodiff.io import write_json
 from geodiff.metrics.pose import pose_metrics
 from geodiff.pipelines.icp import icp

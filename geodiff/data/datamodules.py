@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from geodiff.config import data_dir, resolve_path
+from geodiff.data.cache import CachedMoleculeDataset
 from geodiff.data.molecules import (
     DatasetStatistics,
     MoleculeDataset,
@@ -31,7 +32,9 @@ from geodiff.data.molecules import (
     dataset_from_sdf,
 )
 from geodiff.data.nbody import simulate
-from geodiff.data.pointclouds import PairConfig, load_tudl_models, make_pair, procedural_mesh
+from geodiff.data.pairs import PairConfig, make_pair
+from geodiff.data.pointclouds import load_tudl_models
+from geodiff.data.shapes import procedural_mesh
 from geodiff.data.trajectories import (
     TrajectoryDataset,
     collate_trajectories,
@@ -55,18 +58,24 @@ def _say(message: str) -> None:
 
 # ------------------------------------------------------------------------------------------ molecules
 def _detect_format(path: Path) -> str:
+    if path.is_dir() and (path / "index.json").is_file():
+        return "cache"
     if path.suffix == ".npz":
         return "qm9_npz"
     if path.suffix == ".sdf" or (path.is_dir() and any(path.glob("*.sdf"))):
         return "sdf"
     if path.name.endswith((".tar.bz2", ".tar")) or (path.is_dir() and any(path.glob("*.xyz"))):
         return "qm9_xyz"
-    raise GeodiffError(f"data: cannot tell the format of {path} (set data.format to qm9_npz, qm9_xyz or sdf)")
+    raise GeodiffError(
+        f"data: cannot tell the format of {path} (set data.format: cache, qm9_npz, qm9_xyz, sdf)"
+    )
 
 
 class MoleculeDataModule(L.LightningDataModule):
-    """Molecules from a QM9 npz (EDM layout, cached), QM9 xyz files, or SDF (GEOM-Drugs style, your own);
-    bonds are perceived with RDKit where the format has none; a seeded random validation split."""
+    """Molecules from a preprocessed cache (``geodiff data molecules``: GEOM-size data, memory-mapped, its own
+    molecule-level train / val splits), a QM9 npz (EDM layout, cached), QM9 xyz files, or SDF; bonds are
+    perceived with RDKit where the format has none; for the non-cache formats a seeded random validation
+    split. ``num_workers`` > 0 loads batches in worker processes."""
 
     def __init__(self, path: str, format: str = "auto", cache_dir: str | None = ".cache/geodiff",
                  limit: int | None = None, atoms: list[str] | None = None,
@@ -91,6 +100,12 @@ class MoleculeDataModule(L.LightningDataModule):
                 raise GeodiffError(f"data: {self.path} not found (the training data: set data.path=FILE or "
                                    "GEODIFF_DATA to the folder that holds it)")  # fmt: skip
             fmt = _detect_format(path) if self.format == "auto" else self.format
+            if fmt == "cache":  # the cache's own splits, by molecule
+                self.dataset = CachedMoleculeDataset(path, "train")
+                self.val_dataset = CachedMoleculeDataset(path, "val")
+                n = len(self.dataset) if self.limit is None else min(self.limit, len(self.dataset))
+                self.train_idx, self.val_idx = list(range(n)), list(range(len(self.val_dataset)))
+                return self.dataset
             if fmt == "qm9_npz":
                 self.dataset = MoleculeDataset.from_qm9_npz(path, cache_dir=self.cache_dir, limit=self.limit,
                                                             kekulize=self.kekulize)  # fmt: skip
@@ -100,7 +115,7 @@ class MoleculeDataModule(L.LightningDataModule):
                 vocab = MoleculeVocabulary(self.atoms) if self.atoms else None
                 self.dataset = dataset_from_sdf(path, vocab=vocab, limit=self.limit, kekulize=self.kekulize)
             else:
-                raise GeodiffError(f"data.format: expected auto, qm9_npz, qm9_xyz or sdf, got {fmt!r}")
+                raise GeodiffError(f"data.format: expected auto, cache, qm9_npz, qm9_xyz or sdf, got {fmt!r}")
             if self.dataset.failures:
                 total = len(self.dataset) + len(self.dataset.failures)
                 _say(f"data: skipped {len(self.dataset.failures)} of {total} "
@@ -126,17 +141,21 @@ class MoleculeDataModule(L.LightningDataModule):
     @property
     def statistics(self) -> DatasetStatistics:
         ds = self.prepare()
+        if isinstance(ds, CachedMoleculeDataset):  # computed over the training split when it was built
+            return ds.statistics()
         return MoleculeDataset.from_records([ds[i] for i in self.train_idx], ds.vocab).statistics()
 
-    def _loader(self, idx, shuffle):
-        return DataLoader(Subset(self.prepare(), idx), batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=collate_molecules, num_workers=self.num_workers)  # fmt: skip
+    def _loader(self, dataset, idx, shuffle):
+        return DataLoader(Subset(dataset, idx), batch_size=self.batch_size, shuffle=shuffle,
+                          collate_fn=collate_molecules, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)  # fmt: skip
 
     def train_dataloader(self):
-        return self._loader(self.train_idx, True)
+        return self._loader(self.prepare(), self.train_idx, True)
 
     def val_dataloader(self):
-        return self._loader(self.val_idx, False)
+        ds = self.prepare()
+        return self._loader(getattr(self, "val_dataset", None) or ds, self.val_idx, False)
 
 
 # ---------------------------------------------------------------------------------------- trajectories

@@ -1,24 +1,9 @@
-"""Point clouds and meshes for registration: file readers and writers, surface sampling, ModelNet40 HDF5,
-BOP / TUD-L model folders, procedural shapes, and seeded registration pairs (RPMNet protocol).
-
-Files: PLY (ascii, binary little / big endian; any vertex properties, polygon faces triangulated as fans),
-OFF (also ModelNet's glued ``OFF490 518 0`` first line), XYZ / TXT (3 columns, or 6 with normals) and NPY
-(``[N, 3]`` or ``[N, 6]``). Every reader returns a :class:`PointCloud` (float64 points, optional normals
-and triangles) and raises a one-line :class:`~geodiff.errors.GeodiffError` on a malformed file.
-
-Pairs (:func:`make_pair`, :func:`benchmark_pairs`) follow Yew & Lee's RPMNet protocol, with lengths in units
-of the object's radius (half its diameter) so meshes in mm and unit-sphere shapes behave alike:
-
-1. source and target are sampled independently from the object (area-weighted surface samples of a mesh,
-   random subsets of a point cloud), so no point has an exact partner;
-2. partial views: each cloud is cropped by its own random half-space, keeping ``round(keep * num_points)``
-   points (those farthest along a random direction);
-3. the target is moved by a random pose: Euler angles uniform in ``[-max_angle, max_angle]`` per axis,
-   translation uniform in ``[-max_translation, max_translation]`` radii per axis;
-4. noisy: every coordinate of both clouds gets Gaussian jitter ``N(0, noise r)`` clipped at ``clip r``.
-
-The pose maps the source to the target: ``target ~= R source + t``. ``model`` holds clean object points in
-the source frame for ADD / ADD-S.
+"""Point clouds and meshes as files: PLY (ascii, binary little / big endian; any vertex properties, polygon
+faces triangulated as fans), OFF (also ModelNet's glued ``OFF490 518 0`` first line), XYZ / TXT (3 columns,
+or 6 with normals) and NPY (``[N, 3]`` or ``[N, 6]``); the data sets ModelNet40 (PointNet HDF5) and BOP /
+TUD-L model folders. Every reader returns a :class:`PointCloud` (float64 points, optional normals and
+triangles) and raises a one-line :class:`~geodiff.errors.GeodiffError` on a malformed file. Surface sampling
+and procedural shapes are in :mod:`geodiff.data.shapes`, registration pairs in :mod:`geodiff.data.pairs`.
 """
 
 from __future__ import annotations
@@ -26,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,29 +18,9 @@ import numpy as np
 
 from geodiff.errors import GeodiffError, GeodiffValueError
 
-__all__ = [
-    "PointCloud",
-    "RegistrationPair",
-    "PairConfig",
-    "read_ply",
-    "write_ply",
-    "read_off",
-    "read_xyz",
-    "read_npy",
-    "load_point_cloud",
-    "check_cloud",
-    "sample_surface",
-    "load_modelnet40_h5",
-    "load_tudl_models",
-    "procedural_mesh",
-    "euler_rotation",
-    "cloud_diameter",
-    "make_pair",
-    "benchmark_pairs",
-    "save_pairs",
-    "make_benchmark_pairs",
-    "load_pairs",
-]
+__all__ = ["PointCloud", "read_ply", "write_ply", "read_off", "read_xyz", "read_npy", "load_point_cloud",
+           "existing_path", "check_cloud", "load_modelnet40_h5", "load_tudl_models",
+           "cloud_diameter"]  # fmt: skip
 
 
 @dataclass
@@ -71,48 +34,6 @@ class PointCloud:
 
     def __len__(self) -> int:
         return len(self.points)
-
-
-@dataclass
-class RegistrationPair:
-    """One registration problem: ``target ~= pose[:3, :3] @ source + pose[:3, 3]``; ``model`` = clean object
-    points in the source frame (for ADD / ADD-S); ``diameter`` in the data's ``unit``."""
-
-    source: np.ndarray
-    target: np.ndarray
-    pose: np.ndarray
-    model: np.ndarray
-    diameter: float
-    unit: str = "unitless"
-    name: str = ""
-
-
-@dataclass
-class PairConfig:
-    """How a pair is made (lengths in object radii; see the module docstring)."""
-
-    num_points: int = 1024
-    max_angle: float = 45.0
-    max_translation: float = 0.5
-    noise: float = 0.0
-    clip: float = 0.05
-    keep: float = 1.0
-    num_model_points: int = 1024
-
-    def __post_init__(self):
-        if int(self.num_points) < 3:
-            raise GeodiffValueError(f"num_points: need at least 3 points per cloud, got {self.num_points}")
-        if not 0 < float(self.keep) <= 1:
-            raise GeodiffValueError(f"keep: the kept fraction must be in (0, 1], got {self.keep}")
-        if round(self.keep * self.num_points) < 3:
-            raise GeodiffValueError(f"keep: {self.keep} x {self.num_points} points leaves fewer than 3")
-        if not 0 <= float(self.max_angle) <= 180:
-            raise GeodiffValueError(f"max_angle: must be in [0, 180] degrees, got {self.max_angle}")
-        for k in ("max_translation", "noise", "clip"):
-            if float(getattr(self, k)) < 0:
-                raise GeodiffValueError(f"{k}: must be >= 0, got {getattr(self, k)}")
-        if int(self.num_model_points) < 1:
-            raise GeodiffValueError(f"num_model_points: must be >= 1, got {self.num_model_points}")
 
 
 # ------------------------------------------------------------------------------------------------ PLY
@@ -290,7 +211,7 @@ def _triangulate(polys, path: Path, num_vertices: int) -> np.ndarray | None:
 
 def read_ply(path: str | os.PathLike) -> PointCloud:
     """Vertices (x, y, z), normals (nx, ny, nz) when present and faces (triangulated) of a PLY file."""
-    path = _existing(path)
+    path = existing_path(path)
     data = path.read_bytes()
     order, elements, body = _ply_header(path, data)
     if order is None:
@@ -345,7 +266,7 @@ def write_ply(path: str | os.PathLike, points, normals=None, faces=None) -> Path
 # ---------------------------------------------------------------------------------------- OFF / XYZ / NPY
 def read_off(path: str | os.PathLike) -> PointCloud:
     """An OFF mesh (``OFF`` then ``nv nf ne``; ModelNet's files glue the counts to ``OFF``)."""
-    path = _existing(path)
+    path = existing_path(path)
     lines = [ln.split("#")[0].strip() for ln in path.read_text(errors="replace").splitlines()]
     lines = [ln for ln in lines if ln]
     if not lines or not lines[0].startswith("OFF"):
@@ -369,7 +290,7 @@ def read_off(path: str | os.PathLike) -> PointCloud:
 
 def read_xyz(path: str | os.PathLike) -> PointCloud:
     """Whitespace- or comma-separated text, 3 columns (x y z) or 6 (with normals); ``#`` comments."""
-    path = _existing(path)
+    path = existing_path(path)
     try:
         text = path.read_text(errors="replace").replace(",", " ")
         rows = [ln.split("#")[0].split() for ln in text.splitlines()]
@@ -385,7 +306,7 @@ def read_xyz(path: str | os.PathLike) -> PointCloud:
 
 def read_npy(path: str | os.PathLike) -> PointCloud:
     """A NumPy ``.npy`` array ``[N, 3]`` or ``[N, 6]`` (points, normals)."""
-    path = _existing(path)
+    path = existing_path(path)
     try:
         arr = np.load(path, allow_pickle=False)
         if not isinstance(arr, np.ndarray):  # an .npz renamed .npy
@@ -415,7 +336,7 @@ def load_point_cloud(path: str | os.PathLike) -> PointCloud:
     return reader(p)
 
 
-def _existing(path) -> Path:
+def existing_path(path) -> Path:
     p = Path(path)
     if not p.is_file():
         raise GeodiffError(f"{p}: no such file")
@@ -446,50 +367,6 @@ def check_cloud(name: str, points) -> np.ndarray:
     if sv[1] <= 1e-9 * sv[0]:
         raise GeodiffValueError(f"{name}: all points lie on one line (the rotation about it is undefined)")
     return p
-
-
-# ------------------------------------------------------------------------------------------------ sampling
-def _face_geometry(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    v = vertices[faces]
-    cross = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    area2 = np.linalg.norm(cross, axis=1)
-    return area2, cross / np.maximum(area2, 1e-300)[:, None]
-
-
-def sample_surface(vertices, faces, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` points uniformly on a triangle mesh's surface (faces drawn by area, barycentric coordinates
-    ``(1 - sqrt(u), sqrt(u) (1 - w), sqrt(u) w)``) and their face normals."""
-    vertices, faces = np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)
-    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
-        raise GeodiffValueError(f"faces: expected triangles [F, 3], got shape {list(faces.shape)}")
-    area2, normal = _face_geometry(vertices, faces)
-    total = area2.sum()
-    if not np.isfinite(total) or total <= 0:
-        raise GeodiffValueError("mesh: zero surface area (degenerate triangles)")
-    f = rng.choice(len(faces), size=int(n), p=area2 / total)
-    su, w = np.sqrt(rng.random(int(n))), rng.random(int(n))
-    a, b, c = (vertices[faces[f, k]] for k in range(3))
-    pts = (1 - su)[:, None] * a + (su * (1 - w))[:, None] * b + (su * w)[:, None] * c
-    return pts, normal[f]
-
-
-def _sample_object(obj: PointCloud, n: int, rng: np.random.Generator) -> np.ndarray:
-    if obj.faces is not None and len(obj.faces):
-        return sample_surface(obj.points, obj.faces, n, rng)[0]
-    m = len(obj.points)
-    return obj.points[rng.choice(m, size=n, replace=n > m)].astype(np.float64)
-
-
-def cloud_diameter(points, max_points: int = 4000) -> float:
-    """Largest distance between two points (exact up to ``max_points`` points, else on a fixed subset)."""
-    p = np.asarray(points, dtype=np.float64)
-    if len(p) > max_points:
-        p = p[np.random.default_rng(0).choice(len(p), max_points, replace=False)]
-    best = 0.0
-    for i in range(0, len(p), 1024):
-        d = ((p[i : i + 1024, None, :] - p[None, :, :]) ** 2).sum(-1)
-        best = max(best, float(d.max()))
-    return float(np.sqrt(best))
 
 
 # ------------------------------------------------------------------------------------------------ data sets
@@ -550,212 +427,13 @@ def load_tudl_models(models_dir: str | os.PathLike) -> list[dict]:
     return out
 
 
-def _box() -> tuple[np.ndarray, np.ndarray]:
-    v = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
-    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-    return v, np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))], dtype=np.int64)
-
-
-def _ellipsoid(rings: int = 10, segments: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    th = np.linspace(0, np.pi, rings + 1)[1:-1]
-    ph = np.linspace(0, 2 * np.pi, segments, endpoint=False)
-    ring = np.stack([np.outer(np.sin(th), np.cos(ph)), np.outer(np.sin(th), np.sin(ph)),
-                     np.repeat(np.cos(th)[:, None], segments, 1)], -1).reshape(-1, 3)  # fmt: skip
-    v = np.concatenate([[[0, 0, 1.0]], ring, [[0, 0, -1.0]]])
-    faces, south = [], len(v) - 1
-    for j in range(segments):
-        k = (j + 1) % segments
-        faces.append((0, 1 + j, 1 + k))
-        base = 1 + (rings - 2) * segments
-        faces.append((south, base + k, base + j))
-        for i in range(rings - 2):
-            a, b = 1 + i * segments, 1 + (i + 1) * segments
-            faces += [(a + j, b + j, b + k), (a + j, b + k, a + k)]
-    return v, np.array(faces, dtype=np.int64)
-
-
-def _cylinder(segments: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    ph = np.linspace(0, 2 * np.pi, segments, endpoint=False)
-    circle = np.c_[np.cos(ph), np.sin(ph)]
-    v = np.concatenate([np.c_[circle, -np.ones(segments)], np.c_[circle, np.ones(segments)],
-                        [[0, 0, -1.0], [0, 0, 1.0]]])  # fmt: skip
-    lo, hi = 2 * segments, 2 * segments + 1
-    faces = []
-    for j in range(segments):
-        k = (j + 1) % segments
-        faces += [
-            (j, k, segments + k),
-            (j, segments + k, segments + j),
-            (lo, k, j),
-            (hi, segments + j, segments + k),
-        ]
-    return v, np.array(faces, dtype=np.int64)
-
-
-_PRIMITIVES = (_box, _ellipsoid, _cylinder)
-
-
-def procedural_mesh(rng: np.random.Generator, max_parts: int = 4) -> PointCloud:
-    """A random compound of 2..``max_parts`` boxes, ellipsoids and cylinders with random sizes, offsets and
-    orientations, centred on its bounding box and scaled into the unit sphere (diameter <= 2): asymmetric
-    training shapes that need no data files."""
-    verts, faces, off = [], [], 0
-    for i in range(int(rng.integers(2, max_parts + 1))):
-        v, f = _PRIMITIVES[int(rng.integers(len(_PRIMITIVES)))]()
-        v = v * rng.uniform(0.15, 0.6, size=3)
-        v = v @ euler_rotation(rng.uniform(-np.pi, np.pi, size=3)).T
-        v = v + (rng.uniform(-0.5, 0.5, size=3) if i else 0.0)
-        verts.append(v)
-        faces.append(f + off)
-        off += len(v)
-    v = np.concatenate(verts)
-    v -= 0.5 * (v.min(0) + v.max(0))
-    v /= np.linalg.norm(v, axis=1).max()
-    return PointCloud(v, None, np.concatenate(faces), "procedural")
-
-
-# ------------------------------------------------------------------------------------------------ pairs
-def euler_rotation(angles) -> np.ndarray:
-    """Rotation ``Rz(c) @ Ry(b) @ Rx(a)`` for angles ``(a, b, c)`` in radians, ``[..., 3] -> [..., 3, 3]``."""
-    a = np.asarray(angles, dtype=np.float64)
-    cx, cy, cz = np.cos(a[..., 0]), np.cos(a[..., 1]), np.cos(a[..., 2])
-    sx, sy, sz = np.sin(a[..., 0]), np.sin(a[..., 1]), np.sin(a[..., 2])
-    r = np.stack([
-        np.stack([cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx], -1),
-        np.stack([sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx], -1),
-        np.stack([-sy, cy * sx, cy * cx], -1),
-    ], -2)  # fmt: skip
-    return r
-
-
-def _crop(points: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
-    """Keep the ``round(keep N)`` points farthest along a random direction (a random half-space)."""
-    if keep >= 1:
-        return points
-    d = rng.normal(size=3)
-    d /= np.linalg.norm(d)
-    proj = (points - points.mean(0)) @ d
-    k = max(3, int(round(keep * len(points))))
-    return points[np.sort(np.argsort(-proj, kind="stable")[:k])]
-
-
-def make_pair(obj: PointCloud, cfg: PairConfig, rng: np.random.Generator, diameter: float | None = None,
-              unit: str = "unitless", name: str = "") -> RegistrationPair:  # fmt: skip
-    """One seeded pair from a mesh or a point cloud (see the module docstring for the protocol)."""
-    diam = float(diameter) if diameter else cloud_diameter(obj.points)
-    if not np.isfinite(diam) or diam <= 0:
-        raise GeodiffValueError(f"{name or obj.name or 'object'}: zero or invalid diameter {diam}")
-    r = 0.5 * diam
-    n = int(cfg.num_points)
-    src = _crop(_sample_object(obj, n, rng), cfg.keep, rng)
-    tgt = _crop(_sample_object(obj, n, rng), cfg.keep, rng)
-    rot = euler_rotation(np.deg2rad(rng.uniform(-cfg.max_angle, cfg.max_angle, size=3)))
-    trans = rng.uniform(-cfg.max_translation, cfg.max_translation, size=3) * r
-    tgt = tgt @ rot.T + trans
-    src, tgt = src[rng.permutation(len(src))], tgt[rng.permutation(len(tgt))]
-    model = _sample_object(obj, int(cfg.num_model_points), rng)
-    if cfg.noise > 0:  # drawn last: a noisy pair is its clean twin (same seed) plus the jitter
-        src = src + np.clip(rng.normal(scale=cfg.noise * r, size=src.shape), -cfg.clip * r, cfg.clip * r)
-        tgt = tgt + np.clip(rng.normal(scale=cfg.noise * r, size=tgt.shape), -cfg.clip * r, cfg.clip * r)
-    pose = np.eye(4)
-    pose[:3, :3], pose[:3, 3] = rot, trans
-    return RegistrationPair(src, tgt, pose, model, diam, unit, name or obj.name)
-
-
-def benchmark_pairs(objects: Sequence[dict], cfg: PairConfig, num_pairs: int, seed: int = 0,
-                    progress: bool = False) -> list[RegistrationPair]:  # fmt: skip
-    """``num_pairs`` pairs cycling through ``objects`` (dicts with ``mesh`` and optional ``diameter``,
-    ``unit``, ``name``); pair ``i`` depends only on ``(seed, i)``."""
-    from tqdm import tqdm
-
-    if not objects:
-        raise GeodiffValueError("registration pairs: no objects to make pairs from")
-    if int(num_pairs) <= 0:
-        raise GeodiffValueError(f"num_pairs: must be a positive integer, got {num_pairs}")
-    out = []
-    for i in tqdm(range(int(num_pairs)), desc="pairs", unit="pair", disable=not progress, file=sys.stderr):
-        o = objects[i % len(objects)]
-        mesh = o["mesh"]
-        out.append(make_pair(mesh, cfg, np.random.default_rng([int(seed), i]), o.get("diameter"),
-                             o.get("unit", "unitless"),
-                             o.get("name") or mesh.name or f"object_{i}"))  # fmt: skip
-    return out
-
-
-_PAIR_ARRAYS = ("source", "target", "model")
-
-
-def make_benchmark_pairs(kind: str, where: str | os.PathLike | None, config: PairConfig, num_pairs: int,
-                         seed: int = 0, modelnet_split: str = "test"
-                         ) -> tuple[list[RegistrationPair], dict]:  # fmt: skip
-    """A seeded benchmark set and its description (for :func:`save_pairs`): ``kind`` ``tudl`` (a BOP models
-    folder ``where``, mm), ``modelnet`` (a ModelNet40 HDF5 folder, the first ``num_pairs`` clouds of the
-    split) or ``procedural`` (shapes of unit radius)."""
-    if kind == "modelnet":
-        mn = load_modelnet40_h5(Path(where), modelnet_split)
-        pts = mn["points"][:num_pairs]
-        nrm = mn["normals"][:num_pairs] if mn["normals"] is not None else [None] * len(pts)
-        objects = [{"mesh": PointCloud(p, n, None, f"modelnet_{i}"), "unit": "unitless"}
-                   for i, (p, n) in enumerate(zip(pts, nrm, strict=True))]  # fmt: skip
-        source = f"modelnet40:{modelnet_split}"
-    elif kind == "procedural":
-        rng = np.random.default_rng([int(seed), 999])
-        objects = [{"mesh": procedural_mesh(rng), "diameter": 2.0, "unit": "unitless",
-                    "name": f"procedural_{i}"} for i in range(num_pairs)]  # fmt: skip
-        source = "procedural"
-    elif kind == "tudl":
-        objects = [dict(o, unit="mm") for o in load_tudl_models(Path(where))]
-        source = f"tudl:{where}"
-    else:
-        raise GeodiffError(f"pairs: unknown source {kind!r} (tudl, modelnet or procedural)")
-    pairs = benchmark_pairs(objects, config, num_pairs, seed, progress=True)
-    keys = ("num_points", "max_angle", "max_translation", "noise", "clip", "keep")
-    return pairs, {"source": source, **{k: getattr(config, k) for k in keys}, "seed": int(seed)}
-
-
-def save_pairs(path: str | os.PathLike, pairs: Sequence[RegistrationPair], **meta) -> Path:
-    """Pairs (clouds of any sizes) and ``meta`` (JSON-able) into one ``.npz``, atomically."""
-    from geodiff.io import atomic_path
-
-    if not pairs:
-        raise GeodiffValueError("registration pairs: nothing to save")
-    arrays = {}
-    for k in _PAIR_ARRAYS:
-        parts = [np.asarray(getattr(p, k), dtype=np.float64) for p in pairs]
-        arrays[k] = np.concatenate(parts)
-        arrays[f"{k}_counts"] = np.array([len(x) for x in parts], dtype=np.int64)
-    arrays["pose"] = np.stack([p.pose for p in pairs]).astype(np.float64)
-    arrays["diameter"] = np.array([p.diameter for p in pairs], dtype=np.float64)
-    arrays["unit"] = np.array([p.unit for p in pairs])
-    arrays["name"] = np.array([p.name for p in pairs])
-    arrays["meta"] = np.array(json.dumps({"format": "geodiff-registration-pairs", **meta}))
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    return Path(path)
-
-
-def load_pairs(path: str | os.PathLike) -> tuple[list[RegistrationPair], dict]:
-    """The pairs and metadata written by :func:`save_pairs` (``geodiff data registration``)."""
-    import zipfile
-
-    p = _existing(path)
-    if not zipfile.is_zipfile(p):
-        raise GeodiffError(f"{p}: not an npz file (expected the pairs `geodiff data registration` writes)")
-    try:
-        z = np.load(p, allow_pickle=False)
-        keys = set(z.files)
-    except (ValueError, OSError) as exc:
-        raise GeodiffError(f"{p}: not an npz file ({type(exc).__name__}: {exc})") from None
-    need = {*_PAIR_ARRAYS, *(f"{k}_counts" for k in _PAIR_ARRAYS), "pose", "diameter", "unit", "meta"}
-    if not need <= keys:
-        raise GeodiffError(f"{p}: not a registration pairs file (missing {', '.join(sorted(need - keys))})")
-    meta = json.loads(str(z["meta"]))
-    meta.pop("format", None)
-    split = {k: np.split(z[k], np.cumsum(z[f"{k}_counts"])[:-1]) for k in _PAIR_ARRAYS}
-    names = z["name"] if "name" in keys else [""] * len(z["pose"])
-    pairs = [RegistrationPair(split["source"][i], split["target"][i], z["pose"][i], split["model"][i],
-                              float(z["diameter"][i]), str(z["unit"][i]), str(names[i]))
-             for i in range(len(z["pose"]))]  # fmt: skip
-    if not all(len(v) == len(pairs) for v in split.values()):
-        raise GeodiffError(f"{p}: inconsistent pair counts")
-    return pairs, meta
+def cloud_diameter(points, max_points: int = 4000) -> float:
+    """Largest distance between two points (exact up to ``max_points`` points, else on a fixed subset)."""
+    p = np.asarray(points, dtype=np.float64)
+    if len(p) > max_points:
+        p = p[np.random.default_rng(0).choice(len(p), max_points, replace=False)]
+    best = 0.0
+    for i in range(0, len(p), 1024):
+        d = ((p[i : i + 1024, None, :] - p[None, :, :]) ** 2).sum(-1)
+        best = max(best, float(d.max()))
+    return float(np.sqrt(best))

@@ -433,6 +433,10 @@ def generate_nbody_split(folder: str | os.PathLike, kind: str = "charged", num_t
                          num_particles: int | None = None,
                          progress: bool = True) -> Path:  # fmt: skip
     """Simulate train/val/test N-body files into ``folder`` (independent seeds ``seed``, +1, +2)."""
+    counts = {"num_train": num_train, "num_val": num_val, "num_test": num_test, "seed": seed}
+    for key, v in counts.items():
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise GeodiffError(f"{key}: must be an integer, got {v!r}")
     if kind not in DEFAULTS:
         raise GeodiffError(f"kind: unknown N-body system {kind!r} (charged, springs or gravity)")
     cfg = (

@@ -323,7 +323,7 @@ def draw_grid(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: st
         m2 = Chem.Mol(mol)
         m2.RemoveAllConformers()
         try:  # RDKit's 2D depiction can fail on odd generated graphs: one bad molecule must not sink the grid
-            Draw.MolToImage(m2, size=(50, 50))
+            Draw.MolsToGridImage([m2], molsPerRow=1, subImgSize=(50, 50))  # the grid's own drawing code
         except Exception:
             m2, label = Chem.Mol(), f"{label} (not drawable)"
         mols.append(m2)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geodiff.data.pointclouds import RegistrationPair
+from geodiff.data.pairs import RegistrationPair
 from geodiff.errors import GeodiffError, check_count
 from geodiff.metrics.pose import pose_metrics, summarize_pose_metrics
 
@@ -95,7 +95,7 @@ def register_and_score(pairs: str | os.PathLike, methods: Sequence[str], pipelin
                        refine_steps: int = 3) -> dict:  # fmt: skip
     """Run ``methods`` on the benchmark pairs file ``pairs`` (``geodiff data registration``) and report pose
     metrics per method: what ``geodiff evaluate task=registration`` and ``eval/`` run."""
-    from geodiff.data.pointclouds import load_pairs
+    from geodiff.data.pairs import load_pairs
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from geodiff.data.pointclouds import load_pairs, read_ply, write_ply
+from geodiff.data.pairs import load_pairs
+from geodiff.data.pointclouds import read_ply, write_ply
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.dim=16", "model.num_neighbors=8", "model.encoder_layers=1", "model.attention_layers=1",

@@ -121,7 +121,8 @@ def test_shipped_registration_model_registers_rotated_objects_better_than_identi
     degrees (shapes and seeds it never saw) far better than doing nothing."""
     import numpy as np
 
-    from geodiff.data.pointclouds import PairConfig, benchmark_pairs, procedural_mesh
+    from geodiff.data.pairs import PairConfig, benchmark_pairs
+    from geodiff.data.shapes import procedural_mesh
     from geodiff.metrics.pose import rotation_error_deg
     from geodiff.pipelines.registration import RegistrationPipeline
 

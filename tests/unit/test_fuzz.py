@@ -9,15 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geodiff.data.pointclouds import (
-    check_cloud,
-    load_pairs,
-    read_npy,
-    read_off,
-    read_ply,
-    read_xyz,
-    write_ply,
-)
+from geodiff.data.pairs import load_pairs
+from geodiff.data.pointclouds import check_cloud, read_npy, read_off, read_ply, read_xyz, write_ply
 from geodiff.data.trajectories import read_eth_ucy_file
 from geodiff.data.trajectories import read_npz as read_trajectory_npz
 from geodiff.errors import GeodiffError
@@ -136,7 +129,7 @@ def test_molecule_metrics_on_random_molecules(mols, method):
     unit=st.sampled_from(["mm", "m", "cm", "unitless"]),
 )
 def test_pose_metrics_are_finite_and_bounded(angles, t, diameter, unit):
-    from geodiff.data.pointclouds import euler_rotation
+    from geodiff.data.shapes import euler_rotation
 
     h = np.tile(np.eye(4), (2, 1, 1))
     h[:, :3, :3] = euler_rotation(np.reshape(angles, (2, 3)))

@@ -6,25 +6,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geodiff.data.pairs import PairConfig, benchmark_pairs, load_pairs, make_pair, save_pairs
 from geodiff.data.pointclouds import (
-    PairConfig,
     PointCloud,
-    benchmark_pairs,
     check_cloud,
     cloud_diameter,
-    euler_rotation,
     load_modelnet40_h5,
-    load_pairs,
     load_point_cloud,
     load_tudl_models,
-    make_pair,
-    procedural_mesh,
     read_off,
     read_ply,
-    sample_surface,
-    save_pairs,
     write_ply,
 )
+from geodiff.data.shapes import euler_rotation, procedural_mesh, sample_surface
 from geodiff.errors import GeodiffError, GeodiffValueError
 
 TUDL = Path(__file__).resolve().parents[4] / "shared" / "data" / "registration" / "tudl"

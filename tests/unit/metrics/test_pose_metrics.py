@@ -4,7 +4,7 @@ Chamfer distance, recalls, units."""
 import numpy as np
 import pytest
 
-from geodiff.data.pointclouds import euler_rotation
+from geodiff.data.shapes import euler_rotation
 from geodiff.errors import GeodiffValueError
 from geodiff.metrics.pose import (
     add,

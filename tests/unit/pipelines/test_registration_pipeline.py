@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from geodiff.data.datamodules import PairDataset
-from geodiff.data.pointclouds import PairConfig, PointCloud, benchmark_pairs, procedural_mesh
+from geodiff.data.pairs import PairConfig, benchmark_pairs
+from geodiff.data.pointclouds import PointCloud
+from geodiff.data.shapes import procedural_mesh
 from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.models.registration import RegistrationNet
 from geodiff.pipelines.icp import icp
@@ -111,7 +113,7 @@ def test_from_pretrained_round_trip_and_wrong_family(tmp_path):
 def test_icp_converges_on_a_small_motion_of_an_identical_cloud(method):
     rng = np.random.default_rng(0)
     m = procedural_mesh(rng)
-    from geodiff.data.pointclouds import euler_rotation, sample_surface
+    from geodiff.data.shapes import euler_rotation, sample_surface
 
     x, _ = sample_surface(m.points, m.faces, 400, rng)
     h = np.eye(4)
