@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from geodiff.config import data_dir, resolve_path
+from geodiff.data.batching import AtomBudgetBatchSampler
 from geodiff.data.cache import CachedMoleculeDataset
 from geodiff.data.molecules import (
     DatasetStatistics,
@@ -80,9 +81,11 @@ class MoleculeDataModule(L.LightningDataModule):
     def __init__(self, path: str, format: str = "auto", cache_dir: str | None = ".cache/geodiff",
                  limit: int | None = None, atoms: list[str] | None = None,
                  val_fraction: float = 0.05, batch_size: int = 32, num_workers: int = 0,
-                 seed: int = 0, kekulize: bool = True):  # fmt: skip
+                 seed: int = 0, kekulize: bool = True, max_atoms: int | None = None,
+                 max_edges: int | None = None):  # fmt: skip
         super().__init__()
         self.path, self.format, self.cache_dir, self.limit = path, format, cache_dir, limit
+        self.max_atoms, self.max_edges = max_atoms, max_edges  # adaptive batches (instead of batch_size)
         self.kekulize = kekulize
         self.atoms = tuple(atoms) if atoms else None  # fixed element vocabulary for SDF input
         self.val_fraction, self.batch_size, self.num_workers, self.seed = (
@@ -136,7 +139,12 @@ class MoleculeDataModule(L.LightningDataModule):
 
     def run_notes(self) -> dict:
         """What the export's run record says about the data."""
-        return {"bonds": "Kekule form (data.kekulize=true)" if self.kekulize else "aromatic bonds kept"}
+        notes = {"bonds": "Kekule form (data.kekulize=true)" if self.kekulize else "aromatic bonds kept"}
+        if self.shards_itself:
+            notes["batch_size"] = (
+                f"adaptive: at most {self.max_atoms or '-'} atoms, {self.max_edges or '-'} edges"
+            )
+        return notes
 
     @property
     def statistics(self) -> DatasetStatistics:
@@ -145,10 +153,25 @@ class MoleculeDataModule(L.LightningDataModule):
             return ds.statistics()
         return MoleculeDataset.from_records([ds[i] for i in self.train_idx], ds.vocab).statistics()
 
+    @property
+    def shards_itself(self) -> bool:
+        """With an atom / edge budget the batch sampler splits batches between processes itself (the
+        trainer must not add a distributed sampler)."""
+        return self.max_atoms is not None or self.max_edges is not None
+
     def _loader(self, dataset, idx, shuffle):
-        return DataLoader(Subset(dataset, idx), batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=collate_molecules, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)  # fmt: skip
+        common = {"collate_fn": collate_molecules, "num_workers": self.num_workers,
+                  "persistent_workers": self.num_workers > 0}  # fmt: skip
+        if not self.shards_itself:
+            return DataLoader(Subset(dataset, idx), batch_size=self.batch_size, shuffle=shuffle, **common)
+        if isinstance(dataset, CachedMoleculeDataset):
+            sizes = dataset.num_atoms()[idx]
+        else:
+            sizes = torch.diff(dataset.t["atom_ptr"]).numpy()[idx]
+        sampler = AtomBudgetBatchSampler(
+            sizes, self.max_atoms, self.max_edges, shuffle=shuffle, seed=self.seed
+        )
+        return DataLoader(Subset(dataset, idx), batch_sampler=sampler, **common)
 
     def train_dataloader(self):
         return self._loader(self.prepare(), self.train_idx, True)

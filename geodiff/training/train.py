@@ -109,7 +109,10 @@ def train(cfg: DictConfig, command: str | None = None):
         model = instantiate(cfg.model)
         module = instantiate(cfg.module, model=model)
         callbacks = [*make_callbacks(cfg, command), started]
-        trainer = L.Trainer(**trainer_kwargs(cfg), callbacks=callbacks, default_root_dir=str(out))
+        kwargs = trainer_kwargs(cfg)
+        if getattr(data, "shards_itself", False):  # its batch sampler splits batches between processes
+            kwargs["use_distributed_sampler"] = False
+        trainer = L.Trainer(**kwargs, callbacks=callbacks, default_root_dir=str(out))
         trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
     except GeodiffError:
         raise

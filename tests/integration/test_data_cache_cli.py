@@ -43,3 +43,21 @@ def test_cache_then_train_with_workers_then_sample(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
         "geodiff data: error: input:"
     )
+
+
+def test_adaptive_batches_under_ddp(qm9_npz, tmp_path):
+    """data.max_atoms: batches by atom budget, split between two processes by the batch sampler itself."""
+    out = tmp_path / "run"
+    r = geodiff("train", "experiment=qm9_eqgat_small", f"data.path={qm9_npz}", "data.limit=40",
+                f"data.cache_dir={tmp_path / 'cache'}", "data.max_atoms=120", "model.s_dim=16",
+                "model.v_dim=4", "model.e_dim=4", "model.num_layers=1",
+                "scheduler.pos.num_train_timesteps=10",
+                "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2",
+                "trainer.strategy=ddp", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false",
+                f"output_dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "adaptive: at most 120 atoms" in (out / "export" / "molecules.json").read_text()
+    bad = geodiff("train", "experiment=qm9_eqgat_small", f"data.path={qm9_npz}", "data.limit=40",
+                  f"data.cache_dir={tmp_path / 'cache'}", "data.max_atoms=5", "trainer.accelerator=cpu",
+                  f"output_dir={tmp_path / 'bad'}")  # fmt: skip
+    assert bad.returncode == 2 and "data.max_atoms: 5 is smaller than the largest molecule" in bad.stderr
