@@ -1,4 +1,4 @@
-"""Preprocessed molecule caches for GEOM-size data: sharded, memory-mapped NumPy arrays with an index.
+"""Preprocessed molecule caches for GEOM-size data: sharded NumPy arrays with an index, read by rows.
 
 ``geodiff data molecules input=... output=DIR`` reads SDF (one or many conformers per molecule, a file or a
 folder), QM9 (EDM's npz) or GEOM's msgpack release (``drugs_crude.msgpack`` / ``qm9_crude.msgpack``, read
@@ -12,11 +12,11 @@ trained on), and writes::
                                          atom_ptr / bond_ptr [M + 1] int64, mol_id [M] int64,
                                          name [M] (conformer titles, fixed-width unicode)
 
-Why NumPy shards: ``np.load(mmap_mode="r")`` maps a shard without reading it, so a training process (and
-each data-loader worker) holds only the pages it touches, whatever the dataset size; the files are plain
-arrays that any tool reads, with no database server or extra dependency. Each shard's checksum is verified
-the first time a process opens it. ``index.json`` is written last, so an interrupted build leaves no usable
-cache.
+Why NumPy shards: plain ``.npy`` arrays that any tool reads, with no database server or extra dependency;
+a record is read with a few ``os.pread`` calls of exactly its rows, so a training process (and each
+data-loader worker) holds only the records it is building, whatever the dataset size (the file pages stay in
+the kernel's page cache, shared and reclaimable). Each shard's checksum is verified the first time a process
+opens it. ``index.json`` is written last, so an interrupted build leaves no usable cache.
 """
 
 from __future__ import annotations
@@ -365,7 +365,7 @@ def read_index(path: str | os.PathLike) -> dict:
 
 
 class CachedMoleculeDataset(torch.utils.data.Dataset):
-    """One split of a cache as a dataset of :class:`MoleculeRecord`. Shards are memory-mapped on first use
+    """One split of a cache as a dataset of :class:`MoleculeRecord`. Shards are opened on first use
     in each process (data-loader workers included; the dataset pickles as paths) and checked against the
     index's checksum then."""
 
@@ -378,7 +378,7 @@ class CachedMoleculeDataset(torch.utils.data.Dataset):
         self.shards = self.index["splits"][split]["shards"]
         self.vocab = MoleculeVocabulary.from_dict(self.index["vocab"])
         self.offsets = np.cumsum([0] + [s["num_conformers"] for s in self.shards])
-        self._open: dict[int, dict[str, np.ndarray]] = {}
+        self._open: dict[int, dict[str, _Field]] = {}
 
     def __getstate__(self):
         return {**self.__dict__, "_open": {}}
@@ -394,10 +394,15 @@ class CachedMoleculeDataset(torch.utils.data.Dataset):
 
     def num_atoms(self) -> np.ndarray:
         """Atoms of every conformer of the split (reads only the ``atom_ptr`` arrays)."""
-        return np.concatenate([np.diff(self._arrays(k)["atom_ptr"]) for k in range(len(self.shards))]
-                              ) if self.shards else np.zeros(0, dtype=np.int64)  # fmt: skip
+        if not self.shards:
+            return np.zeros(0, dtype=np.int64)
+        ptrs = [
+            self._arrays(k)["atom_ptr"].rows(0, s["num_conformers"] + 1) for k, s in enumerate(self.shards)
+        ]
+        return np.concatenate([np.diff(p) for p in ptrs])
 
-    def _arrays(self, k: int) -> dict[str, np.ndarray]:
+    def _arrays(self, k: int) -> dict[str, _Field]:
+        """Shard ``k``'s fields (checked against the index's checksum when this process first opens it)."""
         if k not in self._open:
             d = self.path / self.shards[k]["dir"]
             try:
@@ -408,7 +413,7 @@ class CachedMoleculeDataset(torch.utils.data.Dataset):
                 raise GeodiffError(
                     f"cache: shard {d} is missing or corrupt (checksum differs from the index)"
                 )
-            self._open[k] = {f: np.load(d / f"{f}.npy", mmap_mode="r") for f in FIELDS}
+            self._open[k] = {f: _Field(d / f"{f}.npy") for f in FIELDS}
         return self._open[k]
 
     def __getitem__(self, i: int) -> MoleculeRecord:
@@ -416,13 +421,35 @@ class CachedMoleculeDataset(torch.utils.data.Dataset):
             raise IndexError(f"conformer {i} out of range for {len(self)}")
         k = int(np.searchsorted(self.offsets, i, side="right") - 1)
         a, j = self._arrays(k), i - int(self.offsets[k])
-        lo, hi = int(a["atom_ptr"][j]), int(a["atom_ptr"][j + 1])
-        blo, bhi = int(a["bond_ptr"][j]), int(a["bond_ptr"][j + 1])
+        lo, hi = (int(x) for x in a["atom_ptr"].rows(j, j + 2))
+        blo, bhi = (int(x) for x in a["bond_ptr"].rows(j, j + 2))
         return MoleculeRecord(
-            torch.from_numpy(np.array(a["pos"][lo:hi], dtype=np.float32)),
-            torch.from_numpy(np.array(a["atom_types"][lo:hi], dtype=np.int64)),
-            torch.from_numpy(np.array(a["charges"][lo:hi], dtype=np.int64)),
-            torch.from_numpy(np.array(a["bond_index"][blo:bhi], dtype=np.int64).T.copy()),
-            torch.from_numpy(np.array(a["bond_types"][blo:bhi], dtype=np.int64)),
-            str(a["name"][j]),
+            torch.from_numpy(a["pos"].rows(lo, hi).astype(np.float32)),
+            torch.from_numpy(a["atom_types"].rows(lo, hi).astype(np.int64)),
+            torch.from_numpy(a["charges"].rows(lo, hi).astype(np.int64)),
+            torch.from_numpy(a["bond_index"].rows(blo, bhi).astype(np.int64).T.copy()),
+            torch.from_numpy(a["bond_types"].rows(blo, bhi).astype(np.int64)),
+            str(a["name"].rows(j, j + 1)[0]),
         )
+
+
+class _Field:
+    """One ``.npy`` array of a shard, read by rows with ``os.pread``: only the bytes asked for, into private
+    memory that is freed with the record (the file's pages stay in the kernel's page cache, shared and
+    reclaimable, instead of in the process's mapped memory), so a process's memory does not grow with the
+    data it has read."""
+
+    def __init__(self, path: Path):
+        header = np.load(path, mmap_mode="r")  # numpy parses the header; the mapping is dropped at once
+        self.path, self.offset, self.dtype = str(path), int(header.offset), header.dtype
+        self.row_shape = header.shape[1:]
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * header.dtype.itemsize
+        del header
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            buf = os.pread(fd, (hi - lo) * self.row_bytes, self.offset + lo * self.row_bytes)
+        finally:
+            os.close(fd)
+        return np.frombuffer(buf, dtype=self.dtype).reshape(-1, *self.row_shape)

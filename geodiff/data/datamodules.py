@@ -73,7 +73,7 @@ def _detect_format(path: Path) -> str:
 
 
 class MoleculeDataModule(L.LightningDataModule):
-    """Molecules from a preprocessed cache (``geodiff data molecules``: GEOM-size data, memory-mapped, its own
+    """Molecules from a preprocessed cache (``geodiff data molecules``: GEOM-size data, read by rows, its own
     molecule-level train / val splits), a QM9 npz (EDM layout, cached), QM9 xyz files, or SDF; bonds are
     perceived with RDKit where the format has none; for the non-cache formats a seeded random validation
     split. ``num_workers`` > 0 loads batches in worker processes."""
