@@ -45,9 +45,9 @@ def main() -> None:
     import rdkit
     import torch
 
+    from geodiff.data.structures import read_npz
     from geodiff.metrics.bonds import edm_bonds, perceive
     from geodiff.metrics.chemistry import molecule_metrics, rdkit_validity, stability
-    from geodiff.metrics.structures import read_npz
     from geodiff.testing.chemistry_reference import loop_bond_order, loop_metrics
 
     mols, _ = read_npz(args.qm9)
@@ -73,8 +73,8 @@ def main() -> None:
     t_stab, _, _ = best_of(lambda: stability(bonded), args.repeats)
 
     def loop_bonds_stability():
+        from geodiff.data.structures import element_symbol
         from geodiff.metrics.chemistry import ALLOWED_VALENCES
-        from geodiff.metrics.structures import element_symbol
 
         ok = 0
         for m in mols:

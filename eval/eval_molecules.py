@@ -24,7 +24,6 @@ import torch
 from geodiff.io import device_description, write_json
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable
 from geodiff.metrics.evaluate import evaluate_molecules
-from geodiff.metrics.structures import from_records
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, write_sdf
 
 EDM_KEYS = ("mol_stability", "atom_stability", "validity", "connected_validity")
@@ -61,11 +60,11 @@ def main() -> None:
     pipe = MoleculeDiffusionPipeline.from_pretrained(args.ckpt)
     pipe.model.to(args.device)
     t0 = time.time()
-    records = pipe(num_samples=args.n, sampler=args.sampler, num_inference_steps=args.steps,
-                   batch_size=args.batch_size, seed=args.seed, last_step=args.last_step)  # fmt: skip
+    mols = pipe(num_samples=args.n, sampler=args.sampler, num_inference_steps=args.steps,
+                 batch_size=args.batch_size, seed=args.seed, last_step=args.last_step).molecules  # fmt: skip
     seconds = time.time() - t0
-    m = molecule_metrics(records, pipe.vocab)
-    edm = evaluate_molecules(from_records(records, pipe.vocab), bonds="edm", valence_table="edm")
+    m = molecule_metrics(mols)
+    edm = evaluate_molecules(mols, bonds="edm", valence_table="edm")
     steps = args.steps or pipe.schedulers.num_train_timesteps
     print(f"{args.ckpt}: {args.n} molecules, {args.sampler} {steps} steps (last step: {args.last_step}), "
           f"{seconds:.0f} s "
@@ -74,7 +73,7 @@ def main() -> None:
     print("  EDM's protocol (bonds from 3D by EDM's lookup table, EDM's valences):")
     _print_scores(edm, EDM_KEYS, "    ")
     if args.sdf:
-        write_sdf(records, pipe.vocab, args.sdf)
+        write_sdf(mols, args.sdf)
         print(f"  SDF                 {args.sdf}")
     if args.json:
         result = {"command": " ".join(sys.argv), "checkpoint": args.ckpt, "sampler": args.sampler,

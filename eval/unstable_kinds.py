@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from geodiff.data.structures import read_sdf
 from geodiff.io import write_json
 from geodiff.metrics.diagnose import KINDS, diagnose_unstable
-from geodiff.metrics.structures import read_sdf
 
 
 def report(result: dict, skipped: int) -> str:

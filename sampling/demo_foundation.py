@@ -215,10 +215,10 @@ def shipped_model_samples(out: Path, seed: int) -> dict:
 
     ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "qm9_eqgat_small"
     pipe = MoleculeDiffusionPipeline.from_pretrained(ckpt)
-    records = pipe(num_samples=16, sampler="ddim", num_inference_steps=50, seed=seed, progress=False)
-    write_sdf(records, pipe.vocab, out / "qm9_samples.sdf")
-    draw_grid(records, pipe.vocab, out / "qm9_samples.png")
-    return {"checkpoint": str(ckpt.name), **molecule_metrics(records, pipe.vocab)}
+    mols = pipe(num_samples=16, sampler="ddim", num_inference_steps=50, seed=seed, progress=False).molecules
+    write_sdf(mols, out / "qm9_samples.sdf")
+    draw_grid(mols, out / "qm9_samples.png")
+    return {"checkpoint": str(ckpt.name), **molecule_metrics(mols)}
 
 
 def main() -> None:

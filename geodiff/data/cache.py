@@ -35,10 +35,10 @@ from geodiff.data.molecules import (
     DatasetStatistics,
     MoleculeRecord,
     MoleculeVocabulary,
-    mol_name,
     mol_to_record,
     perceive_bonds,
 )
+from geodiff.data.structures import iter_sdf, mol_name, read_qm9_npz
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path
 
@@ -80,8 +80,6 @@ def iter_conformers(path: str | os.PathLike, fmt: str = "auto", vocab: MoleculeV
     elif fmt == "msgpack":
         yield from _iter_msgpack(path, vocab, kekulize)
     elif fmt == "qm9_npz":
-        from geodiff.data.molecules import read_qm9_npz
-
         num_atoms, numbers, positions = read_qm9_npz(path)
         for i, n in enumerate(num_atoms):
             yield _perceived(f"qm9_{i}", None, numbers[i, :n], positions[i, :n], 0, vocab, kekulize)
@@ -115,26 +113,22 @@ def _perceived(key, energy, z, pos, charge, vocab, kekulize):
 
 
 def _iter_sdf(path: Path, vocab, kekulize):
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
 
-    RDLogger.DisableLog("rdApp.*")
-    files = sorted(path.glob("*.sdf")) if path.is_dir() else [path]
     found = False
-    for f in files:
-        try:
-            supplier = Chem.SDMolSupplier(str(f), removeHs=False, sanitize=True) if f.stat().st_size else []
-        except OSError as exc:
-            raise GeodiffError(f"input: {f}: not a readable SDF ({exc})") from None
-        for k, mol in enumerate(supplier):
-            found = True
-            if mol is None:
-                yield f"{f.stem}_{k}", None, "RDKit could not read this record"
-                continue
-            # the molecule's identity is its canonical SMILES without stereo (conformer titles differ between
-            # exports, and 3D perception may give conformers of one molecule different stereo tags)
-            key = Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False)
-            energy = next((float(mol.GetProp(p)) for p in ENERGY_KEYS if mol.HasProp(p)), None)
-            yield _record(key, energy, mol, vocab, kekulize, mol_name(mol) or key)
+    for label, mol, reason in iter_sdf(path, sanitize=True):
+        if reason.startswith("unreadable file"):
+            where = path / label if path.is_dir() else path
+            raise GeodiffError(f"input: {where}: not a readable SDF ({reason})")
+        found = True
+        if mol is None:
+            yield label, None, reason
+            continue
+        # the molecule's identity is its canonical SMILES without stereo (conformer titles differ between
+        # exports, and 3D perception may give conformers of one molecule different stereo tags)
+        key = Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=False)
+        energy = next((float(mol.GetProp(p)) for p in ENERGY_KEYS if mol.HasProp(p)), None)
+        yield _record(key, energy, mol, vocab, kekulize, mol_name(mol) or key)
     if not found:
         raise GeodiffError(f"input: {path}: no molecules (no SDF records)")
 
@@ -231,8 +225,8 @@ class _ShardWriter:
         arrays["name"] = np.asarray(arrays["name"], dtype=str)  # fixed-width unicode: no pickle
         arrays["atom_ptr"] = np.asarray(self.n_atoms, dtype=np.int64)
         arrays["bond_ptr"] = np.asarray(self.n_bonds, dtype=np.int64)
-        for f in FIELDS:
-            np.save(d / f"{f}.npy", arrays[f])
+        for f in FIELDS:  # row-major on disk: readers take rows as byte ranges
+            np.save(d / f"{f}.npy", np.ascontiguousarray(arrays[f]))
         self.shards.append({"dir": f"{self.folder.name}/{d.name}", "num_conformers": len(self),
                             "num_atoms": int(self.n_atoms[-1]), "sha256": shard_checksum(d)})  # fmt: skip
         self.k += 1
@@ -441,6 +435,8 @@ class _Field:
 
     def __init__(self, path: Path):
         header = np.load(path, mmap_mode="r")  # numpy parses the header; the mapping is dropped at once
+        if header.ndim > 1 and not header.flags.c_contiguous:
+            raise GeodiffError(f"{path}: column-major array; rows cannot be read (rebuild the cache)")
         self.path, self.offset, self.dtype = str(path), int(header.offset), header.dtype
         self.row_shape = header.shape[1:]
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * header.dtype.itemsize

@@ -20,6 +20,7 @@ RDKit-perceived QM9 is then only 83.6 % stable, a ceiling for any model trained 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,6 +34,16 @@ import torch
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdDetermineBonds
 
+from geodiff.data.structures import (
+    Molecule3D,
+    atomic_number,
+    element_symbol,
+    from_rdkit,
+    iter_sdf,
+    mol_name,
+    read_qm9_npz,
+    to_rdkit,
+)
 from geodiff.errors import GeodiffError, GeodiffValueError, first_line
 
 __all__ = [
@@ -47,6 +58,7 @@ __all__ = [
     "perceive_bonds",
     "mol_to_record",
     "record_to_mol",
+    "encode",
     "read_qm9_npz",
     "collate_molecules",
     "fully_connected_edges",
@@ -57,16 +69,8 @@ __all__ = [
 ]
 
 BOND_TYPES = ("none", "single", "double", "triple", "aromatic")
-_RDKIT_BONDS = {
-    Chem.BondType.SINGLE: 1,
-    Chem.BondType.DOUBLE: 2,
-    Chem.BondType.TRIPLE: 3,
-    Chem.BondType.AROMATIC: 4,
-}
-_BOND_FROM_CLASS = {v: k for k, v in _RDKIT_BONDS.items()}
 CHARGE_CLASSES = (-2, -1, 0, 1, 2, 3)
 QM9_ATOMS = ("H", "C", "N", "O", "F")
-QM9_NPZ_KEYS = ("num_atoms", "charges", "positions")
 _PT = Chem.GetPeriodicTable()
 
 
@@ -104,8 +108,10 @@ class MoleculeVocabulary:
 
 @dataclass
 class MoleculeRecord:
-    """One molecule: ``pos`` [N, 3] (Angstrom), ``atom_types``/``charges`` [N] class indices,
-    ``bond_index`` [2, B] with ``i < j`` and ``bond_types`` [B] in 1..4."""
+    """A :class:`~geodiff.data.structures.Molecule3D` as a model sees it, through a
+    :class:`MoleculeVocabulary`: ``pos`` [N, 3] (Angstrom), ``atom_types``/``charges`` [N] class indices,
+    ``bond_index`` [2, B] with ``i < j`` and ``bond_types`` [B] in 1..4. Made by :func:`encode`, undone by
+    :meth:`decode`."""
 
     pos: torch.Tensor
     atom_types: torch.Tensor
@@ -117,6 +123,34 @@ class MoleculeRecord:
     @property
     def num_atoms(self) -> int:
         return int(self.pos.shape[0])
+
+    def decode(self, vocab: MoleculeVocabulary) -> Molecule3D:
+        """The molecule these classes stand for (atomic numbers, formal charges, bonds)."""
+        z_of, q_of = _class_tables(vocab)
+        bonds = np.concatenate([self.bond_index.numpy().T, self.bond_types.numpy()[:, None]], axis=1)
+        z, q = z_of[self.atom_types.numpy()], q_of[self.charges.numpy()]
+        return Molecule3D(z, self.pos.double().numpy(), q, bonds, self.name)
+
+
+@functools.lru_cache(maxsize=64)
+def _class_tables(vocab: MoleculeVocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """Atomic number of every atom class and formal charge of every charge class."""
+    return (np.array([atomic_number(a) for a in vocab.atoms], dtype=np.int64),
+            np.array(vocab.charges, dtype=np.int64))  # fmt: skip
+
+
+def encode(m: Molecule3D, vocab: MoleculeVocabulary) -> MoleculeRecord:
+    """The classes of ``m`` in ``vocab`` (``GeodiffValueError`` for an element or charge outside it, or a
+    molecule without bonds)."""
+    if m.bonds is None:
+        raise GeodiffValueError(f"molecule {m.name}: has no bonds (perceive them first)")
+    atoms = [vocab.atom_index(element_symbol(z)) for z in m.atomic_numbers.tolist()]
+    charges = [vocab.charge_index(q) for q in m.charges.tolist()]
+    return MoleculeRecord(
+        torch.tensor(m.pos, dtype=torch.float32), torch.tensor(atoms, dtype=torch.long),
+        torch.tensor(charges, dtype=torch.long), torch.from_numpy(m.bonds[:, :2].T.copy()).reshape(2, -1),
+        torch.from_numpy(m.bonds[:, 2].copy()), m.name,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- RDKit
@@ -150,83 +184,36 @@ def perceive_bonds(atomic_numbers: Sequence[int], positions: np.ndarray, charge:
 
 def mol_to_record(mol: Chem.Mol, vocab: MoleculeVocabulary, name: str = "",
                   kekulize: bool = False) -> MoleculeRecord:  # fmt: skip
-    """Tensors of an RDKit molecule with a conformer (explicit hydrogens kept as they are).
+    """The classes of an RDKit molecule with a conformer (explicit hydrogens kept as they are):
+    ``encode(Molecule3D.from_rdkit(mol), vocab)``.
 
-    ``kekulize``: write aromatic bonds as alternating single / double bonds (RDKit's Kekulé form); a
+    ``kekulize``: write aromatic bonds as alternating single / double bonds (RDKit's Kekule form); a
     molecule that has none raises ``GeodiffValueError``.
     """
-    if mol.GetNumConformers() == 0:
-        raise GeodiffValueError(f"molecule {name or ''}: has no 3D conformer".replace("  ", " "))
     if kekulize and any(b.GetIsAromatic() for b in mol.GetBonds()):
         mol = Chem.Mol(mol)
         try:
             Chem.Kekulize(mol, clearAromaticFlags=True)
         except Exception as exc:  # RDKit's KekulizeException
             raise GeodiffValueError(f"molecule {name}: cannot be kekulized ({first_line(exc)})") from None
-    pos = torch.tensor(mol.GetConformer().GetPositions(), dtype=torch.float32)
-    atoms = torch.tensor([vocab.atom_index(a.GetSymbol()) for a in mol.GetAtoms()], dtype=torch.long)
-    charges = torch.tensor(
-        [vocab.charge_index(a.GetFormalCharge()) for a in mol.GetAtoms()], dtype=torch.long
-    )
-    pairs, types = [], []
-    for b in mol.GetBonds():
-        i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
-        kind = _RDKIT_BONDS.get(b.GetBondType())
-        if kind is None:
-            raise GeodiffValueError(f"molecule {name}: unsupported bond type {b.GetBondType()}")
-        pairs.append((min(i, j), max(i, j)))
-        types.append(kind)
-    bond_index = torch.tensor(pairs, dtype=torch.long).T.reshape(2, -1)
-    return MoleculeRecord(pos, atoms, charges, bond_index, torch.tensor(types, dtype=torch.long), name)
+    try:
+        m = from_rdkit(mol, name)
+    except GeodiffValueError:
+        raise
+    except GeodiffError as exc:
+        raise GeodiffValueError(str(exc)) from None
+    if m.bonds is None:
+        m = m.with_bonds(np.zeros((0, 3), dtype=np.int64))
+    return encode(m, vocab)
 
 
 def record_to_mol(record: MoleculeRecord, vocab: MoleculeVocabulary, sanitize: bool = False) -> Chem.Mol:
-    """An RDKit molecule with the record's atoms, charges, bonds and conformer (sanitised on request)."""
-    rw = Chem.RWMol()
-    for a, c in zip(record.atom_types.tolist(), record.charges.tolist(), strict=True):
-        atom = Chem.Atom(vocab.atoms[a])
-        atom.SetFormalCharge(vocab.charges[c])
-        atom.SetNoImplicit(True)
-        rw.AddAtom(atom)
-    for (i, j), t in zip(record.bond_index.T.tolist(), record.bond_types.tolist(), strict=True):
-        rw.AddBond(int(i), int(j), _BOND_FROM_CLASS[int(t)])
-        if t == 4:
-            rw.GetBondBetweenAtoms(int(i), int(j)).SetIsAromatic(True)
-            rw.GetAtomWithIdx(int(i)).SetIsAromatic(True)
-            rw.GetAtomWithIdx(int(j)).SetIsAromatic(True)
-    conf = Chem.Conformer(record.num_atoms)
-    for i, p in enumerate(record.pos.tolist()):
-        conf.SetAtomPosition(i, p)
-    rw.AddConformer(conf, assignId=True)
-    mol = rw.GetMol()
-    if record.name:
-        mol.SetProp("_Name", record.name)
-    if sanitize:
-        Chem.SanitizeMol(mol)
-    return mol
+    """An RDKit molecule with the record's atoms, charges, bonds, conformer and name (sanitised on request):
+    ``record.decode(vocab).to_rdkit(sanitize)``."""
+    return to_rdkit(record.decode(vocab), sanitize=sanitize)
 
 
 # ------------------------------------------------------------------------------------------- QM9 npz
-def read_qm9_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(num_atoms [M], atomic_numbers [M, max_n], positions [M, max_n, 3])`` from an EDM-layout npz."""
-    path = Path(path)
-    if not path.is_file():
-        raise GeodiffError(f"{path}: file not found")
-    try:
-        data = np.load(path)
-    except Exception as exc:
-        raise GeodiffError(f"{path}: not a readable npz file ({type(exc).__name__})") from None
-    missing = [k for k in QM9_NPZ_KEYS if k not in data.files]
-    if missing:
-        raise GeodiffError(f"{path}: npz lacks the QM9 keys {missing} (has {sorted(data.files)[:8]})")
-    n, z, pos = data["num_atoms"], data["charges"], data["positions"]
-    if z.ndim != 2 or pos.shape != (*z.shape, 3) or n.shape != (z.shape[0],):
-        raise GeodiffError(
-            f"{path}: inconsistent shapes num_atoms {n.shape}, charges {z.shape}, positions {pos.shape}"
-        )
-    return n.astype(np.int64), z.astype(np.int64), pos.astype(np.float64)
-
-
 def _perceive_one(args):
     idx, z, pos = args
     RDLogger.DisableLog("rdApp.*")
@@ -556,14 +543,6 @@ def dataset_from_qm9_xyz(path, limit: int | None = None, progress: bool = True,
     return MoleculeDataset.from_records(records, vocab, failures=failures, source=str(path))
 
 
-def mol_name(mol: Chem.Mol) -> str:
-    """An RDKit molecule's title line, or "" (also when the title is not valid UTF-8)."""
-    try:
-        return mol.GetProp("_Name") if mol.HasProp("_Name") else ""
-    except UnicodeDecodeError:
-        return ""
-
-
 def dataset_from_sdf(path, vocab: MoleculeVocabulary | None = None, limit: int | None = None,
                      progress: bool = True, kekulize: bool = True) -> MoleculeDataset:  # fmt: skip
     """Molecules with bonds and charges from an SDF or a folder of SDFs (GEOM-Drugs style, or your own).
@@ -572,19 +551,11 @@ def dataset_from_sdf(path, vocab: MoleculeVocabulary | None = None, limit: int |
     ``vocab`` the element vocabulary is every element present, ordered by atomic number. Records RDKit
     cannot read, and atoms outside ``vocab``, are skipped and listed in ``failures``.
     """
-    RDLogger.DisableLog("rdApp.*")
-    path = Path(path)
-    files = sorted(path.glob("*.sdf")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise GeodiffError(f"{path}: no SDF file found")
-    mols, idx = [], 0
-    for f in files:
-        for k, mol in enumerate(Chem.SDMolSupplier(str(f), removeHs=False, sanitize=True)):
-            if limit is not None and idx >= limit:
-                break
-            name = mol_name(mol) if mol is not None else ""
-            mols.append((idx, name or f"{f.stem}_{k}", mol))
-            idx += 1
+    mols = []
+    for idx, (label, mol, _) in enumerate(iter_sdf(path, sanitize=True)):
+        if limit is not None and idx >= limit:
+            break
+        mols.append((idx, label, mol))
     if vocab is None:
         nums = sorted({a.GetAtomicNum() for _, _, m in mols if m is not None for a in m.GetAtoms()})
         if not nums:

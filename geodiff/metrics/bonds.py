@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 from rdkit import RDLogger
 
+from geodiff.data.structures import Molecule3D, atomic_number, from_rdkit, to_rdkit
 from geodiff.errors import GeodiffError
-from geodiff.metrics.structures import Molecule3D, atomic_number, from_rdkit, to_rdkit
 
 __all__ = ["EDM_MARGINS_PM", "edm_length_tables", "edm_bonds", "rdkit_bonds", "perceive"]
 

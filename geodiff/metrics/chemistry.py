@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.metrics.structures import Molecule3D, element_symbol, from_records, to_rdkit
+from geodiff.data.structures import Molecule3D, element_symbol, to_rdkit
 
 __all__ = [
     "ALLOWED_VALENCES",
@@ -67,7 +67,7 @@ _CHARGE_OFFSET, _CHARGE_SPAN = 8, 17  # charges -8..8
 
 def _valence_lookup(table: str) -> np.ndarray:
     """``[119 * 17, 2]`` allowed valences by ``z * 17 + charge + 8``; NaN = not allowed."""
-    from geodiff.metrics.structures import atomic_number
+    from geodiff.data.structures import atomic_number
 
     lut = np.full((119 * _CHARGE_SPAN, 2), np.nan)
     if table == "edm":
@@ -103,8 +103,8 @@ def _as_molecules(items, vocab=None) -> list[Molecule3D]:
     items = list(items)
     if items and not isinstance(items[0], Molecule3D):
         if vocab is None:
-            raise ValueError("pipeline records need their vocabulary: pass vocab=pipe.vocab")
-        return from_records(items, vocab)
+            raise ValueError("encoded records need their vocabulary: pass vocab=...")
+        return [r.decode(vocab) for r in items]
     return items
 
 
@@ -141,7 +141,7 @@ def stability(items, vocab=None, table: str = "charged") -> dict:
 def _unstable_counts(z: np.ndarray, q: np.ndarray, valence: np.ndarray) -> dict[str, int]:
     """How often each unstable (element, charge, bond-order sum) occurs, most frequent first, as
     ``"C valence 3"``, ``"N+ valence 3"``, ``"O+2 valence 1"``: what a generator gets wrong."""
-    from geodiff.metrics.structures import element_symbol
+    from geodiff.data.structures import element_symbol
 
     counts = Counter()
     for zi, qi, vi in zip(z.tolist(), q.tolist(), valence.tolist(), strict=True):

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from geodiff.data.structures import Molecule3D
 from geodiff.errors import GeodiffError
 from geodiff.metrics.chemistry import allowed_valences, bond_order_sums, stability
-from geodiff.metrics.structures import Molecule3D
 
 __all__ = ["KINDS", "orders_exist", "diagnose_unstable"]
 

@@ -404,7 +404,7 @@ def dock_file(samples: str | os.PathLike, receptor: str | os.PathLike, box: Dock
     """Dock every molecule of an SDF (see :func:`dock_molecules`; unreadable records are reported, not
     docked) and, with ``posebusters``, check each best pose: the report ``geodiff evaluate task=docking``
     prints and writes."""
-    from geodiff.metrics.structures import read_sdf_rdkit
+    from geodiff.data.structures import read_sdf_rdkit
 
     mols, names, failures = read_sdf_rdkit(Path(samples))
     if not mols:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from rdkit import Chem, RDLogger
 
+from geodiff.data.structures import Molecule3D, read_molecules
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path
 from geodiff.metrics.bonds import perceive
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable, rdkit_validity
-from geodiff.metrics.structures import Molecule3D, read_molecules
 
 __all__ = ["evaluate_molecule_file", "evaluate_molecules", "format_report", "read_reference", "write_report"]
 
@@ -59,7 +59,7 @@ def read_reference(path: str | os.PathLike, bonds: str = "edm", limit: int | Non
 
 def evaluate_molecules(mols: list[Molecule3D], bonds: str = "auto", valence_table: str = "charged",
                        reference=None, reference_smiles=None) -> dict:  # fmt: skip
-    """Metrics of in-memory molecules (e.g. ``from_records(pipe(...), pipe.vocab)``)."""
+    """Metrics of in-memory molecules (e.g. ``pipe(...).molecules``)."""
     if not mols:
         raise GeodiffError("no molecules to evaluate")
     method = _bond_method(mols, bonds)

@@ -27,8 +27,8 @@ from geodiff.data.molecules import (
     MoleculeRecord,
     MoleculeVocabulary,
     fully_connected_edges,
-    record_to_mol,
 )
+from geodiff.data.structures import Molecule3D
 from geodiff.errors import GeodiffValueError
 from geodiff.io import atomic_path
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
@@ -45,22 +45,23 @@ __all__ = ["MoleculeDiffusionPipeline", "MoleculePipelineOutput", "draw_grid", "
 
 @dataclass
 class MoleculePipelineOutput:
-    """Sampled molecules. A sequence of :class:`MoleculeRecord` (``len``, iteration, indexing) with the
-    vocabulary that names their classes.
+    """Sampled molecules: a sequence of :class:`~geodiff.data.structures.Molecule3D` (``len``, iteration,
+    indexing).
 
     Attributes:
-        molecules: one record per molecule: positions ``[n, 3]`` (Angstrom), atom-type and charge classes
-            ``[n]``, bonds ``[2, b]`` (i < j) with their classes ``[b]``.
-        vocab: atom types, charges and bond types of the classes.
+        molecules: one per sample: atomic numbers ``[n]``, positions ``[n, 3]`` (Angstrom), formal charges
+            ``[n]``, bonds ``[b, 3]`` rows ``(i, j, type)`` with i < j (1 single, 2 double, 3 triple,
+            4 aromatic).
+        vocab: the model's classes (what the model could have generated).
     """
 
-    molecules: list[MoleculeRecord]
+    molecules: list[Molecule3D]
     vocab: MoleculeVocabulary
 
     def __len__(self) -> int:
         return len(self.molecules)
 
-    def __iter__(self) -> Iterator[MoleculeRecord]:
+    def __iter__(self) -> Iterator[Molecule3D]:
         return iter(self.molecules)
 
     def __getitem__(self, i):
@@ -74,8 +75,8 @@ class MoleculePipelineOutput:
         out = []
         RDLogger.DisableLog("rdApp.*")
         try:
-            for r in self.molecules:
-                mol = record_to_mol(r, self.vocab)
+            for m in self.molecules:
+                mol = m.to_rdkit()
                 if sanitize:
                     try:
                         Chem.SanitizeMol(mol)
@@ -89,11 +90,11 @@ class MoleculePipelineOutput:
     def write_sdf(self, path: str | os.PathLike) -> int:
         """Every molecule to an SDF, atomically (see :func:`write_sdf`); returns how many were written
         without their charges."""
-        return write_sdf(self.molecules, self.vocab, path)
+        return write_sdf(self.molecules, path)
 
     def draw_grid(self, path: str | os.PathLike, n: int = 16, per_row: int = 4) -> Path:
         """A PNG grid of the first ``n`` molecules (see :func:`draw_grid`)."""
-        return draw_grid(self.molecules, self.vocab, path, n, per_row)
+        return draw_grid(self.molecules, path, n, per_row)
 
 
 class MoleculeDiffusionPipeline(GeodiffPipeline):
@@ -175,11 +176,12 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         schedulers = MoleculeSchedulers(pos, schedulers.atoms, schedulers.charges, schedulers.bonds)
         g = self.generator(generator, seed)
         counts = self._atom_counts(num_samples, num_atoms, g)
-        out: list[MoleculeRecord] = []
+        out: list[Molecule3D] = []
         name = type(pos).__name__
         bar = self.progress_bar(progress, total=num_samples, desc=f"sampling molecules ({name})")
         for sizes in torch.split(counts, batch_size):
-            out.extend(self._sample_batch(schedulers, sizes, k or T, g, bar.disable is False, last_step))
+            records = self._sample_batch(schedulers, sizes, k or T, g, bar.disable is False, last_step)
+            out.extend(r.decode(self.vocab) for r in records)
             bar.update(len(sizes))
         bar.close()
         return MoleculePipelineOutput(out, self.vocab)
@@ -266,7 +268,7 @@ def _molblock(mol) -> str:
     return Chem.MolToMolBlock(mol, kekulize=False)
 
 
-def write_sdf(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: str | os.PathLike) -> int:
+def write_sdf(molecules: list[Molecule3D], path: str | os.PathLike) -> int:
     """Write molecules (3D coordinates, bond orders, formal charges) to an SDF, atomically.
 
     Every record is written, in order, whatever its chemistry. A molecule RDKit cannot serialise (e.g. a
@@ -279,8 +281,8 @@ def write_sdf(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: st
     RDLogger.DisableLog("rdApp.*")  # RDKit prints C++ stack traces for invariant violations
     try:
         with atomic_path(path) as tmp, open(tmp, "w") as f:
-            for r in records:
-                mol = record_to_mol(r, vocab)
+            for m in molecules:
+                mol = m.to_rdkit()
                 try:
                     block = _molblock(mol)
                 except RuntimeError:
@@ -301,16 +303,15 @@ def write_sdf(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: st
     return tagged
 
 
-def draw_grid(records: list[MoleculeRecord], vocab: MoleculeVocabulary, path: str | os.PathLike,
-              n: int = 16, per_row: int = 4) -> Path:  # fmt: skip
+def draw_grid(molecules: list[Molecule3D], path: str | os.PathLike, n: int = 16, per_row: int = 4) -> Path:
     """A PNG grid of 2D depictions of the first ``n`` molecules (labelled valid / invalid)."""
     from rdkit import Chem, RDLogger
     from rdkit.Chem import Draw
 
     RDLogger.DisableLog("rdApp.*")
     mols, legends = [], []
-    for r in records[:n]:
-        mol = record_to_mol(r, vocab)
+    for m in molecules[:n]:
+        mol = m.to_rdkit()
         try:
             Chem.SanitizeMol(mol)
             label = Chem.MolToSmiles(Chem.RemoveHs(mol))
@@ -352,7 +353,7 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     seconds = time.time() - t0
     report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
               "steps": sample_kwargs.get("num_inference_steps") or pipe.schedulers.num_train_timesteps,
-              "metrics": molecule_metrics(out.molecules, pipe.vocab), "tagged": 0, "sdf": None,
+              "metrics": molecule_metrics(out.molecules), "tagged": 0, "sdf": None,
               "png": None}  # fmt: skip
     if output is not None:
         report["tagged"] = out.write_sdf(output)

@@ -11,9 +11,9 @@ import math
 
 from rdkit import Chem, RDLogger
 
+from geodiff.data.structures import Molecule3D, element_symbol
 from geodiff.metrics.bonds import _DOUBLE, _SINGLE, _TRIPLE, EDM_MARGINS_PM
 from geodiff.metrics.chemistry import ALLOWED_VALENCES, EDM_VALENCES
-from geodiff.metrics.structures import Molecule3D, element_symbol
 
 __all__ = ["loop_bond_order", "loop_metrics"]
 

@@ -194,9 +194,9 @@ class MoleculeDiffusionModule(DiffusionModule):
         from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
 
         pipe = MoleculeDiffusionPipeline(self.ema.module, self.schedulers_, self.vocab, self.stats)
-        records = pipe(num_samples=self.hparams.val_num_samples, sampler="ddim", seed=self.global_rank,
+        out = pipe(num_samples=self.hparams.val_num_samples, sampler="ddim", seed=self.global_rank,
                        progress=False, num_inference_steps=self.hparams.val_sampling_steps)  # fmt: skip
-        scores = molecule_metrics(records, self.vocab)
+        scores = molecule_metrics(out.molecules)
         keys = ("mol_stability", "atom_stability", "validity", "connected_validity")
         return {k: scores[k] for k in keys}
 

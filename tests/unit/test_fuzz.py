@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 
 from geodiff.data.pairs import load_pairs
 from geodiff.data.pointclouds import check_cloud, read_npy, read_off, read_ply, read_xyz, write_ply
+from geodiff.data.structures import Molecule3D, read_npz, read_sdf
+from geodiff.data.structures import read_xyz as read_molecule_xyz
 from geodiff.data.trajectories import read_eth_ucy_file
 from geodiff.data.trajectories import read_npz as read_trajectory_npz
 from geodiff.errors import GeodiffError
 from geodiff.metrics.bonds import perceive
 from geodiff.metrics.chemistry import molecule_metrics
 from geodiff.metrics.pose import pose_metrics, summarize_pose_metrics
-from geodiff.metrics.structures import Molecule3D, read_npz, read_sdf
-from geodiff.metrics.structures import read_xyz as read_molecule_xyz
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

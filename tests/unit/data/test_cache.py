@@ -110,8 +110,12 @@ def test_bad_inputs_are_one_line_and_leave_nothing(geom_like, tmp_path):
         build_cache(tmp_path / "cut.msgpack", tmp_path / "c1", progress=False)
     assert not (tmp_path / "c1").exists()
     (tmp_path / "empty").mkdir()
+    with pytest.raises(GeodiffError, match="no .sdf file in this folder"):
+        build_cache(tmp_path / "empty", tmp_path / "c2", progress=False)
+    (tmp_path / "empty" / "nothing.sdf").write_text("")  # an empty SDF holds no record
     with pytest.raises(GeodiffError, match="no molecules"):
         build_cache(tmp_path / "empty", tmp_path / "c2", progress=False)
+    assert not (tmp_path / "c2").exists()
     build_cache(root / "geom.sdf", tmp_path / "c3", fractions=(1.0, 0.0, 0.0), progress=False)
     with pytest.raises(GeodiffError, match="is not empty"):
         build_cache(root / "geom.sdf", tmp_path / "c3", progress=False)

@@ -43,7 +43,7 @@ def test_sdf_folder_and_fixed_vocabulary(tmp_path):
     write_sdf(tmp_path / "b.sdf", ["CS"])  # S is not in the QM9 vocabulary: skipped with its reason
     ds = dataset_from_sdf(tmp_path, vocab=MoleculeVocabulary(), progress=False)
     assert len(ds) == 2 and len(ds.failures) == 1 and "unknown element 'S'" in ds.failures[0][1]
-    with pytest.raises(GeodiffError, match="no SDF"):
+    with pytest.raises(GeodiffError, match="not found"):
         dataset_from_sdf(tmp_path / "nothing_here")
 
 

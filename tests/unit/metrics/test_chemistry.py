@@ -5,6 +5,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from geodiff.data.structures import Molecule3D, from_rdkit, read_molecules, read_npz
 from geodiff.metrics.bonds import edm_bonds, perceive, rdkit_bonds
 from geodiff.metrics.chemistry import (
     connected_fraction,
@@ -15,7 +16,6 @@ from geodiff.metrics.chemistry import (
     stability,
     uniqueness_novelty,
 )
-from geodiff.metrics.structures import Molecule3D, from_rdkit, read_molecules, read_npz
 from geodiff.testing.chemistry_reference import loop_bond_order, loop_metrics
 
 

@@ -10,8 +10,8 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from geodiff.data.structures import Molecule3D, from_rdkit
 from geodiff.metrics.diagnose import diagnose_unstable, orders_exist
-from geodiff.metrics.structures import Molecule3D, from_rdkit
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -76,7 +76,7 @@ def run_script(*args):
 
 
 def test_unstable_kinds_script(tmp_path):
-    from geodiff.metrics.structures import to_rdkit
+    from geodiff.data.structures import to_rdkit
 
     sdf = tmp_path / "samples.sdf"
     with Chem.SDWriter(str(sdf)) as w:

@@ -1,42 +1,46 @@
-"""Molecules to evaluate, whatever they came from: SDF (with or without bonds), XYZ (one or many frames),
-the QM9 npz layout, RDKit molecules, or the records a sampling pipeline returns.
+"""The one molecule type of geodiff, and every molecule file it reads.
 
-:class:`Molecule3D` is element-agnostic (atomic numbers, not a model vocabulary), so molecules with S, Cl or
-P evaluate as well as QM9's five elements. Bonds are ``[M, 3]`` rows ``(i, j, type)`` with ``i < j`` and
-type 1 single, 2 double, 3 triple, 4 aromatic; ``bonds is None`` means the file had none (perceive them).
+:class:`Molecule3D` is what data, pipelines and metrics pass around: atomic numbers (element-agnostic, so
+molecules with S, Cl or P work as well as QM9's five elements), positions in Angstrom, formal charges and
+bonds as ``[M, 3]`` rows ``(i, j, type)`` with ``i < j`` and type 1 single, 2 double, 3 triple, 4 aromatic
+(``bonds is None``: the source had none; perceive them). ``Molecule3D.from_rdkit`` / ``.to_rdkit`` convert
+to and from RDKit. A model sees a molecule through a vocabulary of classes
+(:class:`geodiff.data.molecules.MoleculeRecord`, made by ``encode`` and undone by ``decode``).
 
-Readers never stop at a bad record: :func:`read_molecules` returns the molecules it could read and a list of
-``(record, reason)`` failures.
+One SDF reader (:func:`iter_sdf`) serves training data, the cache builder, evaluation and docking. Readers
+never stop at a bad record: they return the molecules they could read and ``(record, reason)`` failures.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.data.molecules import mol_name, read_qm9_npz
 from geodiff.errors import GeodiffError
 
 __all__ = [
     "Molecule3D",
+    "iter_sdf",
     "read_molecules",
     "read_sdf",
     "read_sdf_rdkit",
     "read_xyz",
     "read_npz",
+    "read_qm9_npz",
     "from_rdkit",
-    "from_records",
     "to_rdkit",
     "element_symbol",
     "atomic_number",
+    "mol_name",
 ]
 
+QM9_NPZ_KEYS = ("num_atoms", "charges", "positions")
 _PT = Chem.GetPeriodicTable()
 BOND_TYPES = {
     Chem.BondType.SINGLE: 1,
@@ -104,6 +108,16 @@ class Molecule3D:
             bonds = np.stack([inv[self.bonds[:, 0]], inv[self.bonds[:, 1]], self.bonds[:, 2]], axis=1)
         return Molecule3D(self.atomic_numbers[perm], self.pos[perm], self.charges[perm], bonds, self.name)
 
+    @classmethod
+    def from_rdkit(cls, mol: Chem.Mol, name: str = "", keep_bonds: bool = True) -> Molecule3D:
+        """See :func:`from_rdkit`."""
+        return from_rdkit(mol, name, keep_bonds)
+
+    def to_rdkit(self, sanitize: bool = False, conformer: bool = True,
+                 implicit_hydrogens: bool = False) -> Chem.Mol:  # fmt: skip
+        """See :func:`to_rdkit`."""
+        return to_rdkit(self, sanitize, conformer, implicit_hydrogens)
+
 
 def from_rdkit(mol: Chem.Mol, name: str = "", keep_bonds: bool = True) -> Molecule3D:
     """Atoms, the first conformer and (when the molecule has any) bonds of an RDKit molecule."""
@@ -152,6 +166,8 @@ def to_rdkit(m: Molecule3D, sanitize: bool = False, conformer: bool = True,
                 rw.GetAtomWithIdx(int(i)).SetIsAromatic(True)
                 rw.GetAtomWithIdx(int(j)).SetIsAromatic(True)
     mol = rw.GetMol()
+    if m.name:
+        mol.SetProp("_Name", m.name)
     if conformer:
         conf = Chem.Conformer(m.num_atoms)
         for k, p in enumerate(m.pos.tolist()):
@@ -162,76 +178,67 @@ def to_rdkit(m: Molecule3D, sanitize: bool = False, conformer: bool = True,
     return mol
 
 
-def from_records(records, vocab) -> list[Molecule3D]:
-    """The molecules a :class:`~geodiff.pipelines.molecules.MoleculeDiffusionPipeline` returned."""
-    z_of = np.array([atomic_number(s) for s in vocab.atoms], dtype=np.int64)
-    q_of = np.array(vocab.charges, dtype=np.int64)
-    out = []
-    for r in records:
-        bonds = np.concatenate([r.bond_index.numpy().T, r.bond_types.numpy()[:, None]], axis=1)
-        out.append(Molecule3D(z_of[r.atom_types.numpy()], r.pos.double().numpy(), q_of[r.charges.numpy()],
-                              bonds, getattr(r, "name", "")))  # fmt: skip
-    return out
-
-
-def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
-    """All records of an SDF (or every ``*.sdf`` in a folder), unsanitised so invalid molecules stay in;
-    records RDKit cannot parse are returned as failures."""
+def iter_sdf(path: str | os.PathLike, sanitize: bool = False) -> Iterator[tuple[str, Chem.Mol | None, str]]:
+    """``(label, RDKit molecule or None, reason)`` for every record of an SDF, or of every ``*.sdf`` in a
+    folder (sorted; empty files hold no record), hydrogens kept. ``label`` is the record's title, else
+    ``file#k``; a record RDKit cannot parse (or, with ``sanitize``, sanitise) comes as ``None`` with the
+    reason. Unsanitised molecules have their property cache updated leniently, so they can be read and
+    written whatever their chemistry."""
     path = Path(path)
+    if not path.exists():
+        raise GeodiffError(f"{path}: not found")
     files = sorted(path.glob("*.sdf")) if path.is_dir() else [path]
+    if not files:
+        raise GeodiffError(f"{path}: no .sdf file in this folder")
     RDLogger.DisableLog("rdApp.*")
-    mols, failures = [], []
     for f in files:
+        if f.is_file() and f.stat().st_size == 0:
+            continue  # an empty file holds no record
         try:
-            supplier = Chem.SDMolSupplier(str(f), sanitize=False, removeHs=False, strictParsing=False)
+            supplier = Chem.SDMolSupplier(str(f), sanitize=sanitize, removeHs=False, strictParsing=False)
             count = len(supplier)
         except OSError as exc:  # RDKit refuses empty or unreadable files outright
-            failures.append((f.name, f"unreadable file ({exc})"))
+            yield f.name, None, f"unreadable file ({exc})"
             continue
         for k in range(count):
             label = f"{f.name}#{k + 1}"
             try:
                 mol = supplier[k]
             except Exception as exc:  # some malformed blocks raise instead of returning None
-                failures.append((label, f"unreadable record ({type(exc).__name__})"))
+                yield label, None, f"unreadable record ({type(exc).__name__})"
                 continue
             if mol is None:
-                failures.append((label, "unreadable record"))
+                yield label, None, "unreadable record" if not sanitize else "RDKit could not read this record"
                 continue
-            try:
+            if not sanitize:
                 mol.UpdatePropertyCache(strict=False)
-                mols.append(from_rdkit(mol, mol_name(mol) or label))
-            except GeodiffError as exc:
-                failures.append((label, str(exc)))
+            yield mol_name(mol) or label, mol, ""
+
+
+def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
+    """All records of an SDF (or every ``*.sdf`` in a folder), unsanitised so invalid molecules stay in;
+    records RDKit cannot parse are returned as failures."""
+    mols, failures = [], []
+    for label, mol, reason in iter_sdf(path):
+        if mol is None:
+            failures.append((label, reason))
+            continue
+        try:
+            mols.append(from_rdkit(mol, label))
+        except GeodiffError as exc:
+            failures.append((label, str(exc)))
     return mols, failures
 
 
 def read_sdf_rdkit(path: str | os.PathLike) -> tuple[list[Chem.Mol], list[str], list[tuple[str, str]]]:
     """``(RDKit molecules, names, failures)`` of an SDF (or a folder of them), unsanitised, hydrogens kept."""
-    path = Path(path)
-    if not path.exists():
-        raise GeodiffError(f"{path}: not found")
-    files = sorted(path.glob("*.sdf")) if path.is_dir() else [path]
-    RDLogger.DisableLog("rdApp.*")
     mols, names, failures = [], [], []
-    for f in files:
-        try:
-            supplier = Chem.SDMolSupplier(str(f), sanitize=False, removeHs=False, strictParsing=False)
-            count = len(supplier)
-        except OSError as exc:
-            failures.append((f.name, f"unreadable file ({exc})"))
-            continue
-        for k in range(count):
-            label = f"{f.name}#{k + 1}"
-            try:
-                mol = supplier[k]
-            except Exception:
-                mol = None
-            if mol is None:
-                failures.append((label, "unreadable record"))
-                continue
+    for label, mol, reason in iter_sdf(path):
+        if mol is None:
+            failures.append((label, reason))
+        else:
             mols.append(mol)
-            names.append(mol_name(mol) or label)
+            names.append(label)
     return mols, names, failures
 
 
@@ -303,3 +310,31 @@ def read_molecules(path: str | os.PathLike, format: str = "auto"):
     if format not in readers:
         raise GeodiffError(f"{path}: cannot tell the format (use an .sdf, .xyz or .npz file, or format=...)")
     return readers[format](path)
+
+
+def read_qm9_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(num_atoms [M], atomic_numbers [M, max_n], positions [M, max_n, 3])`` from an EDM-layout npz."""
+    path = Path(path)
+    if not path.is_file():
+        raise GeodiffError(f"{path}: file not found")
+    try:
+        data = np.load(path)
+    except Exception as exc:
+        raise GeodiffError(f"{path}: not a readable npz file ({type(exc).__name__})") from None
+    missing = [k for k in QM9_NPZ_KEYS if k not in data.files]
+    if missing:
+        raise GeodiffError(f"{path}: npz lacks the QM9 keys {missing} (has {sorted(data.files)[:8]})")
+    n, z, pos = data["num_atoms"], data["charges"], data["positions"]
+    if z.ndim != 2 or pos.shape != (*z.shape, 3) or n.shape != (z.shape[0],):
+        raise GeodiffError(
+            f"{path}: inconsistent shapes num_atoms {n.shape}, charges {z.shape}, positions {pos.shape}"
+        )
+    return n.astype(np.int64), z.astype(np.int64), pos.astype(np.float64)
+
+
+def mol_name(mol: Chem.Mol) -> str:
+    """An RDKit molecule's title line, or "" (also when the title is not valid UTF-8)."""
+    try:
+        return mol.GetProp("_Name") if mol.HasProp("_Name") else ""
+    except UnicodeDecodeError:
+        return ""
