@@ -38,7 +38,7 @@ from geodiff.data.molecules import (
     mol_to_record,
     perceive_bonds,
 )
-from geodiff.data.structures import iter_sdf, mol_name, read_qm9_npz
+from geodiff.data.structures import iter_sdf, mol_name, molecule_format, read_qm9_npz
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path
 
@@ -88,13 +88,12 @@ def iter_conformers(path: str | os.PathLike, fmt: str = "auto", vocab: MoleculeV
 
 
 def _format_of(path: Path) -> str:
-    if path.suffix == ".msgpack":
-        return "msgpack"
-    if path.suffix == ".npz":
-        return "qm9_npz"
-    if path.suffix == ".sdf" or path.is_dir():
-        return "sdf"
-    raise GeodiffError(f"input: cannot tell the format of {path} (set format=sdf, msgpack or qm9_npz)")
+    fmt = {"sdf": "sdf", "msgpack": "msgpack", "npz": "qm9_npz"}.get(molecule_format(path) or "")
+    if fmt is None and path.is_dir() and molecule_format(path) is None:
+        fmt = "sdf"  # a folder without molecule files: the SDF reader says so in one line
+    if fmt is None:
+        raise GeodiffError(f"input: cannot tell the format of {path} (set format=sdf, msgpack or qm9_npz)")
+    return fmt
 
 
 def _record(key: str, energy, mol, vocab, kekulize, name: str | None = None):

@@ -36,6 +36,7 @@ from geodiff.data.nbody import simulate
 from geodiff.data.pairs import PairConfig, make_pair
 from geodiff.data.pointclouds import load_tudl_models
 from geodiff.data.shapes import procedural_mesh
+from geodiff.data.structures import molecule_format
 from geodiff.data.trajectories import (
     TrajectoryDataset,
     collate_trajectories,
@@ -59,17 +60,13 @@ def _say(message: str) -> None:
 
 # ------------------------------------------------------------------------------------------ molecules
 def _detect_format(path: Path) -> str:
-    if path.is_dir() and (path / "index.json").is_file():
-        return "cache"
-    if path.suffix == ".npz":
-        return "qm9_npz"
-    if path.suffix == ".sdf" or (path.is_dir() and any(path.glob("*.sdf"))):
-        return "sdf"
-    if path.name.endswith((".tar.bz2", ".tar")) or (path.is_dir() and any(path.glob("*.xyz"))):
-        return "qm9_xyz"
-    raise GeodiffError(
-        f"data: cannot tell the format of {path} (set data.format: cache, qm9_npz, qm9_xyz, sdf)"
-    )
+    names = {"cache": "cache", "npz": "qm9_npz", "sdf": "sdf", "xyz": "qm9_xyz"}
+    fmt = names.get(molecule_format(path) or "")
+    if fmt is None:
+        raise GeodiffError(
+            f"data: cannot tell the format of {path} (set data.format: cache, qm9_npz, qm9_xyz, sdf)"
+        )
+    return fmt
 
 
 class MoleculeDataModule(L.LightningDataModule):

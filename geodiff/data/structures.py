@@ -33,6 +33,7 @@ __all__ = [
     "read_xyz",
     "read_npz",
     "read_qm9_npz",
+    "molecule_format",
     "from_rdkit",
     "to_rdkit",
     "element_symbol",
@@ -294,18 +295,29 @@ def read_npz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str,
     return mols, failures
 
 
+def molecule_format(path: str | os.PathLike) -> str | None:
+    """What a molecule path holds, by its name and (for a folder) its contents: ``cache`` (a folder made by
+    ``geodiff data molecules``), ``sdf``, ``xyz`` (one file, a folder of them, or a .tar / .tar.bz2 of them),
+    ``npz`` (the QM9 / EDM layout), ``msgpack`` (GEOM); None when it cannot tell."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "index.json").is_file():
+            return "cache"
+        return "sdf" if any(path.glob("*.sdf")) else "xyz" if any(path.glob("*.xyz")) else None
+    if path.name.endswith((".tar.bz2", ".tar")):
+        return "xyz"
+    return {".sdf": "sdf", ".mol": "sdf", ".xyz": "xyz", ".npz": "npz", ".msgpack": "msgpack"}.get(
+        path.suffix.lower()
+    )
+
+
 def read_molecules(path: str | os.PathLike, format: str = "auto"):
     """``(molecules, failures)`` from an SDF, XYZ or QM9-layout npz file (or a folder of SDF / XYZ files)."""
     path = Path(path)
     if not path.exists():
         raise GeodiffError(f"{path}: not found")
     if format == "auto":
-        if path.is_dir():
-            format = "sdf" if any(path.glob("*.sdf")) else "xyz" if any(path.glob("*.xyz")) else "?"
-        else:
-            format = {".sdf": "sdf", ".mol": "sdf", ".xyz": "xyz", ".npz": "npz"}.get(
-                path.suffix.lower(), "?"
-            )
+        format = molecule_format(path) or "?"
     readers = {"sdf": read_sdf, "xyz": read_xyz, "npz": read_npz}
     if format not in readers:
         raise GeodiffError(f"{path}: cannot tell the format (use an .sdf, .xyz or .npz file, or format=...)")
