@@ -136,21 +136,18 @@ def with_data(schedulers: MoleculeSchedulers, stats: DatasetStatistics) -> Molec
 class MoleculeDiffusionModule(DiffusionModule):
     """EQGAT-diff training: the weighted loss above with its schedulers; validation samples with DDIM and
     logs molecule and atom stability and RDKit validity. ``scheduler``: :class:`MoleculeSchedulers` (default:
-    ``configs/scheduler/eqgat_diff.yaml``). Other arguments: :class:`DiffusionModule`."""
+    ``configs/scheduler/eqgat_diff.yaml``). Other keyword arguments (optimiser, EMA, lr schedule, validation
+    cadence, ``init_from``) go to :class:`DiffusionModule`."""
 
     FAMILY = "molecules"
     PROGRESS = ("mol_stability", "connected_validity")
 
     def __init__(self, model: EQGATDiffDenoiser, scheduler: MoleculeSchedulers | None = None,
-                 lr: float = 5e-4, ema_decay: float = 0.9999, weight_pos: float = 3.0,
-                 weight_atoms: float = 0.4, weight_bonds: float = 2.0, weight_charges: float = 1.0,
-                 val_sample_every_n_epochs: int = 0,
-                 val_num_samples: int = 32, val_sampling_steps: int = 50, init_from: str | None = None,
-                 lr_schedule: str = "constant", lr_decay_steps: int | None = None,
-                 lr_min_ratio: float = 0.05):  # fmt: skip
-        super().__init__(model, lr=lr, amsgrad=True, ema_decay=ema_decay, init_from=init_from,
-                         lr_schedule=lr_schedule, lr_decay_steps=lr_decay_steps, lr_min_ratio=lr_min_ratio,
-                         val_sample_every_n_epochs=val_sample_every_n_epochs)  # fmt: skip
+                 weight_pos: float = 3.0, weight_atoms: float = 0.4, weight_bonds: float = 2.0,
+                 weight_charges: float = 1.0, val_num_samples: int = 32, val_sampling_steps: int = 50,
+                 **kwargs):  # fmt: skip
+        # EQGAT-diff trains with Adam (amsgrad) and an EMA decay of 0.9999
+        super().__init__(model, **{"amsgrad": True, "ema_decay": 0.9999, **kwargs})
         scheduler = build("scheduler", "eqgat_diff") if scheduler is None else scheduler
         if not isinstance(scheduler, MoleculeSchedulers):
             raise GeodiffError(f"module.scheduler: a molecule model needs MoleculeSchedulers, got "

@@ -58,19 +58,15 @@ class RegistrationDiffusionModule(DiffusionModule):
     """SE(3) diffusion registration training: the L1 point loss (+ correspondence term) under the configured
     SE(3) scheduler; validation registers the fixed validation pairs with ``val_steps`` reverse steps and
     logs rotation error and recall. ``scheduler`` default: ``configs/scheduler/se3_registration.yaml``. Other
-    arguments: :class:`DiffusionModule`."""
+    keyword arguments (optimiser, EMA, lr schedule, ``init_from``) go to :class:`DiffusionModule`."""
 
     FAMILY = "registration"
     PROGRESS = ("rot_err_deg", "recall_5deg")
 
     def __init__(self, model: RegistrationNet, scheduler: SE3DiffusionScheduler | None = None,
-                 lr: float = 1e-3, weight_decay: float = 0.0, ema_decay: float = 0.999, val_steps: int = 5,
-                 corr_weight: float = 0.0, corr_radius: float = 0.15, init_from: str | None = None,
-                 lr_schedule: str = "constant", lr_decay_steps: int | None = None,
-                 lr_min_ratio: float = 0.05):  # fmt: skip
-        super().__init__(model, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, init_from=init_from,
-                         lr_schedule=lr_schedule, lr_decay_steps=lr_decay_steps,
-                         lr_min_ratio=lr_min_ratio)  # fmt: skip
+                 val_steps: int = 5, corr_weight: float = 0.0, corr_radius: float = 0.15,
+                 **kwargs):  # fmt: skip
+        super().__init__(model, **{"lr": 1e-3, **kwargs})
         scheduler = scheduler or build("scheduler", "se3_registration")
         if scheduler.config.prediction_type != "sample":
             raise GeodiffError("scheduler.prediction_type: the registration network predicts the clean pose; "

@@ -59,19 +59,15 @@ def trajectory_loss(model: GeoTDMDenoiser, batch: TrajectoryBatch, scheduler: E3
 class TrajectoryDiffusionModule(DiffusionModule):
     """GeoTDM training: eps-MSE (or x0-MSE) under the configured DDPM, with forecasts scored by ADE/FDE on
     the first validation batch. ``scheduler`` default: ``configs/scheduler/geotdm_ddpm.yaml``. Other
-    arguments: :class:`DiffusionModule`."""
+    keyword arguments (optimiser, EMA, lr schedule, validation cadence, ``init_from``) go to
+    :class:`DiffusionModule`."""
 
     FAMILY = "trajectories"
     PROGRESS = ("ade",)
 
-    def __init__(self, model: GeoTDMDenoiser, scheduler: E3DDPMScheduler | None = None, lr: float = 5e-4,
-                 weight_decay: float = 0.0, ema_decay: float = 0.999, val_sample_every_n_epochs: int = 0,
-                 val_num_systems: int = 64, val_sampling_steps: int = 100, init_from: str | None = None,
-                 lr_schedule: str = "constant", lr_decay_steps: int | None = None,
-                 lr_min_ratio: float = 0.05):  # fmt: skip
-        super().__init__(model, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, init_from=init_from,
-                         lr_schedule=lr_schedule, lr_decay_steps=lr_decay_steps, lr_min_ratio=lr_min_ratio,
-                         val_sample_every_n_epochs=val_sample_every_n_epochs)  # fmt: skip
+    def __init__(self, model: GeoTDMDenoiser, scheduler: E3DDPMScheduler | None = None,
+                 val_num_systems: int = 64, val_sampling_steps: int = 100, **kwargs):  # fmt: skip
+        super().__init__(model, **kwargs)
         self.scheduler_ = for_model(scheduler or build("scheduler", "geotdm_ddpm"), model)
         self.data_info: dict = {}
 
