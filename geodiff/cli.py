@@ -37,9 +37,7 @@ def cmd_schedule(overrides: list[str]) -> int:
     cfg = compose("schedule", overrides)
     sched = instantiate(cfg.scheduler)
     if isinstance(sched, MoleculeSchedulers):  # a molecule set: its position schedule sets the time axis
-        print(
-            "scheduler set for molecules: showing scheduler.pos (atoms, charges, bonds share its time axis)"
-        )
+        print("molecule scheduler set: showing scheduler.pos (atoms, charges, bonds share its time axis)")
         sched = sched.pos
     if cfg.num_inference_steps is not None:
         sched.set_timesteps(int(cfg.num_inference_steps))
@@ -82,10 +80,13 @@ def cmd_train(overrides: list[str]) -> int:
 
 # ------------------------------------------------------------------------------------------- sample
 def cmd_sample(overrides: list[str]) -> int:
+    from geodiff.pipelines.sharding import Shard
+
     cfg = compose("sample", overrides)
     ckpt = resolve_checkpoint(cfg.ckpt)
+    shard = Shard.launch(cfg.devices, cfg.device)  # devices > 1: one process per device, rank 0 merges
     common = {"num_inference_steps": cfg.num_inference_steps, "sampler": cfg.sampler, "seed": cfg.seed,
-              "batch_size": cfg.batch_size}  # fmt: skip
+              "batch_size": cfg.batch_size, "shard": shard}  # fmt: skip
     if (ckpt / "trajectories.json").is_file():
         from geodiff.data.datamodules import systems_for_sampling
         from geodiff.data.trajectories import collate_trajectories
@@ -97,21 +98,23 @@ def cmd_sample(overrides: list[str]) -> int:
 
         n = check_count("num_systems", cfg.num_systems, minimum=1)
         k = check_count("samples_per_system", cfg.samples_per_system, minimum=1)
-        pipe = TrajectoryDiffusionPipeline.from_pretrained(ckpt).to(cfg.device)
+        pipe = TrajectoryDiffusionPipeline.from_pretrained(ckpt).to(shard.device)
         ds = systems_for_sampling(pipe.data_info, cfg.data, cfg.split, n, int(cfg.seed))
         out = cfg.output or "samples/trajectories.npz"
         report = forecast_and_score(
             pipe, collate_trajectories(ds.samples), k, out, cfg.plot, ds.source, **common
         )
-        print("\n".join(format_forecast_report(report)))
+        if report is not None:  # rank 0 (or the only process)
+            print("\n".join(format_forecast_report(report)))
         return 0
     from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, format_sample_report, sample_and_score
 
-    pipe = MoleculeDiffusionPipeline.from_pretrained(ckpt).to(cfg.device)
+    pipe = MoleculeDiffusionPipeline.from_pretrained(ckpt).to(shard.device)
     out = cfg.output or "samples/molecules.sdf"
     report = sample_and_score(pipe, out, cfg.grid, num_samples=cfg.num_samples, num_atoms=cfg.num_atoms,
                               last_step=cfg.get("last_step", "sample"), **common)  # fmt: skip
-    print("\n".join(format_sample_report(report)))
+    if report is not None:
+        print("\n".join(format_sample_report(report)))
     return 0
 
 
@@ -306,10 +309,7 @@ def _parser() -> argparse.ArgumentParser:
 def _config_of(command: str, overrides: list[str]) -> tuple[str, list[str]]:
     """The config a command composes and the overrides it composes it with."""
     if command == "data":
-        kind = overrides[0] if overrides else ""
-        return {"registration": "data_registration", "molecules": "data_molecules"}.get(
-            kind, "data"
-        ), overrides[1:]
+        return DATA_CONFIGS.get(overrides[0] if overrides else "", "data"), overrides[1:]
     return command, overrides
 
 

@@ -33,6 +33,7 @@ from geodiff.errors import GeodiffValueError
 from geodiff.io import atomic_path
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
 from geodiff.pipelines.base import GeodiffPipeline
+from geodiff.pipelines.sharding import Shard
 from geodiff.schedulers import (
     CategoricalD3PMScheduler,
     E3DDPMScheduler,
@@ -182,6 +183,8 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         for sizes in torch.split(counts, batch_size):
             records = self._sample_batch(schedulers, sizes, k or T, g, bar.disable is False, last_step)
             out.extend(r.decode(self.vocab) for r in records)
+        for i, m in enumerate(out):
+            m.name = f"sample_{i}"
             bar.update(len(sizes))
         bar.close()
         return MoleculePipelineOutput(out, self.vocab)
@@ -338,28 +341,54 @@ def draw_grid(molecules: list[Molecule3D], path: str | os.PathLike, n: int = 16,
 
 
 def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike | None = None,
-                     grid: str | os.PathLike | None = None, **sample_kwargs) -> dict:  # fmt: skip
+                     grid: str | os.PathLike | None = None, shard: Shard | None = None,
+                     **sample_kwargs) -> dict | None:  # fmt: skip
     """Sample molecules (``sample_kwargs`` go to the pipeline call), write them as an SDF (``output``) with a
     PNG grid of the first 16 (``grid``, default beside the SDF), and score them on their generated bonds
     (:func:`geodiff.metrics.chemistry.molecule_metrics`): what ``geodiff sample``, ``make demo`` and
     ``eval/eval_molecules.py`` share. Returns ``{"output", "metrics", "seconds", "sampler", "steps", "sdf",
-    "png", "tagged"}`` (``output`` the :class:`MoleculePipelineOutput`)."""
+    "png", "tagged", "processes"}`` (``output`` the :class:`MoleculePipelineOutput`).
+
+    ``shard`` (:class:`~geodiff.pipelines.sharding.Shard`): this process samples its share of
+    ``num_samples`` with seed ``seed + rank``; rank 0 merges, scores and writes, and returns the report
+    (other ranks return None)."""
     import time
 
     from geodiff.metrics.chemistry import molecule_metrics
 
+    shard = shard or Shard()
     t0 = time.time()
+    if shard.world_size > 1:
+        if sample_kwargs.get("generator") is not None:
+            raise GeodiffValueError("generator: sampling on several processes takes a seed, not a generator")
+        n = sample_kwargs["num_samples"]
+        lo, hi = shard.range(n, "num_samples")
+        sizes = sample_kwargs.get("num_atoms")
+        if sizes is not None and not isinstance(sizes, int) and len(sizes) == n:
+            sample_kwargs["num_atoms"] = list(sizes)[lo:hi]
+        sample_kwargs.update(num_samples=hi - lo, seed=shard.seed(sample_kwargs.get("seed")))
     out = pipe(**sample_kwargs)
+    parts = shard.gather(out.molecules)
+    if parts is None:
+        return None
+    out = MoleculePipelineOutput([m for part in parts for m in part], out.vocab)
+    for i, m in enumerate(out.molecules):
+        m.name = f"sample_{i}"
     seconds = time.time() - t0
     report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
               "steps": sample_kwargs.get("num_inference_steps") or pipe.schedulers.num_train_timesteps,
               "metrics": molecule_metrics(out.molecules), "tagged": 0, "sdf": None,
-              "png": None}  # fmt: skip
+              "png": None, "processes": shard.world_size}  # fmt: skip
     if output is not None:
         report["tagged"] = out.write_sdf(output)
         report["sdf"] = Path(output)
         report["png"] = out.draw_grid(Path(grid) if grid else Path(output).with_suffix(".png"))
     return report
+
+
+def _on_processes(report: dict) -> str:
+    k = report.get("processes", 1)
+    return f", {k} processes" if k > 1 else ""
 
 
 def format_sample_report(report: dict) -> list[str]:
@@ -369,7 +398,7 @@ def format_sample_report(report: dict) -> list[str]:
     n, s, m = len(report["output"]), report["seconds"], report["metrics"]
     lines = [
         f"sampled {n} molecules in {s:.1f} s ({n / max(s, 1e-9):.2f} molecules/s, {report['sampler']}, "
-        f"{report['steps']} steps)",
+        f"{report['steps']} steps{_on_processes(report)})",
         f"molecule stability {100 * m['mol_stability']:.1f} %, "
         f"atom stability {100 * m['atom_stability']:.1f} %, validity {100 * m['validity']:.1f} %, "
         f"connected validity {100 * m['connected_validity']:.1f} %, "

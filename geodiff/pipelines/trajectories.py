@@ -31,6 +31,7 @@ from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.io import atomic_path, save_figure
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.pipelines.base import GeodiffPipeline
+from geodiff.pipelines.sharding import Shard
 from geodiff.schedulers import E3DDPMScheduler
 
 __all__ = ["TrajectoryDiffusionPipeline", "TrajectoryPipelineOutput", "forecast_and_score",
@@ -236,24 +237,42 @@ def plot_trajectories(path: str | os.PathLike, batch: TrajectoryBatch, pred: tor
 
 def forecast_and_score(pipe: TrajectoryDiffusionPipeline, observed, num_samples: int = 5,
                        output: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
-                       source: str = "", **sample_kwargs) -> dict:  # fmt: skip
+                       source: str = "", shard: Shard | None = None,
+                       **sample_kwargs) -> dict | None:  # fmt: skip
     """Forecast (or generate) ``num_samples`` trajectories of the systems in ``observed``, score forecasts
     against the true frames when the systems hold them (ADE/FDE avg and min of K, and constant velocity on the
     same observed frames), write the npz (``output``) and a PNG (``plot``, default beside it): what
     ``geodiff sample``, ``make demo`` and ``sampling/forecast_nbody.py`` share. Returns ``{"output",
-    "seconds", "steps", "sampler", "errors", "constant_velocity", "npz", "png", "source"}``."""
+    "seconds", "steps", "sampler", "errors", "constant_velocity", "npz", "png", "source", "processes"}``.
+
+    ``shard`` (:class:`~geodiff.pipelines.sharding.Shard`): this process forecasts its share of the systems
+    with seed ``seed + rank``; rank 0 merges, scores, writes and returns the report (other ranks: None)."""
     import time
 
     from geodiff.metrics.trajectories import constant_velocity, displacement_errors
 
+    shard = shard or Shard()
     t0 = time.time()
-    out = pipe(observed, num_samples=num_samples, **sample_kwargs)
+    mine = observed
+    if shard.world_size > 1:
+        if sample_kwargs.get("generator") is not None:
+            raise GeodiffValueError("generator: sampling on several processes takes a seed, not a generator")
+        if not isinstance(observed, TrajectoryBatch):
+            raise GeodiffValueError("observed: sampling on several processes takes a TrajectoryBatch")
+        mine = observed.systems(*shard.range(observed.num_graphs, "systems"))
+        sample_kwargs["seed"] = shard.seed(sample_kwargs.get("seed"))
+    out = pipe(mine, num_samples=num_samples, **sample_kwargs)
+    if shard.world_size > 1:
+        parts = shard.gather(out.trajectories.cpu())
+        if parts is None:
+            return None
+        out = TrajectoryPipelineOutput(torch.cat(parts, dim=1), observed.to("cpu"), out.num_cond)
     seconds = time.time() - t0
     c, b = pipe.model.config, out.systems
     steps = sample_kwargs.get("num_inference_steps") or pipe.scheduler.config.num_train_timesteps
     report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
               "steps": steps, "errors": None, "constant_velocity": None, "npz": None, "png": None,
-              "source": source}  # fmt: skip
+              "source": source, "processes": shard.world_size}  # fmt: skip
     truth = b.x[:, c.num_cond : c.num_cond + c.num_target]
     if pipe.model.conditional and truth.shape[1] == c.num_target:
         report["errors"] = displacement_errors(out.trajectories, truth, b.batch)
@@ -272,8 +291,9 @@ def format_forecast_report(report: dict) -> list[str]:
     out = report["output"]
     k, n = out.trajectories.shape[0], out.systems.num_graphs
     what = "forecast" if out.num_cond else "generated"
+    procs = f", {report['processes']} processes" if report.get("processes", 1) > 1 else ""
     lines = [f"{what} {n} systems x {k} samples in {report['seconds']:.1f} s ({report['sampler']}, "
-             f"{report['steps']} steps) from {report['source'] or 'the given systems'}"]  # fmt: skip
+             f"{report['steps']} steps{procs}) from {report['source'] or 'the given systems'}"]  # fmt: skip
     e, cv = report["errors"], report["constant_velocity"]
     if e is not None:
         lines.append(f"ADE/FDE avg of {k}: {e['ade_avg']:.4f}/{e['fde_avg']:.4f}   min of {k}: "

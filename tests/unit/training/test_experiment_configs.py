@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 from geodiff.config import compose, config_dir
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
-GROUPS = ("data", "model", "module", "scheduler")
+GROUPS = ("datamodule", "model", "module", "scheduler")
+PLACE = {"datamodule": "data"}  # the datamodule group fills the ``data`` key
 
 
 def test_every_group_entry_names_what_it_builds():
@@ -29,7 +30,7 @@ def test_experiment_is_overrides_of_the_groups(name):
     assert "_target_" not in text, f"{name}: builds something itself instead of choosing a group entry"
     cfg = compose("train", [f"experiment={name}"])
     for group in GROUPS:
-        assert cfg.get(group) is not None, f"{name}: no {group} config chosen"
+        assert cfg.get(PLACE.get(group, group)) is not None, f"{name}: no {group} config chosen"
     assert OmegaConf.select(cfg, "module.scheduler") is not None
     choices = [d for d in raw.get("defaults", []) if isinstance(d, dict)]
     names = {next(iter(d)) for d in choices} | {d for d in raw.get("defaults", []) if isinstance(d, str)}
@@ -40,4 +41,7 @@ def test_experiment_is_overrides_of_the_groups(name):
 def test_a_group_can_be_swapped_from_the_command_line():
     cfg = compose("train", ["experiment=qm9_eqgat_small", "scheduler=eqgat_diff", "model.num_layers=2"])
     assert cfg.model.num_layers == 2 and cfg.model.s_dim == 128
+    other = compose("train", ["experiment=qm9_eqgat_small", "datamodule=nbody", "model=geotdm",
+                              "module=trajectories", "scheduler=geotdm_ddpm"])  # fmt: skip
+    assert other.data.dataset == "nbody" and other.model.num_cond == other.data.num_cond
     assert Path(cfg.data.path).name == "test.npz"
