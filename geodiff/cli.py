@@ -19,7 +19,7 @@ from geodiff.config import (
     shipped_checkpoints,
 )
 from geodiff.errors import GeodiffError, check_count, first_line
-from geodiff.io import write_json
+from geodiff.io import check_outputs, write_json
 
 __all__ = ["main"]
 
@@ -132,11 +132,9 @@ def cmd_evaluate(overrides: list[str]) -> int:
     if cfg.task == "trajectories":
         return _evaluate_trajectories(cfg)
     if cfg.task != "molecules":
-        raise GeodiffError(
-            f"task: unknown task {cfg.task!r} (molecules, docking, trajectories, registration)"
-        )
+        raise GeodiffError(f"task: {cfg.task!r} is not one of molecules, docking, trajectories, registration")
     report = evaluate_molecule_file(cfg.samples, cfg.reference or None, cfg.bonds, cfg.valence_table,
-                                    cfg.reference_limit)  # fmt: skip
+                                    cfg.reference_limit, cfg.get("max_atoms", 2000))  # fmt: skip
     print(format_report(report))
     for item in report["unreadable"][:5]:
         print(f"  unreadable: {item['record']}: {item['reason']}")
@@ -229,10 +227,7 @@ def cmd_data(overrides: list[str]) -> int:
 
 # ------------------------------------------------------------------------------------------- register
 def cmd_register(overrides: list[str]) -> int:
-    import numpy as np
-
-    from geodiff.data.pointclouds import write_ply
-    from geodiff.pipelines.registration import RegistrationPipeline, plot_registration, register_files
+    from geodiff.pipelines.registration import RegistrationPipeline, register_files, write_registration
 
     cfg = compose("register", overrides)
     learned = cfg.method in ("diffusion", "one_shot")
@@ -240,16 +235,7 @@ def cmd_register(overrides: list[str]) -> int:
     r = register_files(cfg.source, cfg.target, cfg.method, pipe, int(cfg.num_inference_steps), int(cfg.seed),
                        cfg.get("refine_steps", 3), cfg.max_points)  # fmt: skip
     r["ckpt"] = str(cfg.ckpt) if learned else None
-    np.set_printoptions(precision=6, suppress=True)
-    print(f"transform (target ~= R source + t), {r['method']}:\n{np.asarray(r['transform'])}")
-    print(f"Chamfer distance after alignment: {r['chamfer']:.6g} (source units)")
-    if cfg.output:
-        print(f"JSON {write_json(cfg.output, {k: v for k, v in r.items() if not k.startswith('_')})}")
-    if cfg.aligned:
-        print(f"PLY  {write_ply(cfg.aligned, r['_moved'], r['_moved_normals'])}")
-    if cfg.plot:
-        png = plot_registration(r["_source"], r["_target"], r["_pose"], cfg.plot, title=r["method"])
-        print(f"PNG  {png}")
+    print("\n".join(write_registration(r, cfg.output, cfg.aligned, cfg.plot)))
     return 0
 
 
@@ -313,6 +299,17 @@ def _config_of(command: str, overrides: list[str]) -> tuple[str, list[str]]:
     return command, overrides
 
 
+OUTPUTS = ("output", "grid", "plot", "aligned", "summary")  # the files commands write, and what they read
+INPUTS = ("samples", "reference", "source", "target", "pairs", "receptor", "ligand", "input", "ckpt", "data")
+
+
+def _check_paths(command: str, overrides: list[str]) -> None:
+    """Output files checked before any work: writable, not folders, not inputs (train, data: folders)."""
+    if command not in ("train", "data", "info"):
+        paths = {k: v for k, v in compose(command, overrides).items() if isinstance(v, str)}
+        check_outputs({k: paths.get(k) for k in OUTPUTS}, {k: paths.get(k) for k in INPUTS})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -330,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(OmegaConf.to_yaml(compose(*_config_of(args.command, args.overrides))), end="")
             return 0
+        _check_paths(args.command, args.overrides)
         return handler(args.overrides)
     except GeodiffError as exc:
         print(f"geodiff {args.command}: error: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_save_pretrained", "save_figure", "public_config", "checkpoint_meta",
-           "device_description", "write_json", "FAMILIES"]  # fmt: skip
+           "check_outputs", "device_description", "write_json", "FAMILIES"]  # fmt: skip
 
 FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration": "registration"}
 
@@ -34,6 +34,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_outputs(outputs: dict, inputs: dict | None = None) -> None:
+    """Check before any computation that every output path (``{name: path or None}``) can be written: not
+    a folder, its parent a folder (or creatable) that is writable, none equal to an input (``{name: path}``)
+    or to another output. Raises ``GeodiffError`` naming the override to change."""
+    from geodiff.errors import GeodiffError
+
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+        except OSError:
+            return False
+
+    seen: dict[str, Path] = {}
+    named_inputs = {k: Path(v) for k, v in (inputs or {}).items() if v not in (None, "")}
+    for name, value in outputs.items():
+        if value in (None, ""):
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise GeodiffError(f"{name}: {path} is a folder; give a file path")
+        for other, q in named_inputs.items():
+            if same(path, q):
+                raise GeodiffError(f"{name}: {path} is also the input {other}=; write the result elsewhere")
+        for other, q in seen.items():
+            if same(path, q):
+                raise GeodiffError(f"{name}: {path} is also {other}=; give them different paths")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise GeodiffError(f"{name}: cannot create {path} ({parent} is a file, not a folder)")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise GeodiffError(f"{name}: cannot write to {parent} (no permission)")
+        seen[name] = path
 
 
 def write_json(path: str | os.PathLike, obj, indent: int = 1) -> Path:

@@ -343,9 +343,13 @@ def existing_path(path) -> Path:
     return p
 
 
+MAX_COORDINATE = 1e9  # beyond it, squared distances overflow float32
+
+
 def check_cloud(name: str, points) -> np.ndarray:
     """``points`` as a float64 ``[N, 3]`` array, or a one-line error for clouds no registration can use:
-    wrong shape, empty, NaN/inf, fewer than 3 points, all points identical, all on one line."""
+    wrong shape, empty, NaN/inf, coordinates beyond 1e9, fewer than 3 points, all points identical, all on one
+    line."""
     try:
         p = np.array(points, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -359,8 +363,11 @@ def check_cloud(name: str, points) -> np.ndarray:
         raise GeodiffValueError(f"{name}: {int(bad.sum())} points with NaN or inf coordinates")
     if len(p) < 3:
         raise GeodiffValueError(f"{name}: at least 3 points are needed, got {len(p)}")
-    c = p - p.mean(axis=0)
     scale = np.abs(p).max()
+    if scale > MAX_COORDINATE:
+        raise GeodiffValueError(f"{name}: coordinates up to {scale:.3g}, beyond {MAX_COORDINATE:.0e} (their "
+                                "squares overflow float32): rescale the clouds")  # fmt: skip
+    c = p - p.mean(axis=0)
     sv = np.linalg.svd(c, compute_uv=False)
     if sv[0] <= 1e-12 * max(scale, 1e-300) * np.sqrt(len(p)):
         raise GeodiffValueError(f"{name}: all {len(p)} points are identical (a degenerate cloud)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, first_line
 
 __all__ = [
     "Molecule3D",
@@ -39,9 +39,16 @@ __all__ = [
     "element_symbol",
     "atomic_number",
     "mol_name",
+    "unreadable",
+    "molblock",
+    "write_sdf",
+    "rdkit_safe",
+    "MAX_ATOMS",
 ]
 
 QM9_NPZ_KEYS = ("num_atoms", "charges", "positions")
+MAX_ATOMS = 2000  # atoms per molecule read from a file (``max_atoms=`` of the readers and commands)
+MAX_VALENCE = 8  # no element has more bonds (bond orders summed, aromatic 1.5) than osmium in OsO4
 _PT = Chem.GetPeriodicTable()
 BOND_TYPES = {
     Chem.BondType.SINGLE: 1,
@@ -120,6 +127,22 @@ class Molecule3D:
         return to_rdkit(self, sanitize, conformer, implicit_hydrogens)
 
 
+def _check_read(m: Molecule3D, max_atoms: int = MAX_ATOMS) -> Molecule3D:
+    """``m`` if a file could sensibly hold it: 1 .. ``max_atoms`` atoms, known elements, finite positions."""
+    if m.num_atoms == 0:
+        raise GeodiffError("no atoms")
+    if m.num_atoms > max_atoms:
+        raise GeodiffError(f"{m.num_atoms} atoms, more than max_atoms={max_atoms}")
+    bad = m.atomic_numbers[(m.atomic_numbers < 1) | (m.atomic_numbers > 118)]
+    if bad.size:
+        raise GeodiffError(f"atomic number {int(bad[0])} (elements are 1 .. 118)")
+    if not np.isfinite(m.pos).all():
+        raise GeodiffError("coordinates are NaN or infinite")
+    if np.abs(m.pos).max() > 1e6:
+        raise GeodiffError("coordinates beyond 1e6 Angstrom")
+    return m
+
+
 def from_rdkit(mol: Chem.Mol, name: str = "", keep_bonds: bool = True) -> Molecule3D:
     """Atoms, the first conformer and (when the molecule has any) bonds of an RDKit molecule."""
     if mol.GetNumConformers() == 0:
@@ -179,12 +202,64 @@ def to_rdkit(m: Molecule3D, sanitize: bool = False, conformer: bool = True,
     return mol
 
 
-def iter_sdf(path: str | os.PathLike, sanitize: bool = False) -> Iterator[tuple[str, Chem.Mol | None, str]]:
+def _block_check(lines: list[str], max_atoms: int) -> str:
+    """Why RDKit must not parse this molfile block (too many atoms, more bonds on an atom than any element
+    has: inputs that make RDKit's ring perception run out of memory or crash), or "" when it may."""
+    try:
+        counts = lines[3]
+        if "V3000" in counts:
+            na = nb = 0
+            bonds, in_bonds = [], False
+            for ln in lines[4:]:
+                if ln.startswith("M  V30 COUNTS"):
+                    na, nb = (int(x) for x in ln.split()[3:5])
+                elif ln.startswith("M  V30 BEGIN BOND"):
+                    in_bonds = True
+                elif ln.startswith("M  V30 END BOND"):
+                    break
+                elif in_bonds and ln.startswith("M  V30"):
+                    f = ln.split()
+                    bonds.append((int(f[3]) - 1, int(f[4]) - 1, int(f[2])))
+        else:
+            na, nb = int(counts[0:3]), int(counts[3:6])
+            bonds = [(int(ln[0:3]) - 1, int(ln[3:6]) - 1, int(ln[6:9])) for ln in lines[4 + na : 4 + na + nb]]
+    except (IndexError, ValueError):
+        return ""  # malformed: RDKit's parser reports it
+    if na > max_atoms:
+        return f"{na} atoms, more than max_atoms={max_atoms}"
+    if not bonds:
+        return ""
+    b = np.array(bonds, dtype=np.int64)
+    if b[:, :2].min() < 0 or b[:, :2].max() >= max(na, 1):
+        return ""  # bad atom numbers: RDKit's parser reports them
+    return _excess_valence(b, na)
+
+
+def _sdf_blocks(f: Path) -> Iterator[list[str]]:
+    """The records of an SDF file as lists of lines, read as a stream (the file is never held whole)."""
+    block: list[str] = []
+    with open(f, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("$$$$"):
+                yield block
+                block = []
+            else:
+                block.append(line.rstrip("\r\n"))
+    if any(ln.strip() for ln in block):
+        yield block
+
+
+def iter_sdf(path: str | os.PathLike, sanitize: bool = False,
+             max_atoms: int = MAX_ATOMS) -> Iterator[tuple[str, Chem.Mol | None, str]]:  # fmt: skip
     """``(label, RDKit molecule or None, reason)`` for every record of an SDF, or of every ``*.sdf`` in a
     folder (sorted; empty files hold no record), hydrogens kept. ``label`` is the record's title, else
     ``file#k``; a record RDKit cannot parse (or, with ``sanitize``, sanitise) comes as ``None`` with the
     reason. Unsanitised molecules have their property cache updated leniently, so they can be read and
-    written whatever their chemistry."""
+    written whatever their chemistry.
+
+    Records are read one at a time and checked before RDKit parses them: more than ``max_atoms`` atoms, or an
+    atom with more bonds than any element has, is reported as a failure (such input can crash RDKit, which
+    would take the whole run with it)."""
     path = Path(path)
     if not path.exists():
         raise GeodiffError(f"{path}: not found")
@@ -193,48 +268,54 @@ def iter_sdf(path: str | os.PathLike, sanitize: bool = False) -> Iterator[tuple[
         raise GeodiffError(f"{path}: no .sdf file in this folder")
     RDLogger.DisableLog("rdApp.*")
     for f in files:
-        if f.is_file() and f.stat().st_size == 0:
-            continue  # an empty file holds no record
         try:
-            supplier = Chem.SDMolSupplier(str(f), sanitize=sanitize, removeHs=False, strictParsing=False)
-            count = len(supplier)
-        except OSError as exc:  # RDKit refuses empty or unreadable files outright
+            blocks = _sdf_blocks(f)
+            for k, lines in enumerate(blocks):
+                label = f"{f.name}#{k + 1}"
+                reason = _block_check(lines, max_atoms)
+                if reason:
+                    yield (lines[0].strip() if lines and lines[0].strip() else label), None, reason
+                    continue
+                supplier = Chem.SDMolSupplier()
+                supplier.SetData("\n".join(lines) + "\n$$$$\n", sanitize=sanitize, removeHs=False,
+                                 strictParsing=False)  # fmt: skip
+                try:
+                    mol = supplier[0] if len(supplier) else None
+                except Exception as exc:  # some malformed blocks raise instead of returning None
+                    yield label, None, f"unreadable record ({type(exc).__name__})"
+                    continue
+                if mol is None:
+                    yield label, None, "RDKit could not read this record" if sanitize else "unreadable record"
+                    continue
+                if not sanitize:
+                    mol.UpdatePropertyCache(strict=False)
+                yield mol_name(mol) or label, mol, ""
+        except OSError as exc:
             yield f.name, None, f"unreadable file ({exc})"
-            continue
-        for k in range(count):
-            label = f"{f.name}#{k + 1}"
-            try:
-                mol = supplier[k]
-            except Exception as exc:  # some malformed blocks raise instead of returning None
-                yield label, None, f"unreadable record ({type(exc).__name__})"
-                continue
-            if mol is None:
-                yield label, None, "unreadable record" if not sanitize else "RDKit could not read this record"
-                continue
-            if not sanitize:
-                mol.UpdatePropertyCache(strict=False)
-            yield mol_name(mol) or label, mol, ""
 
 
-def read_sdf(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
+def read_sdf(
+    path: str | os.PathLike, max_atoms: int = MAX_ATOMS
+) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
     """All records of an SDF (or every ``*.sdf`` in a folder), unsanitised so invalid molecules stay in;
-    records RDKit cannot parse are returned as failures."""
+    records RDKit cannot parse, or that fail :func:`iter_sdf`'s checks, are returned as failures."""
     mols, failures = [], []
-    for label, mol, reason in iter_sdf(path):
+    for label, mol, reason in iter_sdf(path, max_atoms=max_atoms):
         if mol is None:
             failures.append((label, reason))
             continue
         try:
-            mols.append(from_rdkit(mol, label))
+            mols.append(_check_read(from_rdkit(mol, label), max_atoms))
         except GeodiffError as exc:
             failures.append((label, str(exc)))
     return mols, failures
 
 
-def read_sdf_rdkit(path: str | os.PathLike) -> tuple[list[Chem.Mol], list[str], list[tuple[str, str]]]:
+def read_sdf_rdkit(path: str | os.PathLike, max_atoms: int = MAX_ATOMS
+                   ) -> tuple[list[Chem.Mol], list[str], list[tuple[str, str]]]:  # fmt: skip
     """``(RDKit molecules, names, failures)`` of an SDF (or a folder of them), unsanitised, hydrogens kept."""
     mols, names, failures = [], [], []
-    for label, mol, reason in iter_sdf(path):
+    for label, mol, reason in iter_sdf(path, max_atoms=max_atoms):
         if mol is None:
             failures.append((label, reason))
         else:
@@ -243,47 +324,63 @@ def read_sdf_rdkit(path: str | os.PathLike) -> tuple[list[Chem.Mol], list[str], 
     return mols, names, failures
 
 
-def read_xyz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
-    """Every frame of an XYZ file (count line, comment line, ``symbol x y z`` lines), or every ``*.xyz`` of a
-    folder. QM9's ``*^`` exponent notation is accepted."""
-    path = Path(path)
-    files = sorted(path.glob("*.xyz")) if path.is_dir() else [path]
-    mols, failures = [], []
+def _regular_files(path: Path, pattern: str) -> list[Path]:
+    files = sorted(path.glob(pattern)) if path.is_dir() else [path]
     for f in files:
-        lines = f.read_text(errors="replace").splitlines()
-        k = frame = 0
-        while k < len(lines):
-            if not lines[k].strip():
-                k += 1
-                continue
-            frame += 1
-            label = f"{f.name}#{frame}"
-            try:
-                n = int(lines[k].split()[0])
-            except (ValueError, IndexError):
-                failures.append((label, f"line {k + 1}: expected an atom count, got {lines[k][:40]!r}"))
-                break  # the frame boundaries are lost; nothing after this can be trusted
-            block = lines[k + 2 : k + 2 + n]
-            name = lines[k + 1].strip() if k + 1 < len(lines) else ""
-            k += 2 + n
-            try:
-                if len(block) != n:
-                    raise GeodiffError(f"expected {n} atom lines, found {len(block)}")
-                z, pos = [], []
-                for line in block:
-                    parts = line.split()
-                    sym = parts[0]
-                    z.append(int(sym) if sym.isdigit() else atomic_number(sym))
-                    pos.append([float(x.replace("*^", "e")) for x in parts[1:4]])
-                mols.append(Molecule3D(z, pos, name=name or label))
-            except (GeodiffError, ValueError, IndexError) as exc:
-                failures.append((label, str(exc)))
+        if not f.is_file():
+            raise GeodiffError(f"{f}: not a regular file")
+    return files
+
+
+def read_xyz(
+    path: str | os.PathLike, max_atoms: int = MAX_ATOMS
+) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
+    """Every frame of an XYZ file (count line, comment line, ``symbol x y z`` lines), or every ``*.xyz`` of a
+    folder, read as a stream. QM9's ``*^`` exponent notation is accepted; a frame of more than ``max_atoms``
+    atoms is skipped as a failure."""
+    mols, failures = [], []
+    for f in _regular_files(Path(path), "*.xyz"):
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            lines = (ln.rstrip("\r\n") for ln in fh)
+            frame = 0
+            for head in lines:
+                if not head.strip():
+                    continue
+                frame += 1
+                label = f"{f.name}#{frame}"
+                try:
+                    n = int(head.split()[0])
+                    if n < 0:
+                        raise ValueError
+                except (ValueError, IndexError):
+                    failures.append((label, f"expected an atom count, got {head[:40]!r}"))
+                    break  # the frame boundaries are lost; nothing after this can be trusted
+                name = next(lines, "").strip()
+                if n > max_atoms:
+                    failures.append((label, f"{n} atoms, more than max_atoms={max_atoms}"))
+                    for _ in range(n):  # skip the frame without holding it
+                        next(lines, None)
+                    continue
+                block = [ln for _, ln in zip(range(n), lines, strict=False)]
+                try:
+                    if len(block) != n:
+                        raise GeodiffError(f"expected {n} atom lines, found {len(block)}")
+                    z, pos = [], []
+                    for line in block:
+                        parts = line.split()
+                        sym = parts[0]
+                        z.append(int(sym) if sym.isdigit() else atomic_number(sym))
+                        pos.append([float(x.replace("*^", "e")) for x in parts[1:4]])
+                    mols.append(_check_read(Molecule3D(z, pos, name=name or label), max_atoms))
+                except (GeodiffError, ValueError, IndexError) as exc:
+                    failures.append((label, str(exc)))
     return mols, failures
 
 
-def read_npz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
+def read_npz(
+    path: str | os.PathLike, max_atoms: int = MAX_ATOMS
+) -> tuple[list[Molecule3D], list[tuple[str, str]]]:
     """An npz in the QM9/EDM layout (``num_atoms``, ``charges`` = atomic numbers, ``positions``)."""
-
     n, z, pos = read_qm9_npz(path)
     mols, failures = [], []
     for k in range(len(n)):
@@ -291,8 +388,79 @@ def read_npz(path: str | os.PathLike) -> tuple[list[Molecule3D], list[tuple[str,
         if (zk <= 0).any():
             failures.append((f"#{k}", "atomic number 0 inside num_atoms"))
             continue
-        mols.append(Molecule3D(zk, pos[k, : n[k]], name=f"{Path(path).stem}#{k}"))
+        try:
+            mols.append(_check_read(Molecule3D(zk, pos[k, : n[k]], name=f"{Path(path).stem}#{k}"), max_atoms))
+        except GeodiffError as exc:
+            failures.append((f"#{k}", str(exc)))
     return mols, failures
+
+
+def molblock(m: Molecule3D) -> str:
+    """``m`` as an MDL molfile (V2000 up to 999 atoms and bonds, V3000 beyond), written without RDKit so that
+    any molecule, chemically sound or not, can be written: coordinates, elements, formal charges, bonds
+    (type 4 = aromatic)."""
+    n = m.num_atoms
+    bonds = m.bonds if m.bonds is not None else np.zeros((0, 3), dtype=np.int64)
+    syms = [element_symbol(z) for z in m.atomic_numbers.tolist()]
+    name = m.name.replace("\n", " ")
+    if n <= 999 and len(bonds) <= 999:
+        out = [name, "  geodiff          3D", "", f"{n:3d}{len(bonds):3d}  0  0  0  0  0  0  0  0999 V2000"]
+        out += [f"{x:10.4f}{y:10.4f}{z:10.4f} {e:<3} 0  0  0  0  0  0  0  0  0  0  0  0"
+                for (x, y, z), e in zip(m.pos.tolist(), syms, strict=True)]  # fmt: skip
+        out += [f"{i + 1:3d}{j + 1:3d}{t:3d}  0" for i, j, t in bonds.tolist()]
+        charged = [(k + 1, q) for k, q in enumerate(m.charges.tolist()) if q]
+        for lo in range(0, len(charged), 8):
+            part = charged[lo : lo + 8]
+            out.append(f"M  CHG{len(part):3d}" + "".join(f"{k:4d}{q:4d}" for k, q in part))
+    else:
+        out = [name, "  geodiff          3D", "", "  0  0  0     0  0            999 V3000",
+               "M  V30 BEGIN CTAB", f"M  V30 COUNTS {n} {len(bonds)} 0 0 0", "M  V30 BEGIN ATOM"]  # fmt: skip
+        for k, ((x, y, z), e, q) in enumerate(zip(m.pos.tolist(), syms, m.charges.tolist(), strict=True)):
+            out.append(f"M  V30 {k + 1} {e} {x:.4f} {y:.4f} {z:.4f} 0" + (f" CHG={q}" if q else ""))
+        out += ["M  V30 END ATOM", "M  V30 BEGIN BOND"]
+        out += [f"M  V30 {k + 1} {t} {i + 1} {j + 1}" for k, (i, j, t) in enumerate(bonds.tolist())]
+        out += ["M  V30 END BOND", "M  V30 END CTAB"]
+    return "\n".join([*out, "M  END"]) + "\n"
+
+
+def write_sdf(molecules: Sequence[Molecule3D], path: str | os.PathLike) -> Path:
+    """Every molecule, in order and whatever its chemistry, to an SDF (:func:`molblock`), atomically."""
+    from geodiff.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        for m in molecules:
+            f.write(molblock(m) + "$$$$\n")
+    return Path(path)
+
+
+def rdkit_safe(m: Molecule3D, max_atoms: int = MAX_ATOMS) -> str:
+    """Why RDKit must not be handed ``m`` (too many atoms, an atom with more bonds than any element has:
+    molecules that can crash RDKit's ring perception), or "" when it may."""
+    if m.num_atoms > max_atoms:
+        return f"{m.num_atoms} atoms, more than max_atoms={max_atoms}"
+    return _excess_valence(m.bonds, m.num_atoms) if m.bonds is not None else ""
+
+
+def _excess_valence(bonds: np.ndarray, n: int) -> str:
+    """Which atom of ``n`` has more bonds (``[B, 3]`` rows ``i, j, type``; orders summed, aromatic 1.5,
+    other types 1) than any element has, or ""."""
+    if not len(bonds):
+        return ""
+    t = bonds[:, 2]
+    order = np.where(t == 4, 1.5, np.where((t >= 1) & (t <= 3), t, 1)).astype(float)
+    valence = np.bincount(bonds[:, 0], order, n) + np.bincount(bonds[:, 1], order, n)
+    if valence.max() > MAX_VALENCE:
+        k = int(valence.argmax())
+        return f"atom {k + 1} has bonds of total order {valence[k]:g}, more than any element ({MAX_VALENCE})"
+    return ""
+
+
+def unreadable(failures: list[tuple[str, str]]) -> str:
+    """``N unreadable records; first: label: reason`` for one-line messages."""
+    if not failures:
+        return "no records"
+    label, reason = failures[0]
+    return f"{len(failures)} unreadable records; first: {label}: {reason}"
 
 
 def molecule_format(path: str | os.PathLike) -> str | None:
@@ -311,8 +479,9 @@ def molecule_format(path: str | os.PathLike) -> str | None:
     )
 
 
-def read_molecules(path: str | os.PathLike, format: str = "auto"):
-    """``(molecules, failures)`` from an SDF, XYZ or QM9-layout npz file (or a folder of SDF / XYZ files)."""
+def read_molecules(path: str | os.PathLike, format: str = "auto", max_atoms: int = MAX_ATOMS):
+    """``(molecules, failures)`` from an SDF, XYZ or QM9-layout npz file (or a folder of SDF / XYZ files);
+    molecules of more than ``max_atoms`` atoms are failures."""
     path = Path(path)
     if not path.exists():
         raise GeodiffError(f"{path}: not found")
@@ -321,25 +490,48 @@ def read_molecules(path: str | os.PathLike, format: str = "auto"):
     readers = {"sdf": read_sdf, "xyz": read_xyz, "npz": read_npz}
     if format not in readers:
         raise GeodiffError(f"{path}: cannot tell the format (use an .sdf, .xyz or .npz file, or format=...)")
-    return readers[format](path)
+    return readers[format](path, max_atoms=max_atoms)
+
+
+MAX_NPZ_MB = 4096  # decompressed size of a molecule npz (GEODIFF_MAX_NPZ_MB overrides)
 
 
 def read_qm9_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(num_atoms [M], atomic_numbers [M, max_n], positions [M, max_n, 3])`` from an EDM-layout npz."""
+    """``(num_atoms [M], atomic_numbers [M, max_n], positions [M, max_n, 3])`` from an EDM-layout npz.
+
+    The arrays' decompressed size is checked before they are read (at most ``GEODIFF_MAX_NPZ_MB``, default
+    4096 MB); object arrays (pickles) are never loaded."""
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise GeodiffError(f"{path}: file not found")
+    budget = float(os.environ.get("GEODIFF_MAX_NPZ_MB", MAX_NPZ_MB))
     try:
-        data = np.load(path)
+        with zipfile.ZipFile(path) as zf:
+            size = sum(i.file_size for i in zf.infolist()) / 2**20
+        data = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise GeodiffError(f"{path}: not a readable npz file ({type(exc).__name__})") from None
+    if size > budget:
+        raise GeodiffError(f"{path}: {size:.0f} MB once decompressed, more than the {budget:.0f} MB allowed "
+                           "(set GEODIFF_MAX_NPZ_MB to allow more)")  # fmt: skip
     missing = [k for k in QM9_NPZ_KEYS if k not in data.files]
     if missing:
         raise GeodiffError(f"{path}: npz lacks the QM9 keys {missing} (has {sorted(data.files)[:8]})")
-    n, z, pos = data["num_atoms"], data["charges"], data["positions"]
+    try:
+        n, z, pos = data["num_atoms"], data["charges"], data["positions"]
+    except Exception as exc:  # object arrays refuse to load without pickle; truncated members
+        raise GeodiffError(f"{path}: unreadable arrays ({first_line(exc)})") from None
     if z.ndim != 2 or pos.shape != (*z.shape, 3) or n.shape != (z.shape[0],):
         raise GeodiffError(
             f"{path}: inconsistent shapes num_atoms {n.shape}, charges {z.shape}, positions {pos.shape}"
+        )
+    if not all(np.issubdtype(a.dtype, np.number) for a in (n, z, pos)):
+        raise GeodiffError(f"{path}: num_atoms, charges and positions must be numeric arrays")
+    if not np.issubdtype(n.dtype, np.integer) or (n < 0).any() or (n > z.shape[1]).any():
+        raise GeodiffError(
+            f"{path}: num_atoms must be whole numbers from 0 to {z.shape[1]} (the array width)"
         )
     return n.astype(np.int64), z.astype(np.int64), pos.astype(np.float64)
 

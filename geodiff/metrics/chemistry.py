@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.data.structures import Molecule3D, element_symbol, to_rdkit
+from geodiff.data.structures import Molecule3D, element_symbol, rdkit_safe, to_rdkit
 
 __all__ = [
     "ALLOWED_VALENCES",
@@ -162,6 +162,8 @@ def canonical_smiles(mol: Chem.Mol) -> str:
 def _validity_one(m: Molecule3D, single_fragment: bool = False) -> str | None:
     """Canonical SMILES of the largest fragment when ``m`` sanitises, else None (one molecule at a time).
     ``single_fragment``: the bond graph is known to be connected; the fragment split (a copy) is skipped."""
+    if m.num_atoms == 0 or rdkit_safe(m):  # more bonds on an atom than any element has: invalid, and RDKit
+        return None  # could crash on it
     try:
         mol = to_rdkit(m, sanitize=True, conformer=False, implicit_hydrogens=True)
     except Exception:  # RDKit raises several error types for impossible valences / kekulisation
@@ -286,6 +288,22 @@ def distribution_metrics(mols: Sequence[Molecule3D], reference: Sequence[Molecul
     return out
 
 
+CLOSE_ATOMS = 0.5  # Angstrom: no two atoms of a real molecule are closer (H2's bond is 0.74)
+
+
+def close_atoms(mols: Sequence[Molecule3D], cutoff: float = CLOSE_ATOMS) -> list[str]:
+    """Names (or indices) of the molecules with two atoms closer than ``cutoff``: impossible geometry, which
+    bond-based metrics do not see (atoms on one point can still be "stable" and "valid")."""
+    out = []
+    for k, m in enumerate(mols):
+        if m.num_atoms > 1:
+            d = np.linalg.norm(m.pos[:, None] - m.pos[None], axis=-1)
+            d[np.diag_indices(m.num_atoms)] = np.inf
+            if d.min() < cutoff:
+                out.append(m.name or f"#{k}")
+    return out
+
+
 def molecule_metrics(items, vocab=None, table: str = "charged", reference_smiles: Iterable[str] | None = None,
                      reference: Sequence[Molecule3D] | None = None) -> dict:  # fmt: skip
     """Stability (``table``), validity, connected validity, connected fraction, uniqueness, novelty (with
@@ -303,6 +321,7 @@ def molecule_metrics(items, vocab=None, table: str = "charged", reference_smiles
         "connected_validity": val["connected_validity"],
         "connected": connected_fraction(mols)[0],
         **uniqueness_novelty(val["smiles"], reference_smiles),
+        "close_atoms": close_atoms(mols),
         "valence_table": table,
     }
     if reference is not None:

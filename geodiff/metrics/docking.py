@@ -404,11 +404,11 @@ def dock_file(samples: str | os.PathLike, receptor: str | os.PathLike, box: Dock
     """Dock every molecule of an SDF (see :func:`dock_molecules`; unreadable records are reported, not
     docked) and, with ``posebusters``, check each best pose: the report ``geodiff evaluate task=docking``
     prints and writes."""
-    from geodiff.data.structures import read_sdf_rdkit
+    from geodiff.data.structures import read_sdf_rdkit, unreadable
 
     mols, names, failures = read_sdf_rdkit(Path(samples))
     if not mols:
-        raise GeodiffError(f"{samples}: no readable molecules ({len(failures)} unreadable records)")
+        raise GeodiffError(f"{samples}: no readable molecules ({unreadable(failures)})")
     if posebusters and (mode == "score_only" or not pose_dir or not str(receptor).lower().endswith(".pdb")):
         raise GeodiffError(
             "posebusters=true needs poses (mode=dock or local_only, and output= or pose_dir=) and the "

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rdkit import Chem, RDLogger
 
-from geodiff.data.structures import Molecule3D, read_molecules
-from geodiff.errors import GeodiffError
+from geodiff.data.structures import MAX_ATOMS, Molecule3D, read_molecules, unreadable
+from geodiff.errors import GeodiffError, check_count
 from geodiff.io import atomic_path
 from geodiff.metrics.bonds import perceive
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable, rdkit_validity
@@ -73,15 +73,17 @@ def evaluate_molecules(mols: list[Molecule3D], bonds: str = "auto", valence_tabl
 
 def evaluate_molecule_file(samples: str | os.PathLike, reference: str | os.PathLike | None = None,
                            bonds: str = "auto", valence_table: str = "charged",
-                           reference_limit: int | None = None) -> dict:  # fmt: skip
-    """Read ``samples`` (SDF, XYZ or QM9-layout npz), evaluate, list the records that could not be read."""
+                           reference_limit: int | None = None,
+                           max_atoms: int = MAX_ATOMS) -> dict:  # fmt: skip
+    """Read ``samples`` (SDF, XYZ or QM9-layout npz), evaluate, list the records that could not be read
+    (molecules of more than ``max_atoms`` atoms among them)."""
     if bonds not in ("auto", "edm", "rdkit", "generated"):
         raise GeodiffError(f"bonds: {bonds!r} is not one of auto, edm, rdkit, generated")
     if valence_table not in ("charged", "edm"):
         raise GeodiffError(f"valence_table: {valence_table!r} is not one of charged, edm")
-    mols, failures = read_molecules(samples)
+    mols, failures = read_molecules(samples, max_atoms=check_count("max_atoms", max_atoms, minimum=1))
     if not mols:
-        raise GeodiffError(f"{samples}: no readable molecules ({len(failures)} unreadable records)")
+        raise GeodiffError(f"{samples}: no readable molecules ({unreadable(failures)})")
     ref_mols, ref_smiles = (None, None)
     if reference:
         ref_mols, ref_smiles = read_reference(reference, _bond_method(mols, bonds), reference_limit)
@@ -112,6 +114,9 @@ def format_report(report: dict) -> str:
                  ("bond type TV", f"{dist['bond_type_tv']:.4f}"),
                  ("bond length W1 (A)", f"{dist['bond_length_w1']:.4f}"),
                  ("bond angle W1 (deg)", f"{dist['bond_angle_w1']:.3f}")]  # fmt: skip
+    if report.get("close_atoms"):
+        n = len(report["close_atoms"])
+        rows.append(("invalid geometry", f"{n} molecules with atoms closer than 0.5 A (listed in the JSON)"))
     if report.get("unreadable"):
         rows.append(("unreadable records", f"{len(report['unreadable'])} (listed in the JSON)"))
     if report.get("bond_perception_failures"):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from geodiff.data.molecules import (
@@ -28,9 +29,10 @@ from geodiff.data.molecules import (
     MoleculeVocabulary,
     fully_connected_edges,
 )
-from geodiff.data.structures import Molecule3D
+from geodiff.data.structures import Molecule3D, rdkit_safe
+from geodiff.data.structures import write_sdf as write_molecules
 from geodiff.errors import GeodiffValueError
-from geodiff.io import atomic_path
+from geodiff.io import atomic_path, check_outputs
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
@@ -77,6 +79,9 @@ class MoleculePipelineOutput:
         RDLogger.DisableLog("rdApp.*")
         try:
             for m in self.molecules:
+                if rdkit_safe(m):  # RDKit could crash on it
+                    out.append(None)
+                    continue
                 mol = m.to_rdkit()
                 if sanitize:
                     try:
@@ -89,8 +94,7 @@ class MoleculePipelineOutput:
         return out
 
     def write_sdf(self, path: str | os.PathLike) -> int:
-        """Every molecule to an SDF, atomically (see :func:`write_sdf`); returns how many were written
-        without their charges."""
+        """Every molecule to an SDF, atomically (see :func:`write_sdf`); returns how many were written."""
         return write_sdf(self.molecules, path)
 
     def draw_grid(self, path: str | os.PathLike, n: int = 16, per_row: int = 4) -> Path:
@@ -134,7 +138,12 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
     def _atom_counts(self, num_samples: int, num_atoms, generator) -> torch.Tensor:
         if num_atoms is None:
             return self.stats.sample_num_atoms(num_samples, generator)
-        counts = torch.as_tensor(num_atoms, dtype=torch.long).reshape(-1)
+        if isinstance(num_atoms, (torch.Tensor, np.ndarray)):
+            num_atoms = num_atoms.reshape(-1).tolist()
+        values = list(num_atoms) if hasattr(num_atoms, "__len__") else [num_atoms]  # a list or one count
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+            raise GeodiffValueError(f"num_atoms: need one positive count or {num_samples}, got {num_atoms}")
+        counts = torch.as_tensor([int(v) for v in values], dtype=torch.long)
         if counts.numel() == 1:
             counts = counts.expand(num_samples).clone()
         if counts.numel() != num_samples or int(counts.min()) < 1:
@@ -264,46 +273,12 @@ def records_from_graph(pos: torch.Tensor, atoms: torch.Tensor, charges: torch.Te
     return records
 
 
-def _molblock(mol) -> str:
-    from rdkit import Chem
-
-    mol.UpdatePropertyCache(strict=False)
-    return Chem.MolToMolBlock(mol, kekulize=False)
-
-
 def write_sdf(molecules: list[Molecule3D], path: str | os.PathLike) -> int:
-    """Write molecules (3D coordinates, bond orders, formal charges) to an SDF, atomically.
-
-    Every record is written, in order, whatever its chemistry. A molecule RDKit cannot serialise (e.g. a
-    formal charge with no valence model, like F2-) is written without its charges and tagged
-    ``geodiff_warning``; the number of such molecules is returned.
-    """
-    from rdkit import Chem, RDLogger
-
-    tagged = 0
-    RDLogger.DisableLog("rdApp.*")  # RDKit prints C++ stack traces for invariant violations
-    try:
-        with atomic_path(path) as tmp, open(tmp, "w") as f:
-            for m in molecules:
-                mol = m.to_rdkit()
-                try:
-                    block = _molblock(mol)
-                except RuntimeError:
-                    plain = Chem.RWMol(mol)
-                    for atom in plain.GetAtoms():
-                        atom.SetFormalCharge(0)
-                    plain.SetProp("geodiff_warning", "formal charges not representable; written as neutral")
-                    block = _molblock(plain)
-                    tagged += 1
-                    mol = plain
-                f.write(block)
-                for key in mol.GetPropNames():
-                    if not key.startswith("_"):
-                        f.write(f">  <{key}>\n{mol.GetProp(key)}\n\n")
-                f.write("$$$$\n")
-    finally:
-        RDLogger.EnableLog("rdApp.error")
-    return tagged
+    """Write molecules (3D coordinates, bond orders, formal charges) to an SDF, atomically, every one in
+    order whatever its chemistry (geodiff's own molfile writer: no RDKit, which generated nonsense can
+    crash). Returns how many were written."""
+    write_molecules(molecules, path)
+    return len(molecules)
 
 
 def draw_grid(molecules: list[Molecule3D], path: str | os.PathLike, n: int = 16, per_row: int = 4) -> Path:
@@ -314,6 +289,10 @@ def draw_grid(molecules: list[Molecule3D], path: str | os.PathLike, n: int = 16,
     RDLogger.DisableLog("rdApp.*")
     mols, legends = [], []
     for m in molecules[:n]:
+        if rdkit_safe(m):  # RDKit could crash on it: an empty cell
+            mols.append(Chem.Mol())
+            legends.append("not drawable")
+            continue
         mol = m.to_rdkit()
         try:
             Chem.SanitizeMol(mol)
@@ -347,7 +326,7 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     PNG grid of the first 16 (``grid``, default beside the SDF), and score them on their generated bonds
     (:func:`geodiff.metrics.chemistry.molecule_metrics`): what ``geodiff sample``, ``make demo`` and
     ``eval/eval_molecules.py`` share. Returns ``{"output", "metrics", "seconds", "sampler", "steps", "sdf",
-    "png", "tagged", "processes"}`` (``output`` the :class:`MoleculePipelineOutput`).
+    "png", "processes"}`` (``output`` the :class:`MoleculePipelineOutput`).
 
     ``shard`` (:class:`~geodiff.pipelines.sharding.Shard`): this process samples its share of
     ``num_samples`` with seed ``seed + rank``; rank 0 merges, scores and writes, and returns the report
@@ -357,6 +336,10 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     from geodiff.metrics.chemistry import molecule_metrics
 
     shard = shard or Shard()
+    png = (Path(grid) if grid else Path(output).with_suffix(".png")) if output is not None else None
+    if png is not None and png == Path(output):
+        raise GeodiffValueError(f"output: {output} would be overwritten by its PNG grid; name it .sdf")
+    check_outputs({"output": output, "grid": png})  # before any sampling
     t0 = time.time()
     if shard.world_size > 1:
         if sample_kwargs.get("generator") is not None:
@@ -377,12 +360,12 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     seconds = time.time() - t0
     report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
               "steps": sample_kwargs.get("num_inference_steps") or pipe.schedulers.num_train_timesteps,
-              "metrics": molecule_metrics(out.molecules), "tagged": 0, "sdf": None,
+              "metrics": molecule_metrics(out.molecules), "sdf": None,
               "png": None, "processes": shard.world_size}  # fmt: skip
     if output is not None:
-        report["tagged"] = out.write_sdf(output)
+        out.write_sdf(output)
         report["sdf"] = Path(output)
-        report["png"] = out.draw_grid(Path(grid) if grid else Path(output).with_suffix(".png"))
+        report["png"] = out.draw_grid(png)
     return report
 
 
@@ -406,9 +389,6 @@ def format_sample_report(report: dict) -> list[str]:
     ]
     if m["unstable_atoms"]:
         lines.append(f"most unstable atoms: {most_unstable(m['unstable_atoms'])}")
-    if report["tagged"]:
-        lines.append(f"{report['tagged']} molecules written with neutral charges (their charges are not "
-                     "representable)")  # fmt: skip
     if report["sdf"]:
         lines += [f"SDF  {report['sdf']}", f"PNG  {report['png']}"]
     return lines

@@ -202,12 +202,33 @@ def register_files(source: str | os.PathLike, target: str | os.PathLike, method:
         pose = icp(s, t, "point_to_point" if method == "icp_point" else "point_to_plane")
     else:
         raise GeodiffError(f"method: {method!r} is not one of diffusion, one_shot, icp_point, icp_plane")
+    if not np.isfinite(pose).all():
+        raise GeodiffError(f"{method}: the pose is not finite (the numbers overflowed); rescale the clouds")
     moved = s @ pose[:3, :3].T + pose[:3, 3]
     normals = src.normals @ pose[:3, :3].T if src.normals is not None else None
     return {"transform": pose.tolist(), "method": method, "source": str(source), "target": str(target),
             "num_inference_steps": int(num_inference_steps), "chamfer": float(chamfer_distance(moved, t)[0]),
             "refine_steps": refine, "ckpt": None, "_pose": pose, "_source": s, "_target": t, "_moved": moved,
             "_moved_normals": normals}  # fmt: skip
+
+
+def write_registration(r: dict, output=None, aligned=None, plot=None) -> list[str]:
+    """Write what ``geodiff register`` writes for a :func:`register_files` record: the JSON (``output``), the
+    moved source as PLY (``aligned``), a before/after PNG (``plot``); returns the lines it prints."""
+    from geodiff.data.pointclouds import write_ply
+    from geodiff.io import write_json
+
+    with np.printoptions(precision=6, suppress=True):
+        lines = [f"transform (target ~= R source + t), {r['method']}:\n{np.asarray(r['transform'])}",
+                 f"Chamfer distance after alignment: {r['chamfer']:.6g} (source units)"]  # fmt: skip
+    if output:
+        lines.append(f"JSON {write_json(output, {k: v for k, v in r.items() if not k.startswith('_')})}")
+    if aligned:
+        lines.append(f"PLY  {write_ply(aligned, r['_moved'], r['_moved_normals'])}")
+    if plot:
+        png = plot_registration(r["_source"], r["_target"], r["_pose"], plot, title=r["method"])
+        lines.append(f"PNG  {png}")
+    return lines
 
 
 def plot_registration(source, target, pose, path: str | os.PathLike, title: str = "", max_points: int = 2000):

@@ -28,7 +28,7 @@ import torch
 
 from geodiff.data.trajectories import TrajectoryBatch, collate_trajectories, make_system
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.io import atomic_path, save_figure
+from geodiff.io import atomic_path, check_outputs, save_figure
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
@@ -252,6 +252,10 @@ def forecast_and_score(pipe: TrajectoryDiffusionPipeline, observed, num_samples:
     from geodiff.metrics.trajectories import constant_velocity, displacement_errors
 
     shard = shard or Shard()
+    png = (Path(plot) if plot else Path(output).with_suffix(".png")) if output is not None else None
+    if png is not None and png == Path(output):
+        raise GeodiffValueError(f"output: {output} would be overwritten by its PNG plot; name it .npz")
+    check_outputs({"output": output, "plot": png})  # before any sampling
     t0 = time.time()
     mine = observed
     if shard.world_size > 1:
@@ -282,7 +286,7 @@ def forecast_and_score(pipe: TrajectoryDiffusionPipeline, observed, num_samples:
     if output is not None:
         report["npz"] = out.save(output, dataset=name)
         title = f"{name}: observed (thick), ground truth (dashed), {num_samples} generated (thin)"
-        report["png"] = out.plot(Path(plot) if plot else Path(output).with_suffix(".png"), title=title)
+        report["png"] = out.plot(png, title=title)
     return report
 
 

@@ -93,9 +93,25 @@ def _check_logger_packages(cfg: DictConfig) -> None:
             raise GeodiffError(f"logger: {cls} needs the {modules[0]} package (pip install geodiff[loggers])")
 
 
+def _check_ckpt_path(path) -> None:
+    """One line for a ``ckpt_path`` that is not a checkpoint, before any data is read."""
+    import zipfile
+
+    if path in (None, ""):
+        return
+    p = Path(path)
+    if not p.is_file():
+        raise GeodiffError(
+            f"ckpt_path: {p} not found (a Lightning .ckpt: <output_dir>/checkpoints/last.ckpt)"
+        )
+    if not zipfile.is_zipfile(p):
+        raise GeodiffError(f"ckpt_path: {p} is not a Lightning checkpoint (torch.save's zip format)")
+
+
 def train(cfg: DictConfig, command: str | None = None):
     """Fit the experiment ``cfg`` describes; returns the fitted LightningModule. ``command`` (the command
     line, see :func:`command_line`) goes into the export's training record."""
+    _check_ckpt_path(cfg.get("ckpt_path"))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

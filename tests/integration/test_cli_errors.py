@@ -54,7 +54,7 @@ def cases(d):
         (["evaluate", f"samples={d / 'truncated.sdf'}", f"output={out}"], "no readable molecules"),
         (["evaluate", f"samples={d / 'wrong_keys.npz'}", f"output={out}"], "QM9 keys"),
         (["evaluate", f"samples={d / 'garbage.npz'}", f"output={out}"], "garbage.npz"),
-        (["evaluate", "task=bogus", f"samples={d / 'wrong_keys.npz'}"], "unknown task"),
+        (["evaluate", "task=bogus", f"samples={d / 'wrong_keys.npz'}"], "is not one of molecules"),
         (["evaluate", "task=trajectories", f"samples={d / 'wrong_keys.npz'}", f"output={out}"], "'pred'"),
         (["evaluate", "task=trajectories", f"samples={d / 'missing.npz'}"], "not found"),
         (

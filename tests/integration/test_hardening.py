@@ -1,0 +1,163 @@
+# ruff: noqa: E501  (a table of command lines, one case a line)
+"""Issue 35's reproduced breakages, each as a regression test: outputs that would overwrite an input or cannot
+be written, malformed and hostile molecule files, impossible numbers. Every one ends in one line
+``geodiff <cmd>: error: ...``, exit 2, nothing written and the inputs untouched; or succeeds within its guard.
+
+Commands run in-process through ``geodiff.cli.main`` (fast), except where a crash of RDKit would take the test
+process with it: those run as a subprocess."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from geodiff.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def crafted_v3000(path: Path, atoms: int = 300, bonds: int = 2000) -> Path:
+    """The issue's 53 KB V3000 record: 300 carbons, 2,000 random double bonds (RDKit's ring perception runs
+    out of memory or crashes on it)."""
+    rng = np.random.default_rng(0)
+    lines = ["crafted", "  geodiff", "", "  0  0  0     0  0            999 V3000", "M  V30 BEGIN CTAB",
+             f"M  V30 COUNTS {atoms} {bonds} 0 0 0", "M  V30 BEGIN ATOM"]  # fmt: skip
+    lines += [
+        f"M  V30 {i + 1} C {x:.4f} {y:.4f} {z:.4f} 0"
+        for i, (x, y, z) in enumerate(rng.normal(size=(atoms, 3)))
+    ]
+    lines += ["M  V30 END ATOM", "M  V30 BEGIN BOND"]
+    pairs: set = set()
+    while len(pairs) < bonds:
+        i, j = sorted(rng.integers(1, atoms + 1, size=2).tolist())
+        if i != j:
+            pairs.add((i, j))
+    lines += [f"M  V30 {k + 1} 2 {i} {j}" for k, (i, j) in enumerate(sorted(pairs))]
+    lines += ["M  V30 END BOND", "M  V30 END CTAB", "M  END", "$$$$"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hard")
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(mol, randomSeed=0)
+    with Chem.SDWriter(str(d / "s.sdf")) as w:
+        w.write(mol)
+    (d / "zero.sdf").write_text(
+        "empty\n  RDKit          3D\n\n  0  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n"
+    )
+    rng = np.random.default_rng(0)
+    np.savetxt(d / "a.xyz", rng.normal(size=(200, 3)))
+    np.savetxt(d / "b.xyz", rng.normal(size=(200, 3)))
+    np.savetxt(d / "a20.xyz", rng.normal(size=(200, 3)) * 1e20)
+    np.savetxt(d / "b20.xyz", rng.normal(size=(200, 3)) * 1e20)
+    np.savez(
+        d / "z200.npz",
+        num_atoms=np.array([3]),
+        charges=np.array([[6, 200, 1]]),
+        positions=np.zeros((1, 3, 3)),
+    )
+    np.savez(d / "obj.npz", num_atoms=np.array([3], dtype=object), charges=np.array([[6, 1, 1]], dtype=object),
+             positions=np.zeros((1, 3, 3), dtype=object))  # fmt: skip
+    np.savez(d / "nan.npz", num_atoms=np.array([3]), charges=np.array([[6, 1, 1]]),
+             positions=np.full((1, 3, 3), np.nan))  # fmt: skip
+    np.savez(
+        d / "wide.npz", num_atoms=np.array([7]), charges=np.array([[6, 1, 1]]), positions=np.zeros((1, 3, 3))
+    )
+    (d / "nan.xyz").write_text("3\nx\nC 0 0 nan\nH 1 0 0\nH 0 1 0\n")
+    (d / "coinc.xyz").write_text("3\nx\nO 0 0 0\nH 0 0 0\nH 0 0 0\n")
+    (d / "huge.xyz").write_text("100000000\nclaims a hundred million atoms\nC 0 0 0\n")
+    (d / "a_file").write_text("not a folder")
+    (d / "a_folder").mkdir()
+    (d / "garbage.ckpt").write_bytes(b"\x80\x04 not a checkpoint")
+    os.symlink("/dev/zero", d / "zero.xyz")
+    crafted_v3000(d / "crafted.sdf")
+    (d / "mixed.sdf").write_text((d / "crafted.sdf").read_text() + (d / "s.sdf").read_text())
+    return d
+
+
+def digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()
+            and not p.is_symlink()}  # fmt: skip
+
+
+MOL = "ckpt=qm9_eqgat_small"
+CASES = [
+    # outputs checked before any work: not an input, not a folder, a writable place, no companion clobbering
+    (["register", "source={d}/a.xyz", "target={d}/b.xyz", "method=icp_point", "output={d}/a.xyz"], "is also the input source="),
+    (["register", "source={d}/a.xyz", "target={d}/b.xyz", "method=icp_point", "plot={d}/b.xyz"], "is also the input target="),
+    (["register", "source={d}/a.xyz", "target={d}/b.xyz", "method=icp_point", "output={d}/r.json", "plot={d}/r.json"], "is also output="),
+    (["evaluate", "samples={d}/s.sdf", "output={d}/s.sdf"], "is also the input samples="),
+    (["sample", MOL, "num_samples=2", "num_inference_steps=2", "output={d}/m.png"], "overwritten by its PNG grid"),
+    (["sample", MOL, "num_samples=2", "num_inference_steps=2", "output={d}/m.sdf", "grid={d}/m.sdf"], "is also output="),
+    (["sample", MOL, "num_samples=2", "num_inference_steps=2", "output={d}/a_file/m.sdf"], "is a file, not a folder"),
+    (["sample", MOL, "num_samples=2", "num_inference_steps=2", "output={d}/a_folder"], "is a folder"),
+    (["sample", "ckpt=nbody_charged_geotdm_small", "num_systems=2", "num_inference_steps=2", "output={d}/t.png"], "overwritten by its PNG plot"),
+    (["evaluate", "task=trajectories", "samples={d}/nan.npz", "output={d}/a_folder"], "is a folder"),
+    # malformed and hostile molecule files: reported, never a traceback or a crash
+    (["evaluate", "samples={d}/zero.sdf"], "no atoms"),
+    (["evaluate", "samples={d}/z200.npz"], "atomic number 200"),
+    (["evaluate", "samples={d}/obj.npz"], "unreadable arrays"),
+    (["evaluate", "samples={d}/nan.npz"], "NaN or infinite"),
+    (["evaluate", "samples={d}/wide.npz"], "num_atoms must be whole numbers from 0 to 3"),
+    (["evaluate", "samples={d}/nan.xyz"], "NaN or infinite"),
+    (["evaluate", "samples={d}/huge.xyz"], "more than max_atoms=2000"),
+    (["evaluate", "samples={d}/zero.xyz"], "not a regular file"),
+    (["evaluate", "samples={d}/crafted.sdf"], "more than any element (8)"),
+    (["evaluate", "samples={d}/s.sdf", "max_atoms=3"], "more than max_atoms=3"),
+    (["evaluate", "samples={d}/s.sdf", "max_atoms=0"], "max_atoms"),
+    # impossible numbers
+    (["sample", MOL, "num_samples=2", "num_inference_steps=2", "num_atoms=2.7", "output={d}/n.sdf"], "num_atoms"),
+    (["sample", MOL, "num_samples=2", "num_inference_steps=2", "num_atoms=-5", "output={d}/n.sdf"], "num_atoms"),
+    (["register", "source={d}/a20.xyz", "target={d}/b20.xyz", "method=diffusion", "output={d}/r.json"], "rescale the clouds"),
+    (["train", "experiment=qm9_eqgat_small", "ckpt_path={d}/missing.ckpt", "output_dir={d}/run"], "ckpt_path"),
+    (["train", "experiment=qm9_eqgat_small", "ckpt_path={d}/garbage.ckpt", "output_dir={d}/run"], "not a Lightning checkpoint"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{a[0]}-{m[:24]}" for a, m in CASES])
+def test_one_line_exit_2_nothing_written_inputs_untouched(d, capsys, index):
+    template, message = CASES[index]
+    args = [a.replace("{d}", str(d)) for a in template]
+    before = digest(d)
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    last = err[-1] if err else ""
+    assert rc == 2 and message in last and last.startswith(f"geodiff {args[0]}: error:"), (args, rc, err[-3:])
+    assert not [line for line in err if line.startswith("Traceback")], err
+    assert digest(d) == before  # inputs untouched, nothing new written beside them
+    assert not (d / "run").exists() and not list((d / "a_folder").iterdir()) and not list(d.glob(".*"))
+
+
+def test_a_hostile_record_costs_itself_not_the_run(d, capsys):
+    """A file with the crafted record and a good molecule: the good one is evaluated, the crafted one listed."""
+    assert main(["evaluate", f"samples={d / 'mixed.sdf'}", f"output={d / 'mixed.json'}"]) == 0
+    report = __import__("json").loads((d / "mixed.json").read_text())
+    assert report["num_molecules"] == 1 and len(report["unreadable"]) == 1
+    assert "more than any element" in report["unreadable"][0]["reason"]
+    (d / "mixed.json").unlink()
+
+
+def test_coincident_atoms_are_flagged_as_invalid_geometry(d, capsys):
+    assert main(["evaluate", f"samples={d / 'coinc.xyz'}"]) == 0
+    assert "invalid geometry          1 molecules with atoms closer than 0.5 A" in capsys.readouterr().out
+
+
+def test_generated_nonsense_is_written_not_crashed_on(tmp_path):
+    """300 atoms after one DDIM step: a graph RDKit chokes on. geodiff writes it with its own molfile writer
+    (every record; V3000 beyond 999 atoms or bonds) and scores it without handing RDKit what could crash it."""
+    r = subprocess.run([sys.executable, "-m", "geodiff.cli", "sample", MOL, "num_atoms=300", "num_samples=1",
+                        "sampler=ddim", "num_inference_steps=1", f"output={tmp_path / 'big.sdf'}"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = (tmp_path / "big.sdf").read_text()
+    assert text.count("$$$$") == 1 and "M  V30 COUNTS 300 " in text  # > 999 bonds: a V3000 record
+    assert (tmp_path / "big.png").read_bytes()[:4] == b"\x89PNG"
