@@ -18,7 +18,7 @@ from geodiff.config import (
     shipped,
     shipped_checkpoints,
 )
-from geodiff.errors import GeodiffError, check_count, first_line
+from geodiff.errors import GeodiffError, Terminated, check_count, first_line, raise_on_sigterm
 from geodiff.io import check_outputs, write_json
 
 __all__ = ["main"]
@@ -151,8 +151,7 @@ def _evaluate_trajectories(cfg) -> int:
     r = evaluate_trajectory_file(cfg.samples, cfg.k, cfg.min_over, cfg.reference or None)
     print("\n".join(format_trajectory_report(r)))
     if cfg.output:
-        write_json(cfg.output, r)
-        print(f"JSON {cfg.output}")
+        print(f"JSON {write_json(cfg.output, r)}")
     return 0
 
 
@@ -182,7 +181,7 @@ def _evaluate_docking(cfg) -> int:
     box = docking_box(cfg.ligand, cfg.center, cfg.box, cfg.size)
     pose_dir = cfg.pose_dir or (str(Path(cfg.output).with_suffix("")) + "_poses" if cfg.output else None)
     report = dock_file(cfg.samples, cfg.receptor, box, mode=cfg.mode, exhaustiveness=int(cfg.exhaustiveness),
-                       num_poses=int(cfg.num_poses), seed=int(cfg.seed), processes=cfg.processes,
+                       num_poses=int(cfg.num_poses), seed=cfg.vina_seed, processes=cfg.processes,
                        timeout=float(cfg.timeout), pose_dir=pose_dir,
                        posebusters=bool(cfg.get("posebusters")))  # fmt: skip
     print("\n".join(format_docking_report(report)))
@@ -249,11 +248,9 @@ def cmd_info(overrides: list[str]) -> int:
     if overrides:
         raise GeodiffError(f"info takes no overrides, got {' '.join(overrides)}")
     print(f"geodiff {geodiff.__version__}  torch {torch.__version__}  diffusers {diffusers.__version__}")
-    root = config_dir()
-    print(f"configs: {root}")
-    for group in sorted(p for p in root.iterdir() if p.is_dir()):
-        names = sorted(f.stem for f in group.glob("*.yaml"))
-        print(f"  {group.name}: {', '.join(names)}")
+    print(f"configs: {config_dir()}")
+    for group in sorted(p for p in config_dir().iterdir() if p.is_dir()):
+        print(f"  {group.name}: {', '.join(sorted(f.stem for f in group.glob('*.yaml')))}")
     print(f"shipped models ({shipped('checkpoints')}): {', '.join(shipped_checkpoints())}")
     return 0
 
@@ -304,8 +301,8 @@ INPUTS = ("samples", "reference", "source", "target", "pairs", "receptor", "liga
 
 
 def _check_paths(command: str, overrides: list[str]) -> None:
-    """Output files checked before any work: writable, not folders, not inputs (train, data: folders)."""
-    if command not in ("train", "data", "info"):
+    """Output files checked before any work: writable, not folders, not inputs (others write folders)."""
+    if command not in ("train", "data", "info", "schedule"):
         paths = {k: v for k, v in compose(command, overrides).items() if isinstance(v, str)}
         check_outputs({k: paths.get(k) for k in OUTPUTS}, {k: paths.get(k) for k in INPUTS})
 
@@ -317,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handler = COMMANDS[args.command][0]
+    raise_on_sigterm()
     if getattr(args, "multirun", False):
         print(f"geodiff {args.command}: error: multirun (-m) is not supported: run one command per value "
               f"(for s in 0 1 2; do geodiff {args.command} seed=$s ...; done)", file=sys.stderr)  # fmt: skip
@@ -332,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     except GeodiffError as exc:
         print(f"geodiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (KeyboardInterrupt, Terminated) as exc:  # workers stopped, temporary files removed on the way
+        stop = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"geodiff {args.command}: {stop[0]}", file=sys.stderr)
+        return stop[1]
     except Exception as exc:  # Hydra's own user errors: bad override syntax, unknown config, missing key
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException

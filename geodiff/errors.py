@@ -80,3 +80,18 @@ def require_extra(what: str, extra: str, *modules: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise GeodiffError(f"{what} needs {', '.join(missing)}: pip install 'geodiff[{extra}]'")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (see :func:`raise_on_sigterm`) so that ``finally`` blocks run:
+    worker pools are stopped, temporary files removed."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` (the command line's handler exits 143 with one line)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)

@@ -83,8 +83,15 @@ class DockingBox:
             raise GeodiffError(f"{path}: Vina box file lacks {exc.args[0]}") from None
 
 
+def geodiff_cache() -> Path:
+    """Where geodiff caches derived files: ``$GEODIFF_CACHE``, else ``~/.cache/geodiff``."""
+    return Path(os.environ.get("GEODIFF_CACHE") or Path.home() / ".cache" / "geodiff")
+
+
 def prepare_receptor(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """A receptor PDBQT: given as is, or made from a PDB (with hydrogens) by meeko's polymer tools."""
+    """A receptor PDBQT: given as is, or made from a PDB (with hydrogens) by meeko's polymer tools and
+    cached under :func:`geodiff_cache` (``receptors/``; never beside the input), keyed by the file's path,
+    size and modification time."""
     path = Path(path)
     if not path.is_file():
         raise GeodiffError(f"receptor {path} not found")
@@ -95,10 +102,14 @@ def prepare_receptor(path: str | os.PathLike, cache_dir: str | os.PathLike | Non
     if path.suffix.lower() != ".pdb":
         raise GeodiffError(f"receptor {path}: expected a .pdbqt or a .pdb file")
     require_extra("receptor preparation", "docking", "meeko", "gemmi")
+    import hashlib
+
     from meeko import MoleculePreparation, PDBQTWriterLegacy, Polymer, ResidueChemTemplates
 
-    out = Path(cache_dir or path.parent) / (path.stem + ".geodiff.pdbqt")
-    if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
+    st = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    out = Path(cache_dir or geodiff_cache() / "receptors") / f"{path.stem}.{key}.pdbqt"
+    if out.is_file():
         return out
     try:
         templates = ResidueChemTemplates.create_from_defaults()
@@ -205,12 +216,28 @@ def _failed(job: dict, reason: str) -> dict:
 
 
 def _kill(executor) -> None:
-    """Stop an executor now, killing workers still busy (a timed-out Vina run cannot be interrupted)."""
-    procs = list(getattr(executor, "_processes", {}).values())
+    """Stop an executor now, killing workers still busy (a timed-out Vina run cannot be interrupted). Safe to
+    call twice (after a shutdown the executor no longer lists its processes)."""
+    procs = list((getattr(executor, "_processes", None) or {}).values())
     executor.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         if p.is_alive():
             p.kill()
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: the kernel kills this worker when the parent process dies (Linux), so a killed
+    or terminated run leaves no Vina worker behind."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills the workers
 
 
 def _run_jobs(jobs: list[dict], processes: int, timeout: float, bar, fn=None) -> list[dict]:
@@ -228,7 +255,7 @@ def _run_jobs(jobs: list[dict], processes: int, timeout: float, bar, fn=None) ->
     ctx = mp.get_context("spawn")
     results: dict[int, dict] = {}
     retry: list[dict] = []
-    ex = ProcessPoolExecutor(max_workers=processes, mp_context=ctx)
+    ex = ProcessPoolExecutor(max_workers=processes, mp_context=ctx, initializer=_die_with_parent)
     try:
         futures = [(job, ex.submit(fn, job)) for job in jobs]
         for job, fut in futures:
@@ -246,7 +273,7 @@ def _run_jobs(jobs: list[dict], processes: int, timeout: float, bar, fn=None) ->
     finally:
         _kill(ex)
     for job in retry:  # isolate: one fresh worker per job
-        solo = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        solo = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_die_with_parent)
         try:
             results[job["index"]] = solo.submit(fn, job).result(timeout=timeout)
         except FutureTimeout:
@@ -286,7 +313,7 @@ def dock_molecules(
     mode: str = "dock",
     exhaustiveness: int = 8,
     num_poses: int = 9,
-    seed: int = 0,
+    seed: int = 1,
     processes: int | None = None,
     timeout: float = 600.0,
     pose_dir: str | os.PathLike | None = None,
@@ -300,6 +327,9 @@ def dock_molecules(
     from tqdm import tqdm
 
     require_extra("docking", "docking", "vina", "meeko")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed <= 0:
+        raise GeodiffError(f"seed: must be a positive integer, got {seed!r} (Vina takes 0 as 'pick a random "
+                           "seed', which no run could repeat)")  # fmt: skip
     if mode not in MODES:
         raise GeodiffError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     if not mols:
@@ -332,12 +362,13 @@ def dock_molecules(
         lo, hi = np.array(box.center) - np.array(box.size) / 2, np.array(box.center) + np.array(box.size) / 2
         if not ((rec_xyz >= lo) & (rec_xyz <= hi)).all(1).any():
             raise GeodiffError(f"the box (centre {box.center}, size {box.size}) holds no receptor atom")
-    bar = tqdm(total=len(jobs), desc=f"vina {mode}", disable=not progress, unit="mol")
-    results = _run_jobs(jobs, processes, timeout, bar)
-    bar.close()
+    with tqdm(total=len(jobs), desc=f"vina {mode}", disable=not progress, unit="mol") as bar:
+        results = _run_jobs(jobs, processes, timeout, bar)  # an interrupted run closes its bar first
     if pose_dir:
         pose_dir = Path(pose_dir)
         pose_dir.mkdir(parents=True, exist_ok=True)
+        for old in pose_dir.glob("[0-9][0-9][0-9][0-9][0-9].sdf"):  # a previous run's poses: never mixed in
+            old.unlink()
         for r in results:
             block = r.pop("pose_sdf", "")
             if block:

@@ -161,3 +161,59 @@ def test_generated_nonsense_is_written_not_crashed_on(tmp_path):
     text = (tmp_path / "big.sdf").read_text()
     assert text.count("$$$$") == 1 and "M  V30 COUNTS 300 " in text  # > 999 bonds: a V3000 record
     assert (tmp_path / "big.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+DOCKING = ROOT.parent / "shared" / "data" / "docking" / "1iep"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum, code, word", [(15, 143, "terminated"), (2, 130, "interrupted")])
+def test_a_signal_during_docking_exits_with_one_line_and_leaves_no_worker(tmp_path, signum, code, word):
+    import signal
+    import time
+
+    pytest.importorskip("vina")
+    if not (DOCKING / "1iep_receptor.pdbqt").is_file():
+        pytest.skip("../shared/data/docking/1iep not present")
+    ligands = tmp_path / "three.sdf"
+    ligands.write_text((DOCKING / "1iep_ligand.sdf").read_text() * 3)
+    proc = subprocess.Popen([sys.executable, "-m", "geodiff.cli", "evaluate", "task=docking", f"samples={ligands}",
+                             f"receptor={DOCKING / '1iep_receptor.pdbqt'}", f"ligand={DOCKING / '1iep_ligand.sdf'}",
+                             "exhaustiveness=64", "processes=2", f"output={tmp_path / 'd.json'}"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)  # fmt: skip
+    workers: list[int] = []
+    deadline = time.time() + 120
+    while time.time() < deadline and len(workers) < 2:  # the pool's workers (and the resource tracker)
+        time.sleep(0.5)
+        workers = _children(proc.pid)
+    assert len(workers) >= 2, "no docking workers started"
+    time.sleep(3)  # the workers are docking now
+    proc.send_signal(signal.Signals(signum))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err[-2000:]
+    lines = [ln.split("\r")[-1] for ln in err.strip().split("\n") if ln.strip()]  # after progress bars
+    assert lines[-1] == f"geodiff evaluate: {word}" and "Traceback" not in err, err[-2000:]
+    time.sleep(2)
+    assert not [p for p in workers if _alive(p)], "worker processes outlived the command"
+    assert not (tmp_path / "d.json").exists() and not list(tmp_path.glob(".*"))

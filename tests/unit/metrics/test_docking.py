@@ -69,6 +69,7 @@ def test_receptor_from_pdb_with_meeko(system, tmp_path):
 
     lig, receptor, box = system
     made = prepare_receptor(DATA / "1iep_receptorH.pdb", cache_dir=tmp_path)
+    assert made.parent == tmp_path
     atoms = lambda p: sum(line.startswith("ATOM") for line in Path(p).read_text().splitlines())  # noqa: E731
     assert atoms(made) == atoms(receptor)
     a, _ = dock_molecules([lig], made, box, mode="score_only", progress=False)
@@ -144,3 +145,45 @@ def test_first_line_of_an_error_message():
     assert first_line(ValueError("one\ntwo")) == "one"
     assert first_line(ValueError("  \n\t")) == "ValueError"
     assert first_line(KeyError(), default="") == ""
+
+
+def test_a_timeout_in_the_first_round_is_reported_and_the_others_docked():
+    """The issue's repro: a molecule times out while the pool is full (not in the one-by-one retry); stopping
+    the pool twice must not raise, and every other molecule still gets its result."""
+    from tqdm import tqdm
+
+    from geodiff.metrics.docking import _run_jobs
+    from geodiff.testing.workers import fake_dock
+
+    jobs = [{"index": i, "name": f"m{i}"} for i in range(4)]
+    jobs[0]["sleep"] = 30
+    res = _run_jobs(jobs, 2, timeout=4.0, bar=tqdm(disable=True), fn=fake_dock)
+    assert [r["ok"] for r in res] == [False, True, True, True] and "timeout" in res[0]["reason"]
+
+
+def test_docking_with_the_defaults_is_reproducible_and_reruns_replace_their_poses(system, tmp_path):
+    lig, receptor, box = system
+    second = Chem.Mol(lig)
+    runs = []
+    for _ in range(2):
+        res, _ = dock_molecules([lig, second], receptor, box, exhaustiveness=1, num_poses=1, processes=2,
+                                pose_dir=tmp_path, progress=False)  # fmt: skip
+        runs.append([(r["score"], Path(r["pose_file"]).read_text()) for r in res])
+    assert runs[0] == runs[1]  # same default seed: the same scores and poses
+    dock_molecules([lig], receptor, box, exhaustiveness=1, num_poses=1, pose_dir=tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.glob("*.sdf")) == ["00000.sdf"]  # no stale pose of the last run
+    with pytest.raises(GeodiffError, match="seed: must be a positive integer"):
+        dock_molecules([lig], receptor, box, seed=0, progress=False)
+
+
+def test_receptor_preparation_caches_away_from_the_input(tmp_path, monkeypatch):
+    from geodiff.metrics.docking import prepare_receptor
+
+    if not (DATA / "1iep_receptorH.pdb").is_file():
+        pytest.skip("../shared/data/docking/1iep not present")
+    monkeypatch.setenv("GEODIFF_CACHE", str(tmp_path / "cache"))
+    before = sorted(p.name for p in DATA.iterdir())
+    made = prepare_receptor(DATA / "1iep_receptorH.pdb")
+    assert made.parent == tmp_path / "cache" / "receptors" and made.is_file()
+    assert sorted(p.name for p in DATA.iterdir()) == before
+    assert prepare_receptor(DATA / "1iep_receptorH.pdb") == made  # cached
