@@ -244,8 +244,18 @@ class DatasetStatistics:
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetStatistics:
-        return cls(d["atom_marginal"], d["charge_marginal"], d["bond_marginal"],
-                   {int(k): int(v) for k, v in d["num_atoms_hist"].items()})  # fmt: skip
+        """From an export's record; marginals and the histogram are checked (finite, non-negative, not all
+        zero) so that a damaged record fails here in one line, not inside sampling."""
+        stats = cls(d["atom_marginal"], d["charge_marginal"], d["bond_marginal"],
+                    {int(k): int(v) for k, v in d["num_atoms_hist"].items()})  # fmt: skip
+        for name in ("atom_marginal", "charge_marginal", "bond_marginal"):
+            v = np.asarray(getattr(stats, name), dtype=float)
+            if v.ndim != 1 or not np.isfinite(v).all() or (v < 0).any() or v.sum() <= 0:
+                raise GeodiffValueError(f"statistics.{name}: must be non-negative, finite and not all zero")
+        hist = stats.num_atoms_hist
+        if not hist or min(hist) < 1 or min(hist.values()) < 0 or sum(hist.values()) <= 0:
+            raise GeodiffValueError("statistics.num_atoms_hist: needs sizes >= 1 with non-negative counts")
+        return stats
 
     def sample_num_atoms(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Atom counts drawn from the training histogram (EDM / EQGAT-diff sampling)."""

@@ -49,8 +49,10 @@ class GeodiffPipeline:
         try:
             model = cls.MODEL.from_pretrained(d / "model")
             return cls._from_export(model, d, meta)
-        except GeodiffError:
-            raise
+        except GeodiffError as exc:
+            if str(d) in str(exc):
+                raise
+            raise GeodiffError(f"{d}: {exc}") from None
         except Exception as exc:
             what = f"{type(exc).__name__}: {exc}"
             raise GeodiffError(f"{d}: unreadable {cls.FAMILY} checkpoint ({what})") from None

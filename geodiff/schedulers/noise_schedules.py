@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 
 from geodiff.errors import GeodiffValueError
 
-__all__ = ["BetaSchedule", "make_alphas_cumprod", "betas_from_alphas_cumprod"]
+__all__ = ["BetaSchedule", "check_timesteps", "make_alphas_cumprod", "betas_from_alphas_cumprod"]
 
 BetaSchedule = Literal["linear", "cosine", "polynomial", "adaptive_cosine"]
 
@@ -31,6 +32,23 @@ def _from_continuous(abar_fn, num_timesteps: int, max_beta: float = 0.999) -> to
     abar = abar_fn(tau)
     betas = (1 - abar[1:] / abar[:-1]).clamp(0.0, max_beta)
     return torch.cumprod(1 - betas, dim=0)
+
+
+MAX_TIMESTEPS = 1_000_000  # far beyond any discretisation in use (EDM 1000, EQGAT-diff 500, GeoTDM 1000)
+
+
+def check_timesteps(num_timesteps) -> int:
+    """``num_timesteps`` when it is an integer in 1 .. 1,000,000 (a bigger one would only exhaust memory:
+    checked before any schedule array is made)."""
+    if (
+        isinstance(num_timesteps, bool)
+        or not isinstance(num_timesteps, (int, np.integer))
+        or not 1 <= num_timesteps <= MAX_TIMESTEPS
+    ):
+        raise GeodiffValueError(
+            f"num_train_timesteps: must be an integer from 1 to {MAX_TIMESTEPS:,}, got {num_timesteps!r}"
+        )
+    return num_timesteps
 
 
 def make_alphas_cumprod(
@@ -44,8 +62,7 @@ def make_alphas_cumprod(
     precision: float = 1e-4,
 ) -> torch.Tensor:
     """``alphas_cumprod`` ``[num_timesteps]`` (float64) for one of the named schedules."""
-    if num_timesteps < 1:
-        raise GeodiffValueError(f"num_train_timesteps: must be >= 1, got {num_timesteps}")
+    check_timesteps(num_timesteps)
     if schedule == "linear":
         if not 0 < beta_start <= beta_end < 1:
             raise GeodiffValueError(

@@ -27,7 +27,7 @@ from geodiff.errors import GeodiffValueError, check_shape
 from geodiff.manifolds import se3, so3
 from geodiff.manifolds.igso3 import IGSO3AngleSampler, igso3_score
 from geodiff.schedulers.base import GeodiffSchedulerOutput, TimestepMixin
-from geodiff.schedulers.noise_schedules import BetaSchedule
+from geodiff.schedulers.noise_schedules import BetaSchedule, check_timesteps
 
 __all__ = ["SO3R3DiffusionScheduler"]
 
@@ -67,6 +67,7 @@ class SO3R3DiffusionScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
             raise GeodiffValueError(f"min_sigma/max_sigma: need 0 < min < max, got {min_sigma}, {max_sigma}")
         if translation_scale <= 0:
             raise GeodiffValueError(f"translation_scale: must be > 0, got {translation_scale}")
+        check_timesteps(num_train_timesteps)
         tau = torch.arange(1, num_train_timesteps + 1, dtype=torch.float64) / num_train_timesteps
         if rotation_schedule == "logarithmic":
             self.sigmas = torch.log(tau * math.exp(max_sigma) + (1 - tau) * math.exp(min_sigma))

@@ -80,8 +80,43 @@ def d(tmp_path_factory):
     (d / "garbage.ckpt").write_bytes(b"\x80\x04 not a checkpoint")
     os.symlink("/dev/zero", d / "zero.xyz")
     crafted_v3000(d / "crafted.sdf")
+    damaged_checkpoints(d)
     (d / "mixed.sdf").write_text((d / "crafted.sdf").read_text() + (d / "s.sdf").read_text())
     return d
+
+
+def damaged_checkpoints(d: Path) -> None:
+    """Copies of the shipped QM9 model, each damaged as in the issue: a layer more in the config, a tensor
+    dropped, weights only as a pickle .bin, 100,000 layers, a negative atom-count histogram, 10^9 steps."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src = ROOT / "checkpoints" / "qm9_eqgat_small"
+    weights = "model/diffusion_pytorch_model.safetensors"
+
+    def copy(name, edit_file=None, edit=None):
+        shutil.copytree(src, d / name)
+        if edit_file:
+            f = d / name / edit_file
+            obj = json.loads(f.read_text())
+            edit(obj)
+            f.write_text(json.dumps(obj))
+        return d / name
+
+    copy("ck_layers", "model/config.json", lambda c: c.update(num_layers=c["num_layers"] + 1))
+    t = load_file(str(copy("ck_dropped") / weights))
+    t.pop("atom_embed.bias")
+    save_file(t, str(d / "ck_dropped" / weights))
+    torch.save(
+        load_file(str(copy("ck_bin") / weights)), d / "ck_bin" / "model" / "diffusion_pytorch_model.bin"
+    )
+    (d / "ck_bin" / weights).unlink()
+    copy("ck_huge", "model/config.json", lambda c: c.update(num_layers=100_000))
+    copy("ck_hist", "molecules.json", lambda c: c["statistics"]["num_atoms_hist"].update({"9": -5}))
+    copy("ck_steps", "scheduler_pos/scheduler_config.json", lambda c: c.update(num_train_timesteps=10**9))
 
 
 def digest(folder: Path) -> dict:
@@ -114,6 +149,13 @@ CASES = [
     (["evaluate", "samples={d}/crafted.sdf"], "more than any element (8)"),
     (["evaluate", "samples={d}/s.sdf", "max_atoms=3"], "more than max_atoms=3"),
     (["evaluate", "samples={d}/s.sdf", "max_atoms=0"], "max_atoms"),
+    # damaged checkpoints: one line before anything big is allocated, never random weights
+    (["sample", "ckpt={d}/ck_layers", "num_samples=2", "output={d}/n.sdf"], "missing ['layers.6.edge_mlp.0.bias'"),
+    (["sample", "ckpt={d}/ck_dropped", "num_samples=2", "output={d}/n.sdf"], "missing ['atom_embed.bias']"),
+    (["sample", "ckpt={d}/ck_bin", "num_samples=2", "output={d}/n.sdf"], "safetensors weights only"),
+    (["sample", "ckpt={d}/ck_huge", "num_samples=2", "output={d}/n.sdf"], "num_layers=100000 cannot match the weights"),
+    (["sample", "ckpt={d}/ck_hist", "num_samples=2", "output={d}/n.sdf"], "num_atoms_hist"),
+    (["sample", "ckpt={d}/ck_steps", "num_samples=2", "output={d}/n.sdf"], "num_train_timesteps: must be an integer from 1 to 1,000,000"),
     # impossible numbers
     (["sample", MOL, "num_samples=2", "num_inference_steps=2", "num_atoms=2.7", "output={d}/n.sdf"], "num_atoms"),
     (["sample", MOL, "num_samples=2", "num_inference_steps=2", "num_atoms=-5", "output={d}/n.sdf"], "num_atoms"),
