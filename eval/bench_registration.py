@@ -11,6 +11,14 @@ diffusion model computes the invariant features once per pair and only repeats t
 Sinkhorn + Procrustes) at each step; at 512 points the matching dominates, so time grows with the steps.
 Ratios are printed against ICP point-to-point.
 
+Scale (``--scale``): time and peak memory of ICP point-to-point (KD-tree neighbours; iterations on at most
+50,000 seeded source points, as ``geodiff register`` runs it) and of the Chamfer distance and ADD-S on every
+point, for clouds of 10^3 .. 10^6 points (a noisy sphere-and-box surface, the source turned by 10 degrees
+and shifted), each size in a fresh process (peak RSS is per process); beside it the memory the dense
+N x M distance matrix of the previous implementation would take.
+
+    .venv/bin/python eval/bench_registration.py --scale [--json eval/results/bench_registration_scale.json]
+
 Also: training-step cost of the two invariant encoders (``ppf`` point-pair features vs ``e3nn``
 spherical-harmonic power spectrum; batch 8 x 512 points, forward + backward, same network otherwise).
 """
@@ -55,6 +63,72 @@ def encoder_cost(repeats: int = 5) -> dict[str, float]:
             times.append(time.perf_counter() - t0)
         out[enc] = float(sorted(times[1:])[repeats // 2])
     return out
+
+
+def scale_one(n: int) -> dict:
+    """ICP, Chamfer and ADD-S on one pair of ``n``-point clouds in this process (see the module docstring)."""
+    import resource
+
+    import numpy as np
+
+    from geodiff.manifolds import so3
+    from geodiff.metrics.pose import add_s, chamfer_distance
+    from geodiff.pipelines.icp import icp
+    from geodiff.pipelines.registration import ICP_POINTS
+
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(n, 3))
+    sphere = u / np.linalg.norm(u, axis=1, keepdims=True)
+    box = rng.uniform(-1, 1, size=(n, 3))
+    box[np.arange(n), rng.integers(0, 3, n)] = rng.choice([-1.0, 1.0], n)  # on the faces
+    target = np.where(rng.random((n, 1)) < 0.5, sphere, 0.6 * box + [1.2, 0.0, 0.0])
+    target += 0.002 * rng.normal(size=(n, 3))
+    rot = so3.exp(torch.tensor([0.0, 0.0, np.radians(10.0)], dtype=torch.float64)).numpy()
+    shift = np.array([0.05, 0.02, 0.0])
+    source = (target - shift) @ rot  # so that target = R source + t with R = rot, t = shift
+    truth = np.eye(4)
+    truth[:3, :3], truth[:3, 3] = rot, shift
+    out = {"points": n}
+    t0 = time.perf_counter()
+    pose = icp(source, target, max_points=ICP_POINTS)
+    out["icp_seconds"] = time.perf_counter() - t0
+    err = so3.geodesic_distance(torch.as_tensor(pose[:3, :3]), torch.as_tensor(rot))
+    out["icp_rotation_error_deg"] = float(np.degrees(err))
+    moved = source @ pose[:3, :3].T + pose[:3, 3]
+    t0 = time.perf_counter()
+    out["chamfer"] = float(chamfer_distance(moved, target)[0])
+    out["chamfer_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out["add_s"] = float(add_s(pose[None], truth[None], source)[0])
+    out["add_s_seconds"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["dense_matrix_gb"] = n * n * 8 / 2**30  # one float64 N x N distance matrix
+    return out
+
+
+def scale(argv) -> int:
+    import subprocess
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", action="store_true")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    ap.add_argument("--json", default=str(ROOT / "eval" / "results" / "bench_registration_scale.json"))
+    args = ap.parse_args(argv)
+    rows = []
+    heads = ("ICP s", "R err deg", "Chamfer s", "ADD-S s", "peak MB", "dense GB")
+    print(f"{'points':>9}" + "".join(f"{h:>10}" for h in heads))
+    for n in args.sizes:
+        r = subprocess.run([sys.executable, __file__, "--scale-one", str(n)], capture_output=True, text=True,
+                           check=True)  # fmt: skip
+        row = json.loads(r.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        keys = ("icp_seconds", "icp_rotation_error_deg", "chamfer_seconds", "add_s_seconds", "peak_rss_mb")
+        print(f"{n:>9,}" + "".join(f"{row[k]:10.3f}" for k in keys) + f"{row['dense_matrix_gb']:10.3g}")
+    with atomic_path(args.json) as tmp:
+        tmp.write_text(json.dumps({"command": " ".join(sys.argv), "threads": torch.get_num_threads(),
+                                   "rows": rows}, indent=1))  # fmt: skip
+    print(f"JSON {args.json}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -112,4 +186,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if "--scale-one" in sys.argv:
+        print(json.dumps(scale_one(int(sys.argv[sys.argv.index("--scale-one") + 1]))))
+    elif "--scale" in sys.argv:
+        sys.exit(scale(sys.argv[1:]))
+    else:
+        sys.exit(main())

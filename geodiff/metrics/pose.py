@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from geodiff.errors import GeodiffValueError
+from geodiff.nn.pointcloud import NearestNeighbors
 
 __all__ = [
     "rotation_error_deg",
@@ -80,15 +81,16 @@ def add_s(pred, true, model) -> np.ndarray:
     under the estimated pose, ``[B]``."""
     p, t, m = _poses("pred", pred), _poses("true", true), _t(model)
     m = m[None] if m.dim() == 2 else m
-    return torch.cdist(_move(t, m), _move(p, m)).min(-1).values.mean(-1).numpy()
+    return NearestNeighbors(_move(p, m)).query(_move(t, m))[0].mean(-1).numpy()
 
 
 def chamfer_distance(a, b) -> np.ndarray:
-    """Symmetric Chamfer distance (mean closest-point distance both ways, averaged), ``[B]``."""
+    """Symmetric Chamfer distance (mean closest-point distance both ways, averaged), ``[B]``; memory linear in
+    the points."""
     a, b = _t(a), _t(b)
     a, b = a[None] if a.dim() == 2 else a, b[None] if b.dim() == 2 else b
-    d = torch.cdist(a, b)
-    return (0.5 * (d.min(-1).values.mean(-1) + d.min(-2).values.mean(-1))).numpy()
+    ab, ba = NearestNeighbors(b).query(a)[0], NearestNeighbors(a).query(b)[0]  # a KD-tree on big clouds
+    return (0.5 * (ab.mean(-1) + ba.mean(-1))).numpy()
 
 
 def cm_in_units(unit: str, diameter: float) -> float:

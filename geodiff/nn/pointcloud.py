@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 __all__ = [
     "knn",
+    "NearestNeighbors",
     "gather_neighbors",
     "local_geometry",
     "pair_invariants",
@@ -28,12 +30,48 @@ __all__ = [
 ]
 
 
+DENSE_PAIRS = 1 << 22  # above this many point pairs, neighbours come from a KD-tree (memory linear in points)
+
+
 def knn(points: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices ``[B, N, k]`` of each point's ``k`` nearest neighbours in its own cloud (itself excluded)."""
+    """Indices ``[B, N, k]`` of each point's ``k`` nearest neighbours in its own cloud (itself excluded).
+    Dense distances for clouds of up to 2048 points, a KD-tree (scipy) beyond."""
     k = min(k, points.shape[1] - 1)
+    if points.shape[1] ** 2 > DENSE_PAIRS:
+        return NearestNeighbors(points).query(points, k + 1)[1][..., 1:]
     d = torch.cdist(points, points)
     d.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
     return d.topk(k, dim=-1, largest=False).indices
+
+
+class NearestNeighbors:
+    """Nearest points of ``reference`` ``[B, M, 3]`` (or ``[M, 3]``): dense distances for small pairs of
+    clouds, scipy's cKDTree (built once, queried on all cores) when queries x references exceed
+    ``DENSE_PAIRS``, so memory stays linear in the points (a 10^6-point cloud needs no 10^12 matrix)."""
+
+    def __init__(self, reference: torch.Tensor):
+        self.reference = reference[None] if reference.dim() == 2 else reference
+        self._trees: list | None = None
+
+    def query(self, points: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distances and indices ``[B, N]`` (``[B, N, k]`` for ``k`` > 1) of the nearest reference points."""
+        q = points[None] if points.dim() == 2 else points
+        ref = self.reference
+        if q.shape[1] * ref.shape[1] <= DENSE_PAIRS:
+            d = torch.cdist(q, ref.to(q.dtype))
+            dist, idx = d.topk(k, dim=-1, largest=False) if k > 1 else d.min(dim=-1)
+            return dist, idx
+        from scipy.spatial import cKDTree
+
+        if self._trees is None:
+            self._trees = [cKDTree(r.detach().cpu().double().numpy()) for r in ref]
+        out = [
+            tree.query(x.detach().cpu().double().numpy(), k=k, workers=-1)
+            for tree, x in zip(self._trees, q, strict=True)
+        ]
+        dist = torch.as_tensor(np.stack([o[0] for o in out]), dtype=q.dtype, device=q.device)
+        idx = torch.as_tensor(np.stack([o[1] for o in out]), dtype=torch.long, device=q.device)
+        return dist, idx
 
 
 def gather_neighbors(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -14,15 +14,9 @@ import torch
 
 from geodiff.errors import GeodiffError
 from geodiff.manifolds import so3
-from geodiff.nn.pointcloud import knn, local_geometry, weighted_procrustes
+from geodiff.nn.pointcloud import NearestNeighbors, knn, local_geometry, weighted_procrustes
 
 __all__ = ["icp", "open3d_global", "open3d_available"]
-
-
-def _nearest(moved: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    d = torch.cdist(moved, target)
-    dist, idx = d.min(dim=-1)
-    return dist, idx
 
 
 @torch.no_grad()
@@ -34,13 +28,17 @@ def icp(
     max_iterations: int = 50,
     max_correspondence_distance: float | None = None,
     tolerance: float = 1e-7,
+    max_points: int | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """Iterative closest point on batched clouds ``[B, N, 3]`` / ``[B, M, 3]`` (or one pair ``[N, 3]``).
 
     ``point_to_point`` solves each step with Kabsch; ``point_to_plane`` with the linearised 6x6 normal
     equations on PCA normals of the target (k = 16). Correspondences farther than
     ``max_correspondence_distance`` (default: all kept) are ignored. Stops when the mean residual changes by
-    less than ``tolerance`` (relative).
+    less than ``tolerance`` (relative). Nearest neighbours come from a KD-tree on big clouds (memory linear
+    in the points); ``max_points``: iterate on a seeded random subset of that many source points (the pose
+    applies to all of them; Rusinkiewicz & Levoy's random sampling).
     """
     if method not in ("point_to_point", "point_to_plane"):
         raise GeodiffError(f"icp method: expected point_to_point or point_to_plane, got {method!r}")
@@ -53,11 +51,15 @@ def icp(
     h = torch.eye(4, dtype=torch.float64).repeat(b, 1, 1)
     if init is not None:
         h = torch.as_tensor(np.asarray(init), dtype=torch.float64).reshape(b, 4, 4).clone()
+    if max_points is not None and src.shape[1] > max_points:
+        keep = np.random.default_rng(seed).choice(src.shape[1], int(max_points), replace=False)
+        src = src[:, torch.as_tensor(np.sort(keep))]
+    neighbours = NearestNeighbors(tgt)
     normals = local_geometry(tgt, knn(tgt, 16))[0] if method == "point_to_plane" else None
     prev = torch.full((b,), float("inf"), dtype=torch.float64)
     for _ in range(max_iterations):
         moved = src @ h[:, :3, :3].transpose(1, 2) + h[:, None, :3, 3]
-        dist, idx = _nearest(moved, tgt)
+        dist, idx = neighbours.query(moved)
         w = torch.ones_like(dist)
         if max_correspondence_distance is not None:
             w = (dist < max_correspondence_distance).double()

@@ -172,6 +172,9 @@ class RegistrationPipeline(GeodiffPipeline):
         return denormalize_pose(h, cs, ct, scale)
 
 
+ICP_POINTS = 50_000  # ICP iterates on at most this many (seeded) source points unless max_points is set
+
+
 def register_files(source: str | os.PathLike, target: str | os.PathLike, method: str = "diffusion",
                    pipe: RegistrationPipeline | None = None, num_inference_steps: int = 5, seed: int = 0,
                    refine_steps: int = 3, max_points: int | None = None) -> dict:  # fmt: skip
@@ -199,7 +202,8 @@ def register_files(source: str | os.PathLike, target: str | os.PathLike, method:
         pose = pipe(s, t, num_inference_steps, one_shot=method == "one_shot", seed=seed,
                     max_points=max_points, progress=False, refine_steps=refine).poses[0]  # fmt: skip
     elif method in ("icp_point", "icp_plane"):
-        pose = icp(s, t, "point_to_point" if method == "icp_point" else "point_to_plane")
+        pose = icp(s, t, "point_to_point" if method == "icp_point" else "point_to_plane",
+                   max_points=max_points or ICP_POINTS, seed=seed)  # fmt: skip
     else:
         raise GeodiffError(f"method: {method!r} is not one of diffusion, one_shot, icp_point, icp_plane")
     if not np.isfinite(pose).all():
