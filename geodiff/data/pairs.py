@@ -34,7 +34,7 @@ from geodiff.data.pointclouds import (
     load_tudl_models,
 )
 from geodiff.data.shapes import euler_rotation, procedural_mesh, sample_object
-from geodiff.errors import GeodiffError, GeodiffValueError
+from geodiff.errors import GeodiffError, GeodiffValueError, first_line
 
 __all__ = ["RegistrationPair", "PairConfig", "make_pair", "benchmark_pairs", "make_benchmark_pairs",
            "save_pairs", "load_pairs"]  # fmt: skip
@@ -198,21 +198,50 @@ def load_pairs(path: str | os.PathLike) -> tuple[list[RegistrationPair], dict]:
     p = existing_path(path)
     if not zipfile.is_zipfile(p):
         raise GeodiffError(f"{p}: not an npz file (expected the pairs `geodiff data registration` writes)")
-    try:
-        z = np.load(p, allow_pickle=False)
-        keys = set(z.files)
-    except (ValueError, OSError) as exc:
-        raise GeodiffError(f"{p}: not an npz file ({type(exc).__name__}: {exc})") from None
+    try:  # every array read now, pickles refused: a damaged member fails here, in one line
+        with np.load(p, allow_pickle=False) as f:
+            z = {k: f[k] for k in f.files}
+    except Exception as exc:  # zipfile / numpy raise many kinds on damaged files
+        raise GeodiffError(
+            f"{p}: not a readable npz file ({type(exc).__name__}: {first_line(exc, '')})"
+        ) from None
+    keys = set(z)
     need = {*_PAIR_ARRAYS, *(f"{k}_counts" for k in _PAIR_ARRAYS), "pose", "diameter", "unit", "meta"}
     if not need <= keys:
         raise GeodiffError(f"{p}: not a registration pairs file (missing {', '.join(sorted(need - keys))})")
-    meta = json.loads(str(z["meta"]))
+    try:
+        meta = json.loads(str(z["meta"]))
+        if not isinstance(meta, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise GeodiffError(f"{p}: meta is not a JSON object ({first_line(exc, '')})") from None
     meta.pop("format", None)
-    split = {k: np.split(z[k], np.cumsum(z[f"{k}_counts"])[:-1]) for k in _PAIR_ARRAYS}
-    names = z["name"] if "name" in keys else [""] * len(z["pose"])
-    pairs = [RegistrationPair(split["source"][i], split["target"][i], z["pose"][i], split["model"][i],
-                              float(z["diameter"][i]), str(z["unit"][i]), str(names[i]))
-             for i in range(len(z["pose"]))]  # fmt: skip
-    if not all(len(v) == len(pairs) for v in split.values()):
-        raise GeodiffError(f"{p}: inconsistent pair counts")
+    poses = z["pose"]
+    numeric = lambda a: np.issubdtype(a.dtype, np.number) and np.isfinite(a).all()  # noqa: E731
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4) or not numeric(poses):
+        raise GeodiffError(f"{p}: pose must be finite [pairs, 4, 4] transforms, got {list(poses.shape)}")
+    n = len(poses)
+    split = {}
+    for k in _PAIR_ARRAYS:
+        counts, points = z[f"{k}_counts"], z[k]
+        if (counts.shape != (n,) or not np.issubdtype(counts.dtype, np.integer) or (counts < 0).any()
+                or int(counts.sum()) != len(points)):  # fmt: skip
+            raise GeodiffError(
+                f"{p}: {k}_counts must be {n} whole numbers adding up to the {len(points)} points"
+            )
+        if points.ndim != 2 or points.shape[1] != 3 or not numeric(points):
+            raise GeodiffError(f"{p}: {k} must be finite [points, 3] coordinates")
+        split[k] = np.split(points, np.cumsum(counts)[:-1])
+    diameter = (
+        np.asarray(z["diameter"], dtype=float) if np.issubdtype(z["diameter"].dtype, np.number) else None
+    )
+    if diameter is None or diameter.shape != (n,) or not np.isfinite(diameter).all() or (diameter <= 0).any():
+        raise GeodiffError(f"{p}: diameter must be {n} positive numbers")
+    names = z["name"] if "name" in keys and len(z["name"]) == n else [""] * n
+    units = z["unit"] if len(z["unit"]) == n else None
+    if units is None:
+        raise GeodiffError(f"{p}: unit must hold {n} entries")
+    pairs = [RegistrationPair(split["source"][i], split["target"][i], poses[i], split["model"][i],
+                              float(diameter[i]), str(units[i]), str(names[i]))
+             for i in range(n)]  # fmt: skip
     return pairs, meta

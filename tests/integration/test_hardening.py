@@ -81,6 +81,7 @@ def d(tmp_path_factory):
     os.symlink("/dev/zero", d / "zero.xyz")
     crafted_v3000(d / "crafted.sdf")
     damaged_checkpoints(d)
+    damaged_pairs(d)
     (d / "mixed.sdf").write_text((d / "crafted.sdf").read_text() + (d / "s.sdf").read_text())
     return d
 
@@ -117,6 +118,24 @@ def damaged_checkpoints(d: Path) -> None:
     copy("ck_huge", "model/config.json", lambda c: c.update(num_layers=100_000))
     copy("ck_hist", "molecules.json", lambda c: c["statistics"]["num_atoms_hist"].update({"9": -5}))
     copy("ck_steps", "scheduler_pos/scheduler_config.json", lambda c: c.update(num_train_timesteps=10**9))
+
+
+def damaged_pairs(d: Path) -> None:
+    """A valid benchmark pairs file, then copies with object meta, meta that is not JSON, counts of 10^9
+    and NaN coordinates."""
+    from geodiff.data.pairs import PairConfig, make_benchmark_pairs, save_pairs
+
+    pairs, meta = make_benchmark_pairs("procedural", None, PairConfig(num_points=64), 2, seed=0)
+    save_pairs(d / "pairs.npz", pairs, **meta)
+    good = dict(np.load(d / "pairs.npz"))
+    bad = {
+        "pairs_object_meta": {"meta": np.array([{"a": 1}], dtype=object)},
+        "pairs_bad_json": {"meta": np.array("{not json")},
+        "pairs_huge_counts": {"source_counts": np.array([10**9, 10**9])},
+        "pairs_nan": {"target": np.full_like(good["target"], np.nan)},
+    }
+    for name, change in bad.items():
+        np.savez(d / f"{name}.npz", **{**good, **change})
 
 
 def digest(folder: Path) -> dict:
@@ -156,6 +175,11 @@ CASES = [
     (["sample", "ckpt={d}/ck_huge", "num_samples=2", "output={d}/n.sdf"], "num_layers=100000 cannot match the weights"),
     (["sample", "ckpt={d}/ck_hist", "num_samples=2", "output={d}/n.sdf"], "num_atoms_hist"),
     (["sample", "ckpt={d}/ck_steps", "num_samples=2", "output={d}/n.sdf"], "num_train_timesteps: must be an integer from 1 to 1,000,000"),
+    # damaged registration benchmark files
+    (["evaluate", "task=registration", "pairs={d}/pairs_object_meta.npz", "methods=[icp_point]"], "not a readable npz file"),
+    (["evaluate", "task=registration", "pairs={d}/pairs_bad_json.npz", "methods=[icp_point]"], "meta is not a JSON object"),
+    (["evaluate", "task=registration", "pairs={d}/pairs_huge_counts.npz", "methods=[icp_point]"], "source_counts must be"),
+    (["evaluate", "task=registration", "pairs={d}/pairs_nan.npz", "methods=[icp_point]"], "target must be finite"),
     # impossible numbers
     (["sample", MOL, "num_samples=2", "num_inference_steps=2", "num_atoms=2.7", "output={d}/n.sdf"], "num_atoms"),
     (["sample", MOL, "num_samples=2", "num_inference_steps=2", "num_atoms=-5", "output={d}/n.sdf"], "num_atoms"),

@@ -2,6 +2,7 @@
 functions fed random molecules, clouds and poses, either succeed or raise a geodiff error: never an
 IndexError, a numpy warning turned error, or a crash. Metric values stay in their ranges."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ from geodiff.metrics.bonds import perceive
 from geodiff.metrics.chemistry import molecule_metrics
 from geodiff.metrics.pose import pose_metrics, summarize_pose_metrics
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# GEODIFF_FUZZ_EXAMPLES=1000 for a long run; make test keeps 60
+FUZZ = settings(max_examples=int(os.environ.get("GEODIFF_FUZZ_EXAMPLES", 60)), deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 
 PLY_ASCII = (b"ply\nformat ascii 1.0\nelement vertex 4\n"
              b"property float x\nproperty float y\nproperty float z\nelement face 2\n"
@@ -33,6 +36,11 @@ SDF = (b"water\n  RDKit          3D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n
        b"    0.0000   -0.7572   -0.4692 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
        b"  1  2  1  0\n  1  3  1  0\nM  END\n$$$$\n")  # fmt: skip
 XYZ_MOL = b"3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
+SDF_V3000 = (b"water\n  geodiff          3D\n\n  0  0  0     0  0            999 V3000\nM  V30 BEGIN CTAB\n"
+             b"M  V30 COUNTS 3 2 0 0 0\nM  V30 BEGIN ATOM\nM  V30 1 O 0.0 0.0 0.1173 0\n"
+             b"M  V30 2 H 0.0 0.7572 -0.4692 0\nM  V30 3 H 0.0 -0.7572 -0.4692 0\nM  V30 END ATOM\n"
+             b"M  V30 BEGIN BOND\nM  V30 1 1 1 2\nM  V30 2 1 1 3\nM  V30 END BOND\nM  V30 END CTAB\n"
+             b"M  END\n$$$$\n")  # fmt: skip
 
 
 def _binary_ply() -> bytes:
@@ -43,7 +51,17 @@ def _binary_ply() -> bytes:
         return p.read_bytes()
 
 
-VALID = {".ply": [PLY_ASCII, _binary_ply()], ".off": [OFF], ".sdf": [SDF], ".xyz": [XYZ_MOL]}
+def _qm9_npz() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, num_atoms=np.array([3, 2]), charges=np.array([[8, 1, 1], [1, 1, 0]]),
+             positions=np.random.default_rng(0).normal(size=(2, 3, 3)))  # fmt: skip
+    return buf.getvalue()
+
+
+VALID = {".ply": [PLY_ASCII, _binary_ply()], ".off": [OFF], ".sdf": [SDF, SDF_V3000], ".xyz": [XYZ_MOL],
+         ".npz": [_qm9_npz()]}  # fmt: skip
 READERS = {
     ".ply": [read_ply],
     ".off": [read_off],
