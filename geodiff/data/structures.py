@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,15 +148,17 @@ def from_rdkit(mol: Chem.Mol, name: str = "", keep_bonds: bool = True) -> Molecu
     """Atoms, the first conformer and (when the molecule has any) bonds of an RDKit molecule."""
     if mol.GetNumConformers() == 0:
         raise GeodiffError(f"{name or 'molecule'}: no 3D coordinates")
-    z = [a.GetAtomicNum() for a in mol.GetAtoms()]
-    if any(v == 0 for v in z):
+    atoms = [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]  # by index: RDKit's sequence wrappers
+    z = [a.GetAtomicNum() for a in atoms]  # cost several Python calls per item
+    if 0 in z:
         raise GeodiffError(f"{name or 'molecule'}: dummy atom (atomic number 0)")
     pos = mol.GetConformer().GetPositions()
-    charges = [a.GetFormalCharge() for a in mol.GetAtoms()]
+    charges = [a.GetFormalCharge() for a in atoms]
     bonds = None
     if keep_bonds and mol.GetNumBonds() > 0:
         rows = []
-        for b in mol.GetBonds():
+        for k in range(mol.GetNumBonds()):
+            b = mol.GetBondWithIdx(k)
             t = BOND_TYPES.get(b.GetBondType())
             if t is None:
                 raise GeodiffError(f"{name or 'molecule'}: unsupported bond type {b.GetBondType()}")
@@ -202,17 +205,19 @@ def to_rdkit(m: Molecule3D, sanitize: bool = False, conformer: bool = True,
     return mol
 
 
-def _block_check(lines: list[str], max_atoms: int) -> str:
+def _block_check(block: str, max_atoms: int) -> str:
     """Why RDKit must not parse this molfile block (too many atoms, more bonds on an atom than any element
-    has: inputs that make RDKit's ring perception run out of memory or crash), or "" when it may."""
+    has: inputs that make RDKit's ring perception run out of memory or crash), or "" when it may. Reads
+    the counts line and the bond lines only."""
+    head = block.split("\n", 4)
     try:
-        counts = lines[3]
+        counts, rest = head[3], head[4] if len(head) > 4 else ""
         if "V3000" in counts:
-            na = nb = 0
+            na = 0
             bonds, in_bonds = [], False
-            for ln in lines[4:]:
+            for ln in rest.split("\n"):
                 if ln.startswith("M  V30 COUNTS"):
-                    na, nb = (int(x) for x in ln.split()[3:5])
+                    na = int(ln.split()[3])
                 elif ln.startswith("M  V30 BEGIN BOND"):
                     in_bonds = True
                 elif ln.startswith("M  V30 END BOND"):
@@ -222,40 +227,79 @@ def _block_check(lines: list[str], max_atoms: int) -> str:
                     bonds.append((int(f[3]) - 1, int(f[4]) - 1, int(f[2])))
         else:
             na, nb = int(counts[0:3]), int(counts[3:6])
-            bonds = [(int(ln[0:3]) - 1, int(ln[3:6]) - 1, int(ln[6:9])) for ln in lines[4 + na : 4 + na + nb]]
+            bonds = [
+                (int(ln[0:3]) - 1, int(ln[3:6]) - 1, int(ln[6:9]))
+                for ln in rest.split("\n", na + nb)[na : na + nb]
+            ]
     except (IndexError, ValueError):
         return ""  # malformed: RDKit's parser reports it
     if na > max_atoms:
         return f"{na} atoms, more than max_atoms={max_atoms}"
-    if not bonds:
-        return ""
-    b = np.array(bonds, dtype=np.int64)
-    if b[:, :2].min() < 0 or b[:, :2].max() >= max(na, 1):
-        return ""  # bad atom numbers: RDKit's parser reports them
-    return _excess_valence(b, na)
+    valence = [0.0] * na
+    for i, j, t in bonds:
+        if not (0 <= i < na and 0 <= j < na):
+            return ""  # bad atom numbers: RDKit's parser reports them
+        order = 1.5 if t == 4 else t if 1 <= t <= 3 else 1
+        valence[i] += order
+        valence[j] += order
+    if valence and max(valence) > MAX_VALENCE:
+        k = max(range(na), key=valence.__getitem__)
+        return f"atom {k + 1} has bonds of total order {valence[k]:g}, more than any element ({MAX_VALENCE})"
+    return ""
 
 
-def _sdf_blocks(f: Path) -> Iterator[list[str]]:
-    """The records of an SDF file as lists of lines, read as a stream (the file is never held whole)."""
-    block: list[str] = []
+_SDF_END = re.compile(r"^\$\$\$\$[^\n]*(\n|$)", re.M)  # a line starting with $$$$ ends a record
+
+
+def _sdf_blocks(f: Path, chunk: int = 1 << 22) -> Iterator[str]:
+    """The records of an SDF file (the text before each line starting ``$$$$``, and a last unterminated
+    one), read in 4 MB chunks: the file is never held whole."""
+    buf = ""
     with open(f, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("$$$$"):
-                yield block
-                block = []
+        while True:
+            data = fh.read(chunk)
+            buf += data
+            pos = 0
+            for m in _SDF_END.finditer(buf):
+                if data and m.end() == len(buf) and not m.group(1):
+                    break  # the $$$$ line may go on in the next chunk
+                yield buf[pos : m.start()]
+                pos = m.end()
+            buf = buf[pos:]
+            if not data:
+                break
+    if buf.strip():
+        yield buf
+
+
+def _with_properties(mol: Chem.Mol, block: str) -> Chem.Mol:
+    """The SD data items after ``M  END`` (``> <name>`` then value lines up to a blank line) as properties."""
+    end = block.find("M  END")
+    if end < 0:
+        return mol
+    name, value = None, []
+    for line in block[end:].split("\n")[1:]:
+        if line.startswith(">"):
+            lo, hi = line.find("<"), line.find(">", 1)
+            name, value = (line[lo + 1 : hi] if 0 < lo < hi else None), []
+        elif name is not None:
+            if line.strip():
+                value.append(line)
             else:
-                block.append(line.rstrip("\r\n"))
-    if any(ln.strip() for ln in block):
-        yield block
+                mol.SetProp(name, "\n".join(value))
+                name = None
+    if name is not None:
+        mol.SetProp(name, "\n".join(value))
+    return mol
 
 
 def iter_sdf(path: str | os.PathLike, sanitize: bool = False,
              max_atoms: int = MAX_ATOMS) -> Iterator[tuple[str, Chem.Mol | None, str]]:  # fmt: skip
     """``(label, RDKit molecule or None, reason)`` for every record of an SDF, or of every ``*.sdf`` in a
-    folder (sorted; empty files hold no record), hydrogens kept. ``label`` is the record's title, else
-    ``file#k``; a record RDKit cannot parse (or, with ``sanitize``, sanitise) comes as ``None`` with the
-    reason. Unsanitised molecules have their property cache updated leniently, so they can be read and
-    written whatever their chemistry.
+    folder (sorted; empty files hold no record), hydrogens kept, SD data items as properties. ``label`` is
+    the record's title, else ``file#k``; a record RDKit cannot parse (or, with ``sanitize``, sanitise) comes
+    as ``None`` with the reason. Unsanitised molecules have their property cache updated leniently, so they
+    can be read and written whatever their chemistry.
 
     Records are read one at a time and checked before RDKit parses them: more than ``max_atoms`` atoms, or an
     atom with more bonds than any element has, is reported as a failure (such input can crash RDKit, which
@@ -269,18 +313,14 @@ def iter_sdf(path: str | os.PathLike, sanitize: bool = False,
     RDLogger.DisableLog("rdApp.*")
     for f in files:
         try:
-            blocks = _sdf_blocks(f)
-            for k, lines in enumerate(blocks):
+            for k, block in enumerate(_sdf_blocks(f)):
                 label = f"{f.name}#{k + 1}"
-                reason = _block_check(lines, max_atoms)
+                reason = _block_check(block, max_atoms)
                 if reason:
-                    yield (lines[0].strip() if lines and lines[0].strip() else label), None, reason
+                    yield (block.split("\n", 1)[0].strip() or label), None, reason
                     continue
-                supplier = Chem.SDMolSupplier()
-                supplier.SetData("\n".join(lines) + "\n$$$$\n", sanitize=sanitize, removeHs=False,
-                                 strictParsing=False)  # fmt: skip
                 try:
-                    mol = supplier[0] if len(supplier) else None
+                    mol = Chem.MolFromMolBlock(block, sanitize=sanitize, removeHs=False, strictParsing=False)
                 except Exception as exc:  # some malformed blocks raise instead of returning None
                     yield label, None, f"unreadable record ({type(exc).__name__})"
                     continue
@@ -289,7 +329,7 @@ def iter_sdf(path: str | os.PathLike, sanitize: bool = False,
                     continue
                 if not sanitize:
                     mol.UpdatePropertyCache(strict=False)
-                yield mol_name(mol) or label, mol, ""
+                yield mol_name(mol) or label, _with_properties(mol, block), ""
         except OSError as exc:
             yield f.name, None, f"unreadable file ({exc})"
 

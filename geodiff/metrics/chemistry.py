@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.data.structures import Molecule3D, element_symbol, rdkit_safe, to_rdkit
+from geodiff.data.structures import MAX_VALENCE, Molecule3D, element_symbol, to_rdkit
 
 __all__ = [
     "ALLOWED_VALENCES",
@@ -161,9 +161,10 @@ def canonical_smiles(mol: Chem.Mol) -> str:
 
 def _validity_one(m: Molecule3D, single_fragment: bool = False) -> str | None:
     """Canonical SMILES of the largest fragment when ``m`` sanitises, else None (one molecule at a time).
-    ``single_fragment``: the bond graph is known to be connected; the fragment split (a copy) is skipped."""
-    if m.num_atoms == 0 or rdkit_safe(m):  # more bonds on an atom than any element has: invalid, and RDKit
-        return None  # could crash on it
+    ``single_fragment``: the bond graph is known to be connected; the fragment split (a copy) is skipped.
+    Molecules RDKit could crash on are screened out before (:func:`rdkit_unsafe`)."""
+    if m.num_atoms == 0:
+        return None
     try:
         mol = to_rdkit(m, sanitize=True, conformer=False, implicit_hydrogens=True)
     except Exception:  # RDKit raises several error types for impossible valences / kekulisation
@@ -179,10 +180,11 @@ def rdkit_validity(items, vocab=None) -> dict:
     RDLogger.DisableLog("rdApp.*")
     mols = _as_molecules(items, vocab)
     single = connected_fraction(mols)[1]
+    unsafe = rdkit_unsafe(mols)  # an atom with more bonds than any element: invalid, and RDKit could crash
     valid = np.zeros(len(mols), bool)
     smiles: list[str] = []
     for k, m in enumerate(mols):
-        s = _validity_one(m, bool(single[k]))
+        s = None if unsafe[k] else _validity_one(m, bool(single[k]))
         valid[k] = s is not None
         smiles += [s] if s is not None else []
     n = max(len(mols), 1)
@@ -291,17 +293,31 @@ def distribution_metrics(mols: Sequence[Molecule3D], reference: Sequence[Molecul
 CLOSE_ATOMS = 0.5  # Angstrom: no two atoms of a real molecule are closer (H2's bond is 0.74)
 
 
+def rdkit_unsafe(mols: Sequence[Molecule3D]) -> np.ndarray:
+    """Per molecule: an atom with bonds of total order above any element's
+    (:data:`~geodiff.data.structures.MAX_VALENCE`), the graphs RDKit's ring perception can crash on; all
+    molecules at once."""
+    if not mols:
+        return np.zeros(0, bool)
+    _, _, b, mol_of_atom, _ = _flat(mols)
+    over = bond_order_sums(b, len(mol_of_atom)) > MAX_VALENCE
+    return np.bincount(mol_of_atom, over, len(mols)) > 0
+
+
 def close_atoms(mols: Sequence[Molecule3D], cutoff: float = CLOSE_ATOMS) -> list[str]:
     """Names (or indices) of the molecules with two atoms closer than ``cutoff``: impossible geometry, which
-    bond-based metrics do not see (atoms on one point can still be "stable" and "valid")."""
-    out = []
-    for k, m in enumerate(mols):
-        if m.num_atoms > 1:
-            d = np.linalg.norm(m.pos[:, None] - m.pos[None], axis=-1)
-            d[np.diag_indices(m.num_atoms)] = np.inf
-            if d.min() < cutoff:
-                out.append(m.name or f"#{k}")
-    return out
+    bond-based metrics do not see (atoms on one point can still be "stable" and "valid"). One KD-tree over
+    all molecules, each moved far from the others."""
+    from scipy.spatial import cKDTree
+
+    if not mols:
+        return []
+    span = max(float(np.ptp(m.pos, axis=0).max()) for m in mols) + 10 * cutoff
+    pos = np.concatenate([m.pos - m.pos.min(0) + [k * span, 0.0, 0.0] for k, m in enumerate(mols)])
+    pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
+    owner = np.repeat(np.arange(len(mols)), [m.num_atoms for m in mols])
+    flagged = np.unique(owner[pairs[:, 0]]) if len(pairs) else []
+    return [mols[k].name or f"#{k}" for k in flagged]
 
 
 def molecule_metrics(items, vocab=None, table: str = "charged", reference_smiles: Iterable[str] | None = None,
