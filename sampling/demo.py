@@ -100,15 +100,13 @@ def docking(out: Path, mols: list, k: int, pdb_id: str, seed: int) -> dict:
     box = DockingBox.from_ligand(ligand, (22.0, 22.0, 22.0))
     names = [f"sample_{i}" for i, _, _ in picked] + [f"crystal_ligand_{pdb_id}"]
     ligs = [m for _, m, _ in picked] + [ref]
-    cache = out / "receptor"
-    cache.mkdir(parents=True, exist_ok=True)
-    rec_copy = cache / protein.name
-    rec_copy.write_bytes(protein.read_bytes())  # meeko's PDBQT goes beside it, inside --out
-    results, summary = dock_molecules(ligs, rec_copy, box, mode="dock", exhaustiveness=8, num_poses=1,
-                                      seed=seed, pose_dir=out / "docking_poses", names=names)  # fmt: skip
+    # Vina's seed is the demo's seed + 1 (Vina reads 0 as "pick a random seed"); the PDBQT meeko prepares from
+    # the PDB is cached under $GEODIFF_CACHE (default ~/.cache/geodiff), never beside the package's data
+    results, summary = dock_molecules(ligs, protein, box, mode="dock", exhaustiveness=8, num_poses=1,
+                                      seed=seed + 1, pose_dir=out / "docking_poses", names=names)  # fmt: skip
     from geodiff.metrics.docking import posebusters_checks
 
-    checks = posebusters_checks([r.get("pose_file") for r in results], rec_copy)
+    checks = posebusters_checks([r.get("pose_file") for r in results], protein)
     rows = []
     for r, c, (_, m, q) in zip(results, checks, [*picked, (None, ref, None)], strict=True):
         smi = Chem.MolToSmiles(Chem.RemoveHs(m)) if m is not None else ""

@@ -1,7 +1,9 @@
 """Shared fixtures: real data from ../shared/data when present (also the data path of every config and
-CLI run of the suite: ``GEODIFF_DATA``, unless the caller set it)."""
+CLI run of the suite: ``GEODIFF_DATA``, unless the caller set it). Derived files (prepared receptors) go to
+a fresh ``GEODIFF_CACHE`` per test session, not the user's ~/.cache."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if SHARED_DATA.is_dir():
     os.environ.setdefault("GEODIFF_DATA", str(SHARED_DATA))
+os.environ.setdefault("GEODIFF_CACHE", tempfile.mkdtemp(prefix="geodiff-cache-"))
 
 
 @pytest.fixture(scope="session")
