@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_save_pretrained", "save_figure", "public_config", "checkpoint_meta",
-           "check_outputs", "device_description", "write_json", "FAMILIES"]  # fmt: skip
+           "check_npz_size", "check_outputs", "device_description", "write_json", "FAMILIES"]  # fmt: skip
 
 FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration": "registration"}
 
@@ -34,6 +34,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+MAX_NPZ_MB = 4096  # decompressed size of an npz geodiff reads (GEODIFF_MAX_NPZ_MB overrides)
+
+
+def check_npz_size(path: str | os.PathLike) -> None:
+    """Refuse an npz whose arrays decompress to more than ``GEODIFF_MAX_NPZ_MB`` (default 4096 MB), from
+    the zip directory, before any array is read (a small crafted file can inflate to gigabytes)."""
+    import zipfile
+
+    from geodiff.errors import GeodiffError
+
+    budget = float(os.environ.get("GEODIFF_MAX_NPZ_MB", MAX_NPZ_MB))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            size = sum(i.file_size for i in zf.infolist()) / 2**20
+    except Exception as exc:  # not a zip, or a damaged directory
+        raise GeodiffError(f"{path}: not a readable npz file ({type(exc).__name__})") from None
+    if size > budget:
+        raise GeodiffError(f"{path}: {size:.0f} MB once decompressed, more than the {budget:.0f} MB allowed "
+                           "(set GEODIFF_MAX_NPZ_MB to allow more)")  # fmt: skip
 
 
 def check_outputs(outputs: dict, inputs: dict | None = None) -> None:

@@ -35,6 +35,7 @@ from geodiff.data.pointclouds import (
 )
 from geodiff.data.shapes import euler_rotation, procedural_mesh, sample_object
 from geodiff.errors import GeodiffError, GeodiffValueError, first_line
+from geodiff.io import check_npz_size
 
 __all__ = ["RegistrationPair", "PairConfig", "make_pair", "benchmark_pairs", "make_benchmark_pairs",
            "save_pairs", "load_pairs"]  # fmt: skip
@@ -198,6 +199,7 @@ def load_pairs(path: str | os.PathLike) -> tuple[list[RegistrationPair], dict]:
     p = existing_path(path)
     if not zipfile.is_zipfile(p):
         raise GeodiffError(f"{p}: not an npz file (expected the pairs `geodiff data registration` writes)")
+    check_npz_size(p)
     try:  # every array read now, pickles refused: a damaged member fails here, in one line
         with np.load(p, allow_pickle=False) as f:
             z = {k: f[k] for k in f.files}

@@ -338,6 +338,8 @@ def load_point_cloud(path: str | os.PathLike) -> PointCloud:
 
 def existing_path(path) -> Path:
     p = Path(path)
+    if p.exists() and not p.is_file():
+        raise GeodiffError(f"{p}: not a regular file")
     if not p.is_file():
         raise GeodiffError(f"{p}: no such file")
     return p

@@ -533,29 +533,21 @@ def read_molecules(path: str | os.PathLike, format: str = "auto", max_atoms: int
     return readers[format](path, max_atoms=max_atoms)
 
 
-MAX_NPZ_MB = 4096  # decompressed size of a molecule npz (GEODIFF_MAX_NPZ_MB overrides)
-
-
 def read_qm9_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(num_atoms [M], atomic_numbers [M, max_n], positions [M, max_n, 3])`` from an EDM-layout npz.
 
     The arrays' decompressed size is checked before they are read (at most ``GEODIFF_MAX_NPZ_MB``, default
     4096 MB); object arrays (pickles) are never loaded."""
-    import zipfile
+    from geodiff.io import check_npz_size
 
     path = Path(path)
     if not path.is_file():
         raise GeodiffError(f"{path}: file not found")
-    budget = float(os.environ.get("GEODIFF_MAX_NPZ_MB", MAX_NPZ_MB))
+    check_npz_size(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            size = sum(i.file_size for i in zf.infolist()) / 2**20
         data = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise GeodiffError(f"{path}: not a readable npz file ({type(exc).__name__})") from None
-    if size > budget:
-        raise GeodiffError(f"{path}: {size:.0f} MB once decompressed, more than the {budget:.0f} MB allowed "
-                           "(set GEODIFF_MAX_NPZ_MB to allow more)")  # fmt: skip
     missing = [k for k in QM9_NPZ_KEYS if k not in data.files]
     if missing:
         raise GeodiffError(f"{path}: npz lacks the QM9 keys {missing} (has {sorted(data.files)[:8]})")

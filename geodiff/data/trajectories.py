@@ -32,6 +32,7 @@ import torch
 
 from geodiff.data.nbody import DEFAULTS, simulate
 from geodiff.errors import GeodiffError
+from geodiff.io import check_npz_size
 
 __all__ = [
     "TrajectorySample",
@@ -176,10 +177,12 @@ def save_nbody_npz(sim: dict[str, np.ndarray], path: str | os.PathLike, kind: st
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All arrays of an npz (no pickles), or a one-line ``GeodiffError`` naming the file."""
+    """All arrays of an npz (no pickles, at most ``GEODIFF_MAX_NPZ_MB`` decompressed), or a one-line
+    ``GeodiffError`` naming the file."""
     p = Path(path)
     if not p.is_file():
         raise GeodiffError(f"{p}: file not found")
+    check_npz_size(p)
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

@@ -133,6 +133,11 @@ def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node",
             raise GeodiffError(f"k: must be between 1 and the {pred.shape[0]} samples in {p}, got {k}")
         pred = pred[:k]
     batch = torch.from_numpy(arrays["batch"]).long() if "batch" in arrays else None
+    if batch is not None:
+        ids = torch.unique(batch)
+        if batch.shape != (pred.shape[1],) or (len(ids) and not torch.equal(ids, torch.arange(len(ids)))):
+            raise GeodiffError(f"{p}: batch must give each of the {pred.shape[1]} nodes its system, numbered "
+                               "0, 1, ... without gaps")  # fmt: skip
     systems = int(batch.max()) + 1 if batch is not None and len(batch) else None
     report: dict = {"task": "trajectories", "samples": str(p), "dataset": str(arrays.get("dataset", "")),
                     "k": int(pred.shape[0]), "num_nodes": int(pred.shape[1]),

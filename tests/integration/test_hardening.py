@@ -79,6 +79,12 @@ def d(tmp_path_factory):
     (d / "a_folder").mkdir()
     (d / "garbage.ckpt").write_bytes(b"\x80\x04 not a checkpoint")
     os.symlink("/dev/zero", d / "zero.xyz")
+    os.symlink("/dev/zero", d / "zero.npy")
+    np.savez_compressed(d / "bomb.npz", pred=np.zeros(50 * 2**20, dtype=np.uint8))  # 50 MB in about 50 KB
+    traj = {"pred": np.zeros((2, 6, 4, 3)), "truth": np.zeros((6, 4, 3)), "observed": np.zeros((6, 3, 3)),
+            "h": np.zeros((6, 1)), "num_cond": np.array(3)}  # fmt: skip
+    np.savez(d / "traj_shifted.npz", batch=np.array([-2, -2, -2, -1, -1, -1]), **traj)
+    np.savez(d / "traj_gap.npz", batch=np.array([0, 0, 0, 2, 2, 2]), **traj)
     crafted_v3000(d / "crafted.sdf")
     damaged_checkpoints(d)
     damaged_pairs(d)
@@ -180,6 +186,11 @@ CASES = [
     (["evaluate", "task=registration", "pairs={d}/pairs_bad_json.npz", "methods=[icp_point]"], "meta is not a JSON object"),
     (["evaluate", "task=registration", "pairs={d}/pairs_huge_counts.npz", "methods=[icp_point]"], "source_counts must be"),
     (["evaluate", "task=registration", "pairs={d}/pairs_nan.npz", "methods=[icp_point]"], "target must be finite"),
+    # inputs that are not files, or inflate, or number their systems wrongly
+    (["register", "source={d}/zero.npy", "target={d}/b.xyz", "method=icp_point", "output={d}/r.json"], "not a regular file"),
+    (["evaluate", "task=trajectories", "samples={d}/bomb.npz"], "GEODIFF_MAX_NPZ_MB"),
+    (["evaluate", "task=trajectories", "samples={d}/traj_shifted.npz"], "numbered 0, 1, ... without gaps"),
+    (["evaluate", "task=trajectories", "samples={d}/traj_gap.npz"], "numbered 0, 1, ... without gaps"),
     # impossible numbers
     (["sample", MOL, "num_samples=2", "num_inference_steps=2", "num_atoms=2.7", "output={d}/n.sdf"], "num_atoms"),
     (["sample", MOL, "num_samples=2", "num_inference_steps=2", "num_atoms=-5", "output={d}/n.sdf"], "num_atoms"),
@@ -190,7 +201,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{a[0]}-{m[:24]}" for a, m in CASES])
-def test_one_line_exit_2_nothing_written_inputs_untouched(d, capsys, index):
+def test_one_line_exit_2_nothing_written_inputs_untouched(d, capsys, index, monkeypatch):
+    monkeypatch.setenv("GEODIFF_MAX_NPZ_MB", "16")  # the bomb inflates to 50 MB
     template, message = CASES[index]
     args = [a.replace("{d}", str(d)) for a in template]
     before = digest(d)
