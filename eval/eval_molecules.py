@@ -22,7 +22,7 @@ import time
 import torch
 
 from geodiff.io import device_description, write_json
-from geodiff.metrics.chemistry import molecule_metrics, most_unstable
+from geodiff.metrics.chemistry import molecule_metrics, most_unstable, stability
 from geodiff.metrics.evaluate import evaluate_molecules
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, write_sdf
 
@@ -65,11 +65,14 @@ def main() -> None:
     seconds = time.time() - t0
     m = molecule_metrics(mols)
     edm = evaluate_molecules(mols, bonds="edm", valence_table="edm")
+    eqgat = stability(mols, table="eqgat")  # EQGAT-diff's / MiDi's check_stability on the same bonds
     steps = args.steps or pipe.schedulers.num_train_timesteps
     print(f"{args.ckpt}: {args.n} molecules, {args.sampler} {steps} steps (last step: {args.last_step}), "
           f"{seconds:.0f} s "
           f"({args.n / seconds:.2f} molecules/s, {device_description(args.device)})")  # fmt: skip
     _print_scores(m, KEYS, "  ")
+    print(f"  EQGAT-diff's rule (its check_stability on the same generated bonds): molecule stability "
+          f"{100 * eqgat['mol_stability']:.2f} %, atom stability {100 * eqgat['atom_stability']:.2f} %")
     print("  EDM's protocol (bonds from 3D by EDM's lookup table, EDM's valences):")
     _print_scores(edm, EDM_KEYS, "    ")
     if args.sdf:
@@ -81,6 +84,7 @@ def main() -> None:
                   "machine": platform.machine(),
                   "device": device_description(args.device),
                   "torch": torch.__version__, **m,
+                  "eqgat_rule": {k: eqgat[k] for k in ("mol_stability", "atom_stability", "unstable_atoms")},
                   "edm_protocol": {k: edm[k] for k in (*EDM_KEYS, "unstable_atoms")}}  # fmt: skip
         write_json(args.json, result, indent=2)
 

@@ -3,10 +3,13 @@
 Bonds come from the model (``generated``, EQGAT-diff / MiDi), from 3D by EDM's lookup table (``edm``,
 for comparison with EDM / GeoLDM) or by RDKit (``rdkit``): :mod:`geodiff.metrics.bonds`.
 
-* **atom / molecule stability**: an atom is stable when the sum of its bond orders, aromatic bonds counted
-  as 1.5 (never truncated to 1, the known pitfall), is a valence its element allows. Two tables:
-  ``edm`` (EDM's, by element only) and ``charged`` (by element and formal charge, MiDi style, e.g. N+ with 4
-  bonds). A molecule is stable when all its atoms are. Vectorised over all atoms of all molecules.
+* **atom / molecule stability**: an atom is stable when the sum of its bond orders is a valence its
+  element allows; a molecule when all its atoms are. Named conventions (``valence_table=``), each as its
+  reference computes it: ``strict`` (geodiff's, formerly ``charged``: one valence per element and charge,
+  e.g. neutral C 4, N+ 4, aromatic bonds 1.5), ``eqgat`` and ``midi`` (EQGAT-diff's and MiDi's
+  ``check_stability``: their shared table, e.g. neutral C 3 or 4, N 2 or 3, N+ 2, 3 or 4; a charge the table
+  lacks is judged as neutral; aromatic bonds count 1, as their code runs), ``edm`` (EDM's, by element
+  only). Vectorised over all atoms of all molecules.
 * **validity**: RDKit sanitisation of the molecule as given succeeds (EDM then keeps the largest fragment).
   As in EDM, MiDi and EQGAT-diff, RDKit may fill open valences with implicit hydrogens, so validity does not
   penalise under-bonded atoms (radicals); stability does;
@@ -20,6 +23,7 @@ for comparison with EDM / GeoLDM) or by RDKit (``rdkit``): :mod:`geodiff.metrics
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -40,7 +44,7 @@ __all__ = [
     "canonical_smiles",
 ]
 
-#: valences allowed per element and formal charge (charge-aware, as in MiDi's table)
+#: ``strict`` (formerly ``charged``): valences allowed per element and formal charge, one or two per entry
 ALLOWED_VALENCES: dict[str, dict[int, tuple[int, ...]]] = {
     "H": {0: (1,)},
     "B": {0: (3,)},
@@ -60,41 +64,84 @@ EDM_VALENCES: dict[str, tuple[int, ...]] = {
     "H": (1,), "C": (4,), "N": (3,), "O": (2,), "F": (1,), "B": (3,), "Al": (3,), "Si": (4,), "P": (3, 5),
     "S": (4,), "Cl": (1,), "As": (3,), "Br": (1,), "I": (1,), "Hg": (1, 2), "Bi": (3, 5),
 }  # fmt: skip
+#: ``eqgat``: EQGAT-diff's ``allowed_bonds`` (tuanle618/eqgat-diff, eqgat_diff/experiments/sampling/
+#: utils.py, the dict above ``check_stability``), the same table as MiDi's: an int, a list, or by formal
+#: charge (a charge the dict lacks falls back to its 0 entry; an int or list applies to every charge)
+EQGAT_VALENCES: dict[str, object] = {
+    "H": {0: 1, 1: 0, -1: 0},
+    "C": {0: [3, 4], 1: 3, -1: 3},
+    "N": {0: [2, 3], 1: [2, 3, 4], -1: 2},
+    "O": {0: 2, 1: 3, -1: 1},
+    "F": {0: 1, -1: 0},
+    "B": 3, "Al": 3, "Si": 4,
+    "P": {0: [3, 5], 1: 4},
+    "S": {0: [2, 6], 1: [2, 3], 2: 4, 3: 5, -1: 3},
+    "Cl": 1, "As": 3,
+    "Br": {0: 1, 1: 2},
+    "I": 1, "Hg": [1, 2], "Bi": [3, 5], "Se": [2, 4, 6],
+}  # fmt: skip
+#: the named stability conventions (``valence_table=``); ``charged`` is the old name of ``strict``
+VALENCE_TABLES = ("strict", "eqgat", "midi", "edm")
 BOND_ORDER = np.array([0.0, 1.0, 2.0, 3.0, 1.5])  # by bond type code; aromatic = 1.5
+#: EQGAT-diff / MiDi as their code runs: ``edge_types[edge_types == 4] = 1.5`` writes into an int64 tensor,
+#: so an aromatic bond counts 1; the valence is the integer sum
+BOND_ORDER_INT = np.array([0.0, 1.0, 2.0, 3.0, 1.0])
 BOND_NAMES = {1: "single", 2: "double", 3: "triple", 4: "aromatic"}
 _CHARGE_OFFSET, _CHARGE_SPAN = 8, 17  # charges -8..8
 
 
+def valence_table(name: str) -> str:
+    """The canonical name of a stability convention, or ``GeodiffError`` listing them."""
+    from geodiff.errors import GeodiffError
+
+    name = {"charged": "strict"}.get(name, name)
+    if name not in VALENCE_TABLES:
+        raise GeodiffError(f"valence_table: {name!r} is not one of {', '.join(VALENCE_TABLES)}")
+    return name
+
+
+@functools.lru_cache(maxsize=8)
 def _valence_lookup(table: str) -> np.ndarray:
-    """``[119 * 17, 2]`` allowed valences by ``z * 17 + charge + 8``; NaN = not allowed."""
+    """``[119 * 17, 3]`` allowed valences by ``z * 17 + charge + 8``; NaN = not allowed."""
     from geodiff.data.structures import atomic_number
 
-    lut = np.full((119 * _CHARGE_SPAN, 2), np.nan)
-    if table == "edm":
+    table = valence_table(table)
+    lut = np.full((119 * _CHARGE_SPAN, 3), np.nan)
+    if table in ("eqgat", "midi"):
+        for sym, entry in EQGAT_VALENCES.items():
+            z = atomic_number(sym)
+            rows = slice(z * _CHARGE_SPAN, (z + 1) * _CHARGE_SPAN)
+            by_charge = entry if isinstance(entry, dict) else {0: entry}
+            fallback = by_charge[0] if isinstance(entry, dict) else entry  # charges not listed: the 0 entry
+            vals = [fallback] if isinstance(fallback, int) else fallback
+            lut[rows, : len(vals)] = vals
+            for q, v in by_charge.items():
+                vals = [v] if isinstance(v, int) else v
+                lut[z * _CHARGE_SPAN + q + _CHARGE_OFFSET] = np.nan
+                lut[z * _CHARGE_SPAN + q + _CHARGE_OFFSET, : len(vals)] = vals
+    elif table == "edm":
         for sym, vals in EDM_VALENCES.items():
             z = atomic_number(sym)
             lut[z * _CHARGE_SPAN : (z + 1) * _CHARGE_SPAN, : len(vals)] = vals
-    elif table == "charged":
+    else:  # strict
         for sym, by_charge in ALLOWED_VALENCES.items():
             z = atomic_number(sym)
             for q, vals in by_charge.items():
                 lut[z * _CHARGE_SPAN + q + _CHARGE_OFFSET, : len(vals)] = vals
-    else:
-        raise ValueError(f"valence table must be 'edm' or 'charged', got {table!r}")
     return lut
 
 
-def bond_order_sums(bonds: np.ndarray, num_atoms: int) -> np.ndarray:
-    """Each atom's sum of bond orders (aromatic = 1.5) from ``[B, 3]`` rows ``(i, j, type)``."""
+def bond_order_sums(bonds: np.ndarray, num_atoms: int, orders: np.ndarray = BOND_ORDER) -> np.ndarray:
+    """Each atom's sum of bond orders (by default aromatic = 1.5) from ``[B, 3]`` rows ``(i, j, type)``."""
     valence = np.zeros(num_atoms)
     if len(bonds):
-        order = BOND_ORDER[bonds[:, 2]]
+        order = orders[bonds[:, 2]]
         valence += np.bincount(bonds[:, 0], order, num_atoms) + np.bincount(bonds[:, 1], order, num_atoms)
     return valence
 
 
 def allowed_valences(z: np.ndarray, q: np.ndarray, table: str) -> np.ndarray:
-    """``[atoms, 2]`` valences allowed for atomic numbers ``z`` with formal charges ``q``; NaN = none."""
+    """``[atoms, 3]`` valences allowed for atomic numbers ``z`` with formal charges ``q``; NaN = none."""
     key = z * _CHARGE_SPAN + np.clip(q, -_CHARGE_OFFSET, _CHARGE_OFFSET) + _CHARGE_OFFSET
     return _valence_lookup(table)[key]
 
@@ -120,12 +167,16 @@ def _flat(mols: Sequence[Molecule3D]):
     return z, q, b, np.repeat(np.arange(len(mols)), sizes), sizes
 
 
-def stability(items, vocab=None, table: str = "charged") -> dict:
-    """Atom and molecule stability (fractions) and the per-molecule ``stable`` flags, from the bonds given."""
+def stability(items, vocab=None, table: str = "strict") -> dict:
+    """Atom and molecule stability (fractions) and the per-molecule ``stable`` flags, from the bonds given,
+    under the convention ``table`` (:data:`VALENCE_TABLES`): ``strict`` (geodiff: one valence per element
+    and charge, aromatic 1.5), ``eqgat`` / ``midi`` (EQGAT-diff's and MiDi's ``check_stability`` as their
+    code runs: their table, aromatic bonds 1, unlisted charges as neutral), ``edm`` (EDM's, by element)."""
     mols = _as_molecules(items, vocab)
+    table = valence_table(table)
     z, q, b, mol_of_atom, sizes = _flat(mols)
-    valence = bond_order_sums(b, len(z))
-    allowed = allowed_valences(z, q, table)  # [atoms, 2]
+    valence = bond_order_sums(b, len(z), BOND_ORDER_INT if table in ("eqgat", "midi") else BOND_ORDER)
+    allowed = allowed_valences(z, q, table)  # [atoms, 3]
     with np.errstate(invalid="ignore"):
         atom_ok = (np.abs(allowed - valence[:, None]) < 1e-6).any(axis=1)
     bad_per_mol = np.bincount(mol_of_atom, ~atom_ok, len(mols)) if len(mols) else np.zeros(0)
@@ -320,7 +371,7 @@ def close_atoms(mols: Sequence[Molecule3D], cutoff: float = CLOSE_ATOMS) -> list
     return [mols[k].name or f"#{k}" for k in flagged]
 
 
-def molecule_metrics(items, vocab=None, table: str = "charged", reference_smiles: Iterable[str] | None = None,
+def molecule_metrics(items, vocab=None, table: str = "strict", reference_smiles: Iterable[str] | None = None,
                      reference: Sequence[Molecule3D] | None = None) -> dict:  # fmt: skip
     """Stability (``table``), validity, connected validity, connected fraction, uniqueness, novelty (with
     ``reference_smiles``), distribution metrics (with ``reference`` molecules), on the bonds the molecules
@@ -338,7 +389,7 @@ def molecule_metrics(items, vocab=None, table: str = "charged", reference_smiles
         "connected": connected_fraction(mols)[0],
         **uniqueness_novelty(val["smiles"], reference_smiles),
         "close_atoms": close_atoms(mols),
-        "valence_table": table,
+        "valence_table": valence_table(table),
     }
     if reference is not None:
         out["distributions"] = distribution_metrics(mols, reference)

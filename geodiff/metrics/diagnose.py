@@ -34,7 +34,7 @@ def _allowed(m: Molecule3D, table: str) -> list[tuple[int, ...]]:
     return [tuple(int(v) for v in row if not np.isnan(v)) for row in rows]
 
 
-def orders_exist(m: Molecule3D, table: str = "charged") -> bool:
+def orders_exist(m: Molecule3D, table: str = "strict") -> bool:
     """Whether the bonds of ``m`` (the graph; their orders are ignored) can be given orders 1-3 so that every
     atom's bond-order sum is a valence its element and charge allow. A small exact search (molecules of
     tens of atoms)."""
@@ -97,7 +97,7 @@ def _geometry_stable(m: Molecule3D, table: str) -> bool:
     return orders_exist(m.with_bonds(perceived), table)
 
 
-def diagnose_unstable(mols: Sequence[Molecule3D], table: str = "charged", geometry: bool = True) -> dict:
+def diagnose_unstable(mols: Sequence[Molecule3D], table: str = "strict", geometry: bool = True) -> dict:
     """The kind of error of every unstable molecule (``molecules``: index, name, kind, geometry_stable) and
     counts (``kinds``; ``geometry_stable``: how many of the unstable ones RDKit's bonds from 3D would make
     stable, ``None`` without ``geometry``)."""

@@ -17,6 +17,7 @@ from geodiff.errors import GeodiffError, check_count
 from geodiff.io import atomic_path
 from geodiff.metrics.bonds import perceive
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable, rdkit_validity
+from geodiff.metrics.chemistry import valence_table as check_valence_table
 
 __all__ = ["evaluate_molecule_file", "evaluate_molecules", "format_report", "read_reference", "write_report"]
 
@@ -57,7 +58,7 @@ def read_reference(path: str | os.PathLike, bonds: str = "edm", limit: int | Non
     return mols, set(rdkit_validity(mols)["smiles"])
 
 
-def evaluate_molecules(mols: list[Molecule3D], bonds: str = "auto", valence_table: str = "charged",
+def evaluate_molecules(mols: list[Molecule3D], bonds: str = "auto", valence_table: str = "strict",
                        reference=None, reference_smiles=None) -> dict:  # fmt: skip
     """Metrics of in-memory molecules (e.g. ``pipe(...).molecules``)."""
     if not mols:
@@ -72,15 +73,14 @@ def evaluate_molecules(mols: list[Molecule3D], bonds: str = "auto", valence_tabl
 
 
 def evaluate_molecule_file(samples: str | os.PathLike, reference: str | os.PathLike | None = None,
-                           bonds: str = "auto", valence_table: str = "charged",
+                           bonds: str = "auto", valence_table: str = "strict",
                            reference_limit: int | None = None,
                            max_atoms: int = MAX_ATOMS) -> dict:  # fmt: skip
     """Read ``samples`` (SDF, XYZ or QM9-layout npz), evaluate, list the records that could not be read
     (molecules of more than ``max_atoms`` atoms among them)."""
     if bonds not in ("auto", "edm", "rdkit", "generated"):
         raise GeodiffError(f"bonds: {bonds!r} is not one of auto, edm, rdkit, generated")
-    if valence_table not in ("charged", "edm"):
-        raise GeodiffError(f"valence_table: {valence_table!r} is not one of charged, edm")
+    valence_table = check_valence_table(valence_table)
     mols, failures = read_molecules(samples, max_atoms=check_count("max_atoms", max_atoms, minimum=1))
     if not mols:
         raise GeodiffError(f"{samples}: no readable molecules ({unreadable(failures)})")
