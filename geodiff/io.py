@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_save_pretrained", "save_figure", "public_config", "checkpoint_meta",
-           "check_npz_size", "check_outputs", "device_description", "write_json", "FAMILIES"]  # fmt: skip
+           "check_npz_size", "check_outputs", "output_and_picture", "device_description", "write_json",
+           "FAMILIES"]  # fmt: skip
 
 FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration": "registration"}
 
@@ -91,6 +92,21 @@ def check_outputs(outputs: dict, inputs: dict | None = None) -> None:
         if not os.access(parent, os.W_OK | os.X_OK):
             raise GeodiffError(f"{name}: cannot write to {parent} (no permission)")
         seen[name] = path
+
+
+def output_and_picture(output, picture, name: str, suffix: str) -> Path | None:
+    """The PNG written beside ``output`` (``picture``, else ``output`` with a .png suffix), after checking
+    both paths before any work (:func:`check_outputs`); None when there is no output. ``name`` is the
+    picture's override (``grid``, ``plot``), ``suffix`` what the output should be called."""
+    from geodiff.errors import GeodiffValueError
+
+    if output is None:
+        return None
+    png = Path(picture) if picture else Path(output).with_suffix(".png")
+    if png == Path(output):
+        raise GeodiffValueError(f"output: {output} would be overwritten by its PNG {name}; name it {suffix}")
+    check_outputs({"output": output, name: png})
+    return png
 
 
 def write_json(path: str | os.PathLike, obj, indent: int = 1) -> Path:

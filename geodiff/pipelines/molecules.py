@@ -32,7 +32,7 @@ from geodiff.data.molecules import (
 from geodiff.data.structures import Molecule3D, rdkit_safe
 from geodiff.data.structures import write_sdf as write_molecules
 from geodiff.errors import GeodiffValueError
-from geodiff.io import atomic_path, check_outputs
+from geodiff.io import atomic_path, output_and_picture
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
@@ -336,14 +336,10 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     from geodiff.metrics.chemistry import molecule_metrics
 
     shard = shard or Shard()
-    png = (Path(grid) if grid else Path(output).with_suffix(".png")) if output is not None else None
-    if png is not None and png == Path(output):
-        raise GeodiffValueError(f"output: {output} would be overwritten by its PNG grid; name it .sdf")
-    check_outputs({"output": output, "grid": png})  # before any sampling
+    png = output_and_picture(output, grid, "grid", ".sdf")  # checked before any sampling
+    shard.check_seeded(sample_kwargs)
     t0 = time.time()
     if shard.world_size > 1:
-        if sample_kwargs.get("generator") is not None:
-            raise GeodiffValueError("generator: sampling on several processes takes a seed, not a generator")
         n = sample_kwargs["num_samples"]
         lo, hi = shard.range(n, "num_samples")
         sizes = sample_kwargs.get("num_atoms")

@@ -60,6 +60,11 @@ class Shard:
         lo = self.rank * base + min(self.rank, extra)
         return lo, lo + base + (self.rank < extra)
 
+    def check_seeded(self, sample_kwargs: dict) -> None:
+        """Several processes need a seed to derive theirs from; a generator cannot be split."""
+        if self.world_size > 1 and sample_kwargs.get("generator") is not None:
+            raise GeodiffValueError("generator: sampling on several processes takes a seed, not a generator")
+
     def seed(self, seed: int | None) -> int | None:
         """This process's seed: ``seed + rank`` (None stays None: unseeded)."""
         return None if seed is None else int(seed) + self.rank

@@ -28,7 +28,7 @@ import torch
 
 from geodiff.data.trajectories import TrajectoryBatch, collate_trajectories, make_system
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.io import atomic_path, check_outputs, save_figure
+from geodiff.io import atomic_path, output_and_picture, save_figure
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
@@ -252,15 +252,11 @@ def forecast_and_score(pipe: TrajectoryDiffusionPipeline, observed, num_samples:
     from geodiff.metrics.trajectories import constant_velocity, displacement_errors
 
     shard = shard or Shard()
-    png = (Path(plot) if plot else Path(output).with_suffix(".png")) if output is not None else None
-    if png is not None and png == Path(output):
-        raise GeodiffValueError(f"output: {output} would be overwritten by its PNG plot; name it .npz")
-    check_outputs({"output": output, "plot": png})  # before any sampling
+    png = output_and_picture(output, plot, "plot", ".npz")  # checked before any sampling
+    shard.check_seeded(sample_kwargs)
     t0 = time.time()
     mine = observed
     if shard.world_size > 1:
-        if sample_kwargs.get("generator") is not None:
-            raise GeodiffValueError("generator: sampling on several processes takes a seed, not a generator")
         if not isinstance(observed, TrajectoryBatch):
             raise GeodiffValueError("observed: sampling on several processes takes a TrajectoryBatch")
         mine = observed.systems(*shard.range(observed.num_graphs, "systems"))
