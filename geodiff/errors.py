@@ -88,10 +88,18 @@ class Terminated(BaseException):
 
 
 def raise_on_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` (the command line's handler exits 143 with one line)."""
+    """Turn SIGTERM into :class:`Terminated` in this process (the command line's handler exits 143 with one
+    line). Processes forked from it later (data-loader workers) keep the default: SIGTERM ends them."""
+    import os
     import signal
 
+    owner = os.getpid()
+
     def handler(signum, frame):
+        if os.getpid() != owner:  # a forked child inherited this handler: behave as if it had none
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise Terminated()
 
     signal.signal(signal.SIGTERM, handler)
