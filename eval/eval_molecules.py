@@ -71,8 +71,10 @@ def main() -> None:
           f"{seconds:.0f} s "
           f"({args.n / seconds:.2f} molecules/s, {device_description(args.device)})")  # fmt: skip
     _print_scores(m, KEYS, "  ")
-    print(f"  EQGAT-diff's rule (its check_stability on the same generated bonds): molecule stability "
-          f"{100 * eqgat['mol_stability']:.2f} %, atom stability {100 * eqgat['atom_stability']:.2f} %")
+    print(
+        f"  EQGAT-diff's rule (its check_stability on the same generated bonds): molecule stability "
+        f"{100 * eqgat['mol_stability']:.2f} %, atom stability {100 * eqgat['atom_stability']:.2f} %"
+    )
     print("  EDM's protocol (bonds from 3D by EDM's lookup table, EDM's valences):")
     _print_scores(edm, EDM_KEYS, "    ")
     if args.sdf:

@@ -55,6 +55,7 @@ def cases(d):
         (["evaluate", f"samples={d / 'wrong_keys.npz'}", f"output={out}"], "QM9 keys"),
         (["evaluate", f"samples={d / 'garbage.npz'}", f"output={out}"], "garbage.npz"),
         (["evaluate", "task=bogus", f"samples={d / 'wrong_keys.npz'}"], "is not one of molecules"),
+        (["evaluate", f"samples={d / 'water.sdf'}", "valence_table=mmff"], "'mmff' is not one of strict"),
         (["evaluate", "task=trajectories", f"samples={d / 'wrong_keys.npz'}", f"output={out}"], "'pred'"),
         (["evaluate", "task=trajectories", f"samples={d / 'missing.npz'}"], "not found"),
         (
