@@ -3,11 +3,12 @@
     .venv/bin/python eval/bench_preprocess.py [--sizes 10000 100000 1000000] [--json F]
 
 Input: the GEOM-like SDF of ``eval/bench_data.py`` (RDKit's CDK2 ligands, 5 ETKDG + MMFF conformers each,
-235 conformers of 47 molecules) repeated to about 10^4, 10^5 and 10^6 conformers, as GEOM's crude files hold
-tens of conformers per molecule: every record is parsed, checked, converted and ranked by energy, and the 5
-lowest-energy conformers of each molecule are kept (as EQGAT-diff / MiDi select them). Each size runs
-``build_cache`` in a fresh process; printed: input conformers per second and the process's peak RSS (it
-must not grow with the input: records are streamed, only the kept conformers are held).
+235 conformers of 47 molecules) with each molecule's conformers repeated, one after the other, to about
+10^4, 10^5 and 10^6 conformers, as GEOM's crude files hold tens of conformers per molecule: every record is
+parsed, checked, converted and ranked by energy, and the 5 lowest-energy conformers of each molecule are kept
+(as EQGAT-diff / MiDi select them). Each size runs ``build_cache`` in a fresh process; printed: input
+conformers per second and the process's peak RSS (it must not grow with the input: records are streamed,
+only the kept conformers are held).
 """
 
 from __future__ import annotations
@@ -52,13 +53,17 @@ def main() -> None:
         work = Path(tmp)
         base = work / "base.sdf"
         n0 = geom_like_sdf(base)
-        text = base.read_text()
+        records = [r + "$$$$\n" for r in base.read_text().split("$$$$\n") if r.strip()]
+        by_molecule: dict[str, list[str]] = {}
+        for r in records:  # titles are cdk2_<molecule>_conf<k>
+            by_molecule.setdefault(r.split("\n", 1)[0].rsplit("_conf", 1)[0], []).append(r)
         for size in args.sizes:
             copies = max(1, round(size / n0))
             sdf = work / f"x{size}.sdf"
-            with open(sdf, "w") as f:
-                for _ in range(copies):
-                    f.write(text)
+            with open(sdf, "w") as f:  # a molecule's conformers one after the other, as in GEOM's files
+                for confs in by_molecule.values():
+                    for _ in range(copies):
+                        f.writelines(confs)
             r = subprocess.run([sys.executable, __file__, "--one", str(sdf), str(work / f"cache{size}")],
                                capture_output=True, text=True, check=True)  # fmt: skip
             row = {"input_conformers": copies * n0, "sdf_mb": sdf.stat().st_size / 2**20,
