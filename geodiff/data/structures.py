@@ -43,7 +43,7 @@ __all__ = [
     "unreadable",
     "molblock",
     "write_sdf",
-    "rdkit_safe",
+    "rdkit_unsafe",
     "MAX_ATOMS",
 ]
 
@@ -473,26 +473,23 @@ def write_sdf(molecules: Sequence[Molecule3D], path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def rdkit_safe(m: Molecule3D, max_atoms: int = MAX_ATOMS) -> str:
-    """Why RDKit must not be handed ``m`` (too many atoms, an atom with more bonds than any element has:
-    molecules that can crash RDKit's ring perception), or "" when it may."""
-    if m.num_atoms > max_atoms:
-        return f"{m.num_atoms} atoms, more than max_atoms={max_atoms}"
-    return _excess_valence(m.bonds, m.num_atoms) if m.bonds is not None else ""
-
-
-def _excess_valence(bonds: np.ndarray, n: int) -> str:
-    """Which atom of ``n`` has more bonds (``[B, 3]`` rows ``i, j, type``; orders summed, aromatic 1.5,
-    other types 1) than any element has, or ""."""
-    if not len(bonds):
-        return ""
-    t = bonds[:, 2]
-    order = np.where(t == 4, 1.5, np.where((t >= 1) & (t <= 3), t, 1)).astype(float)
-    valence = np.bincount(bonds[:, 0], order, n) + np.bincount(bonds[:, 1], order, n)
-    if valence.max() > MAX_VALENCE:
-        k = int(valence.argmax())
-        return f"atom {k + 1} has bonds of total order {valence[k]:g}, more than any element ({MAX_VALENCE})"
-    return ""
+def rdkit_unsafe(mols: Sequence[Molecule3D]) -> np.ndarray:
+    """Per molecule, whether RDKit must not be handed it: an atom with bonds of total order (aromatic 1.5)
+    above any element's (:data:`MAX_VALENCE`), the graphs RDKit's ring perception can crash on. All
+    molecules at once."""
+    if not len(mols):
+        return np.zeros(0, bool)
+    sizes = np.array([m.num_atoms for m in mols], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    parts = [m.bonds + [s, s, 0] for m, s in zip(mols, starts.tolist(), strict=True)
+             if m.bonds is not None and len(m.bonds)]  # fmt: skip
+    if not parts:
+        return np.zeros(len(mols), bool)
+    b = np.concatenate(parts)
+    order = np.where(b[:, 2] == 4, 1.5, np.where((b[:, 2] >= 1) & (b[:, 2] <= 3), b[:, 2], 1)).astype(float)
+    total = int(sizes.sum())
+    over = (np.bincount(b[:, 0], order, total) + np.bincount(b[:, 1], order, total)) > MAX_VALENCE
+    return np.bincount(np.repeat(np.arange(len(mols)), sizes), over, len(mols)) > 0
 
 
 def unreadable(failures: list[tuple[str, str]]) -> str:

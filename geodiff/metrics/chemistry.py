@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from geodiff.data.structures import MAX_VALENCE, Molecule3D, element_symbol, to_rdkit
+from geodiff.data.structures import Molecule3D, element_symbol, rdkit_unsafe, to_rdkit
 
 __all__ = [
     "ALLOWED_VALENCES",
@@ -342,17 +342,6 @@ def distribution_metrics(mols: Sequence[Molecule3D], reference: Sequence[Molecul
 
 
 CLOSE_ATOMS = 0.5  # Angstrom: no two atoms of a real molecule are closer (H2's bond is 0.74)
-
-
-def rdkit_unsafe(mols: Sequence[Molecule3D]) -> np.ndarray:
-    """Per molecule: an atom with bonds of total order above any element's
-    (:data:`~geodiff.data.structures.MAX_VALENCE`), the graphs RDKit's ring perception can crash on; all
-    molecules at once."""
-    if not mols:
-        return np.zeros(0, bool)
-    _, _, b, mol_of_atom, _ = _flat(mols)
-    over = bond_order_sums(b, len(mol_of_atom)) > MAX_VALENCE
-    return np.bincount(mol_of_atom, over, len(mols)) > 0
 
 
 def close_atoms(mols: Sequence[Molecule3D], cutoff: float = CLOSE_ATOMS) -> list[str]:

@@ -29,7 +29,7 @@ from geodiff.data.molecules import (
     MoleculeVocabulary,
     fully_connected_edges,
 )
-from geodiff.data.structures import Molecule3D, rdkit_safe
+from geodiff.data.structures import Molecule3D, rdkit_unsafe
 from geodiff.data.structures import write_sdf as write_molecules
 from geodiff.errors import GeodiffValueError
 from geodiff.io import atomic_path, output_and_picture
@@ -78,8 +78,8 @@ class MoleculePipelineOutput:
         out = []
         RDLogger.DisableLog("rdApp.*")
         try:
-            for m in self.molecules:
-                if rdkit_safe(m):  # RDKit could crash on it
+            for m, unsafe in zip(self.molecules, rdkit_unsafe(self.molecules), strict=True):
+                if unsafe:  # RDKit could crash on it
                     out.append(None)
                     continue
                 mol = m.to_rdkit()
@@ -288,8 +288,8 @@ def draw_grid(molecules: list[Molecule3D], path: str | os.PathLike, n: int = 16,
 
     RDLogger.DisableLog("rdApp.*")
     mols, legends = [], []
-    for m in molecules[:n]:
-        if rdkit_safe(m):  # RDKit could crash on it: an empty cell
+    for m, unsafe in zip(molecules[:n], rdkit_unsafe(molecules[:n]), strict=True):
+        if unsafe:  # RDKit could crash on it: an empty cell
             mols.append(Chem.Mol())
             legends.append("not drawable")
             continue
