@@ -134,7 +134,7 @@ def cmd_evaluate(overrides: list[str]) -> int:
     if cfg.task != "molecules":
         raise GeodiffError(f"task: {cfg.task!r} is not one of molecules, docking, trajectories, registration")
     report = evaluate_molecule_file(cfg.samples, cfg.reference or None, cfg.bonds, cfg.valence_table,
-                                    cfg.reference_limit, cfg.get("max_atoms", 2000))  # fmt: skip
+                                    cfg.reference_limit, cfg.max_atoms)  # fmt: skip
     print(format_report(report))
     for item in report["unreadable"][:5]:
         print(f"  unreadable: {item['record']}: {item['reason']}")

@@ -198,9 +198,7 @@ def mol_to_record(mol: Chem.Mol, vocab: MoleculeVocabulary, name: str = "",
             raise GeodiffValueError(f"molecule {name}: cannot be kekulized ({first_line(exc)})") from None
     try:
         m = from_rdkit(mol, name)
-    except GeodiffValueError:
-        raise
-    except GeodiffError as exc:
+    except GeodiffError as exc:  # no conformer, a dummy atom, an unsupported bond type
         raise GeodiffValueError(str(exc)) from None
     if m.bonds is None:
         m = m.with_bonds(np.zeros((0, 3), dtype=np.int64))
