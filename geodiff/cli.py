@@ -58,13 +58,10 @@ def cmd_curves(overrides: list[str]) -> int:
     cfg = compose("curves", overrides)
     metrics, smooth = as_list(cfg.metrics), check_count("smooth", cfg.smooth, minimum=1)
     logs, summary = curves_summary(as_list(cfg.runs), as_list(cfg.labels), metrics)
-    print("\n".join(format_curves_summary(summary)))
+    lines = format_curves_summary(summary)
     if cfg.output:
-        plot_runs(logs, cfg.output, metrics=metrics, smooth=smooth, title=cfg.title)
-        print(f"plot  {cfg.output}")
-    if cfg.summary:
-        print(f"summary  {write_json(cfg.summary, summary)}")
-    return 0
+        lines.append(f"plot  {plot_runs(logs, cfg.output, metrics=metrics, smooth=smooth, title=cfg.title)}")
+    return _print_report(lines, cfg.summary, summary)
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -143,16 +140,21 @@ def cmd_evaluate(overrides: list[str]) -> int:
     return 0
 
 
+def _print_report(lines: list[str], output: str | None, report: dict) -> int:
+    """Print a report's lines, then write its JSON to ``output`` when one is given."""
+    print("\n".join(lines))
+    if output:
+        print(f"JSON {write_json(output, report)}")
+    return 0
+
+
 def _evaluate_trajectories(cfg) -> int:
     from geodiff.metrics.trajectories import evaluate_trajectory_file, format_trajectory_report
 
     if cfg.min_over not in ("node", "system"):
         raise GeodiffError(f"min_over: {cfg.min_over!r} is not one of node, system")
     r = evaluate_trajectory_file(cfg.samples, cfg.k, cfg.min_over, cfg.reference or None)
-    print("\n".join(format_trajectory_report(r)))
-    if cfg.output:
-        print(f"JSON {write_json(cfg.output, r)}")
-    return 0
+    return _print_report(format_trajectory_report(r), cfg.output, r)
 
 
 def _evaluate_registration(cfg) -> int:
@@ -167,10 +169,7 @@ def _evaluate_registration(cfg) -> int:
     report = register_and_score(cfg.pairs, methods, pipe, int(cfg.num_inference_steps), int(cfg.seed),
                                 cfg.get("refine_steps", 3))  # fmt: skip
     report["ckpt"] = str(cfg.ckpt) if pipe else None
-    print("\n".join(format_registration_report(report)))
-    if cfg.output:
-        print(f"JSON {write_json(cfg.output, report)}")
-    return 0
+    return _print_report(format_registration_report(report), cfg.output, report)
 
 
 def _evaluate_docking(cfg) -> int:
@@ -184,10 +183,7 @@ def _evaluate_docking(cfg) -> int:
                        num_poses=int(cfg.num_poses), seed=cfg.vina_seed, processes=cfg.processes,
                        timeout=float(cfg.timeout), pose_dir=pose_dir,
                        posebusters=bool(cfg.get("posebusters")))  # fmt: skip
-    print("\n".join(format_docking_report(report)))
-    if cfg.output:
-        print(f"JSON {write_json(cfg.output, report)}")
-    return 0
+    return _print_report(format_docking_report(report), cfg.output, report)
 
 
 # ------------------------------------------------------------------------------------------- data

@@ -36,16 +36,16 @@ NBODY_KINDS = ("charged", "springs", "gravity")
 
 @dataclass(frozen=True)
 class NBodyConfig:
-    kind: NBodyKind = "charged"
+    kind: NBodyKind = "charged"  # charged particles (Coulomb), springs (Hooke) or gravity (Newton)
     num_particles: int = 5
-    num_steps: int = 5000
+    num_steps: int = 5000  # leapfrog steps; a frame is kept every ``sample_freq`` of them
     sample_freq: int = 100
-    dt: float = 0.001
-    loc_std: float = 1.0
-    vel_norm: float = 0.5
-    interaction_strength: float = 1.0
-    softening: float = 0.1
-    box_size: float | None = None
+    dt: float = 0.001  # step length; forces are clipped at 0.1 / dt
+    loc_std: float = 1.0  # initial positions ~ N(0, loc_std^2)
+    vel_norm: float = 0.5  # initial speed of every particle
+    interaction_strength: float = 1.0  # charge product / spring constant / G multiplier
+    softening: float = 0.1  # gravity's softening length
+    box_size: float | None = None  # elastic walls at +-box_size (None: open space)
 
     @property
     def num_frames(self) -> int:

@@ -59,13 +59,13 @@ class RegistrationPair:
 class PairConfig:
     """How a pair is made (lengths in object radii; see the module docstring)."""
 
-    num_points: int = 1024
-    max_angle: float = 45.0
-    max_translation: float = 0.5
-    noise: float = 0.0
-    clip: float = 0.05
-    keep: float = 1.0
-    num_model_points: int = 1024
+    num_points: int = 1024  # points sampled per cloud before cropping
+    max_angle: float = 45.0  # degrees, per Euler axis
+    max_translation: float = 0.5  # radii, per axis
+    noise: float = 0.0  # jitter standard deviation, radii
+    clip: float = 0.05  # jitter clipped at this, radii
+    keep: float = 1.0  # fraction of each cloud kept by its half-space crop (1: full clouds)
+    num_model_points: int = 1024  # clean model points for ADD / ADD-S
 
     def __post_init__(self):
         if int(self.num_points) < 3:

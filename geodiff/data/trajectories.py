@@ -137,22 +137,10 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         if not 0 <= num_cond < shape[0]:
             raise GeodiffError(f"{source or name}: num_cond {num_cond} must be below the {shape[0]} frames")
         self.samples, self.num_cond, self.name, self.source = samples, num_cond, name, source
-
-    @property
-    def num_frames(self) -> int:
-        return self.samples[0].x.shape[1]
-
-    @property
-    def dim(self) -> int:
-        return self.samples[0].x.shape[2]
-
-    @property
-    def node_dim(self) -> int:
-        return self.samples[0].h.shape[1]
-
-    @property
-    def edge_dim(self) -> int:
-        return self.samples[0].edge_attr.shape[1]
+        #: frames per trajectory and spatial dimension (equal across samples, checked above)
+        self.num_frames, self.dim = shape
+        #: node and edge feature widths
+        self.node_dim, self.edge_dim = samples[0].h.shape[1], samples[0].edge_attr.shape[1]
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -222,13 +222,9 @@ class IGSO3AngleSampler:
         return (w0 + t * (w1 - w0)).to(dtype)
 
 
-def igso3_sample_angle(
-    sigma,
-    shape: tuple[int, ...] | torch.Size = (),
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
-    grid_size: int = 2048,
-) -> torch.Tensor:
+def igso3_sample_angle(sigma, shape: tuple[int, ...] | torch.Size = (),
+                       generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+                       grid_size: int = 2048) -> torch.Tensor:  # fmt: skip
     """IGSO(3) rotation angles; ``sigma`` a float (``shape`` gives the sample shape) or a tensor of sigmas."""
     sig = _as64(sigma)
     if sig.dim() == 0:
@@ -238,13 +234,8 @@ def igso3_sample_angle(
     return sampler.sample(inverse.reshape(sig.shape), generator, dtype)
 
 
-def igso3_sample(
-    sigma,
-    shape: tuple[int, ...] | torch.Size = (),
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
-    grid_size: int = 2048,
-) -> torch.Tensor:
+def igso3_sample(sigma, shape: tuple[int, ...] | torch.Size = (), generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32, grid_size: int = 2048) -> torch.Tensor:  # fmt: skip
     """IGSO(3) samples as rotation vectors ``[..., 3]`` (angle from the inverse CDF, axis uniform).
 
     Apply :func:`geodiff.manifolds.so3.exp` for matrices. ``sigma`` is a float with ``shape`` the sample

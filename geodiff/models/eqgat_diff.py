@@ -77,19 +77,9 @@ class EQGATDiffDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
     MIGRATIONS = (("drop_last_vector_gate", drop_last_vector_gate),)
 
     @register_to_config
-    def __init__(
-        self,
-        num_atom_types: int = 5,
-        num_charge_classes: int = 6,
-        num_bond_types: int = 5,
-        s_dim: int = 256,
-        v_dim: int = 64,
-        e_dim: int = 32,
-        num_layers: int = 7,
-        rbf_dim: int = 32,
-        position_update: str = "scaled",
-        self_condition: bool = False,
-    ):
+    def __init__(self, num_atom_types: int = 5, num_charge_classes: int = 6, num_bond_types: int = 5,
+                 s_dim: int = 256, v_dim: int = 64, e_dim: int = 32, num_layers: int = 7, rbf_dim: int = 32,
+                 position_update: str = "scaled", self_condition: bool = False):  # fmt: skip
         super().__init__()
         check_positive_ints("model", num_atom_types=num_atom_types, num_charge_classes=num_charge_classes,
                             num_bond_types=num_bond_types, s_dim=s_dim, v_dim=v_dim, e_dim=e_dim,

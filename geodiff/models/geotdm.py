@@ -90,21 +90,10 @@ class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
     MIGRATIONS = (("drop_last_feature_update", drop_last_feature_update),)
 
     @register_to_config
-    def __init__(
-        self,
-        node_dim: int = 1,
-        edge_dim: int = 1,
-        dim: int = 3,
-        num_cond: int = 10,
-        num_target: int = 20,
-        hidden: int = 64,
-        num_layers: int = 4,
-        heads: int = 4,
-        time_dim: int = 32,
-        prior: PriorType = "learnable",
-        prior_layers: int = 2,
-        prediction: Literal["epsilon", "sample"] = "epsilon",
-    ):
+    def __init__(self, node_dim: int = 1, edge_dim: int = 1, dim: int = 3, num_cond: int = 10,
+                 num_target: int = 20, hidden: int = 64, num_layers: int = 4, heads: int = 4,
+                 time_dim: int = 32, prior: PriorType = "learnable", prior_layers: int = 2,
+                 prediction: Literal["epsilon", "sample"] = "epsilon"):  # fmt: skip
         super().__init__()
         check_positive_ints("model", node_dim=node_dim, edge_dim=edge_dim, dim=dim, hidden=hidden,
                             num_layers=num_layers, heads=heads, time_dim=time_dim,

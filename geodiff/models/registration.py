@@ -94,17 +94,9 @@ class RegistrationNet(StrictLoadMixin, ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(
-        self,
-        dim: int = 64,
-        encoder: Encoder = "ppf",
-        num_neighbors: int = 16,
-        encoder_layers: int = 2,
-        attention_layers: int = 2,
-        heads: int = 4,
-        sinkhorn_iters: int = 5,
-        time_dim: int = 32,
-    ):
+    def __init__(self, dim: int = 64, encoder: Encoder = "ppf", num_neighbors: int = 16,
+                 encoder_layers: int = 2, attention_layers: int = 2, heads: int = 4, sinkhorn_iters: int = 5,
+                 time_dim: int = 32):  # fmt: skip
         super().__init__()
         check_positive_ints("model", dim=dim, num_neighbors=num_neighbors, encoder_layers=encoder_layers,
                             attention_layers=attention_layers, heads=heads, sinkhorn_iters=sinkhorn_iters,

@@ -151,18 +151,11 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         return counts
 
     @torch.no_grad()
-    def __call__(
-        self,
-        num_samples: int,
-        num_atoms: int | list[int] | None = None,
-        num_inference_steps: int | None = None,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-        sampler: Literal["ddpm", "ddim"] | None = None,
-        batch_size: int = 100,
-        progress: bool | None = None,
-        last_step: Literal["sample", "argmax"] = "sample",
-    ) -> MoleculePipelineOutput:
+    def __call__(self, num_samples: int, num_atoms: int | list[int] | None = None,
+                 num_inference_steps: int | None = None, generator: torch.Generator | None = None,
+                 seed: int | None = None, sampler: Literal["ddpm", "ddim"] | None = None,
+                 batch_size: int = 100, progress: bool | None = None,
+                 last_step: Literal["sample", "argmax"] = "sample") -> MoleculePipelineOutput:  # fmt: skip
         """Sample ``num_samples`` molecules.
 
         ``num_inference_steps``: None for all T training steps; fewer are a strided grid (DDPM: ancestral

@@ -42,6 +42,9 @@ __all__ = ["LossWeights", "MoleculeDiffusionModule", "eqgat_diff_loss", "noisy_m
 
 @dataclass
 class LossWeights:
+    """Weights of the four loss terms (EQGAT-diff's ``--lc-coords``, ``--lc-atoms``, ``--lc-bonds``,
+    ``--lc-charges``)."""
+
     pos: float = 3.0
     atoms: float = 0.4
     bonds: float = 2.0
