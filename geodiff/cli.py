@@ -98,9 +98,9 @@ def cmd_sample(overrides: list[str]) -> int:
         pipe = TrajectoryDiffusionPipeline.from_pretrained(ckpt).to(shard.device)
         ds = systems_for_sampling(pipe.data_info, cfg.data, cfg.split, n, int(cfg.seed))
         out = cfg.output or "samples/trajectories.npz"
-        report = forecast_and_score(
-            pipe, collate_trajectories(ds.samples), k, out, cfg.plot, ds.source, **common
-        )
+        report = forecast_and_score(pipe, collate_trajectories(ds.samples), k, out, cfg.plot, ds.source,
+                                    min_over=cfg.min_over, variance_type=cfg.variance_type,
+                                    schedule=cfg.schedule, **common)  # fmt: skip
         if report is not None:  # rank 0 (or the only process)
             print("\n".join(format_forecast_report(report)))
         return 0
@@ -130,8 +130,10 @@ def cmd_evaluate(overrides: list[str]) -> int:
         return _evaluate_trajectories(cfg)
     if cfg.task != "molecules":
         raise GeodiffError(f"task: {cfg.task!r} is not one of molecules, docking, trajectories, registration")
+    train = resolve_checkpoint(cfg.training_set) if cfg.training_set else None
     report = evaluate_molecule_file(cfg.samples, cfg.reference or None, cfg.bonds, cfg.valence_table,
-                                    cfg.reference_limit, cfg.max_atoms)  # fmt: skip
+                                    cfg.reference_limit, cfg.max_atoms, train,
+                                    cfg.reference_bonds)  # fmt: skip
     print(format_report(report))
     for item in report["unreadable"][:5]:
         print(f"  unreadable: {item['record']}: {item['reason']}")
@@ -167,7 +169,7 @@ def _evaluate_registration(cfg) -> int:
     learned = {"diffusion", "one_shot"} & set(methods)
     pipe = RegistrationPipeline.from_pretrained(cfg.ckpt) if learned else None
     report = register_and_score(cfg.pairs, methods, pipe, int(cfg.num_inference_steps), int(cfg.seed),
-                                cfg.get("refine_steps", 3))  # fmt: skip
+                                cfg.get("refine_steps", 3), cfg.get("inference", "geodiff"))  # fmt: skip
     report["ckpt"] = str(cfg.ckpt) if pipe else None
     return _print_report(format_registration_report(report), cfg.output, report)
 

@@ -150,6 +150,12 @@ class MoleculeDataModule(L.LightningDataModule):
             return ds.statistics()
         return MoleculeDataset.from_records([ds[i] for i in self.train_idx], ds.vocab).statistics()
 
+    def training_molecules(self):
+        """The training split as :class:`~geodiff.data.structures.Molecule3D` with the bonds training sees
+        (a generator: GEOM-size splits are read row by row)."""
+        ds = self.prepare()
+        return (ds[i].decode(ds.vocab) for i in self.train_idx)
+
     @property
     def shards_itself(self) -> bool:
         """With an atom / edge budget the batch sampler splits batches between processes itself (the

@@ -13,8 +13,12 @@ for comparison with EDM / GeoLDM) or by RDKit (``rdkit``): :mod:`geodiff.metrics
 * **validity**: RDKit sanitisation of the molecule as given succeeds (EDM then keeps the largest fragment).
   As in EDM, MiDi and EQGAT-diff, RDKit may fill open valences with implicit hydrogens, so validity does not
   penalise under-bonded atoms (radicals); stability does;
-  **connected validity**: valid and one fragment (EQGAT-diff / MiDi); **connected**: the bond graph is one
-  component (whether or not it sanitises).
+  **connected validity**: valid and one fragment (EQGAT-diff's ``BasicMolecularMetrics.compute_validity``,
+  ``experiments/sampling/analyze.py``, which its paper reports as validity; MiDi's); **validity without
+  implicit H** (``validity_no_implicit_h``): connected, sanitises, and RDKit added no implicit hydrogen to any
+  atom (EQGAT-diff's ``Molecule.compute_validity``, ``experiments/molecule_utils.py``, used when its
+  molecules are built with ``check_validity=True``: an all-hydrogen model must place every H itself);
+  **connected**: the bond graph is one component (whether or not it sanitises).
 * **uniqueness**: distinct canonical SMILES (largest fragment) / valid molecules; **novelty**: unique valid
   SMILES absent from a reference set / unique valid SMILES.
 * **distributions** against reference molecules: total variation of atom types, atom counts and bond types;
@@ -31,6 +35,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 
 from geodiff.data.structures import Molecule3D, element_symbol, rdkit_unsafe, to_rdkit
+from geodiff.metrics.novelty import SmilesSet
 
 __all__ = [
     "ALLOWED_VALENCES",
@@ -210,32 +215,35 @@ def canonical_smiles(mol: Chem.Mol) -> str:
     return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
 
 
-def _validity_one(m: Molecule3D, single_fragment: bool = False) -> str | None:
-    """Canonical SMILES of the largest fragment when ``m`` sanitises, else None (one molecule at a time).
-    ``single_fragment``: the bond graph is known to be connected; the fragment split (a copy) is skipped.
-    Molecules RDKit could crash on are screened out before (:func:`rdkit_unsafe`)."""
+def _validity_one(m: Molecule3D, single_fragment: bool = False) -> tuple[str | None, bool]:
+    """Canonical SMILES of the largest fragment when ``m`` sanitises, else None (one molecule at a time), and
+    whether RDKit gave any atom an implicit hydrogen. ``single_fragment``: the bond graph is known to be
+    connected; the fragment split (a copy) is skipped. Molecules RDKit could crash on are screened out before
+    (:func:`rdkit_unsafe`)."""
     if m.num_atoms == 0:
-        return None
+        return None, False
     try:
         mol = to_rdkit(m, sanitize=True, conformer=False, implicit_hydrogens=True)
     except Exception:  # RDKit raises several error types for impossible valences / kekulisation
-        return None
+        return None, False
+    implicit = any(a.GetNumImplicitHs() for a in mol.GetAtoms())
     if not single_fragment:
         mol = max(Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False), key=lambda f: f.GetNumAtoms())
-    return canonical_smiles(mol)
+    return canonical_smiles(mol), implicit
 
 
 def rdkit_validity(items, vocab=None) -> dict:
-    """Validity, connected validity, canonical SMILES of the valid molecules' largest fragments and the
-    per-molecule ``valid`` / ``single_fragment`` flags (fragments from the bond graph)."""
+    """Validity, connected validity, validity without implicit hydrogens (module docstring), canonical SMILES
+    of the valid molecules' largest fragments and the per-molecule ``valid`` / ``single_fragment`` /
+    ``implicit_h`` flags (fragments from the bond graph)."""
     RDLogger.DisableLog("rdApp.*")
     mols = _as_molecules(items, vocab)
     single = connected_fraction(mols)[1]
     unsafe = rdkit_unsafe(mols)  # an atom with more bonds than any element: invalid, and RDKit could crash
-    valid = np.zeros(len(mols), bool)
+    valid, implicit = np.zeros(len(mols), bool), np.zeros(len(mols), bool)
     smiles: list[str] = []
     for k, m in enumerate(mols):
-        s = None if unsafe[k] else _validity_one(m, bool(single[k]))
+        s, implicit[k] = (None, False) if unsafe[k] else _validity_one(m, bool(single[k]))
         valid[k] = s is not None
         smiles += [s] if s is not None else []
     n = max(len(mols), 1)
@@ -243,9 +251,11 @@ def rdkit_validity(items, vocab=None) -> dict:
         "num_molecules": len(mols),
         "validity": float(valid.sum()) / n,
         "connected_validity": float((valid & single).sum()) / n,
+        "validity_no_implicit_h": float((valid & single & ~implicit).sum()) / n,
         "smiles": smiles,
         "valid": valid,
         "single_fragment": single,
+        "implicit_h": implicit,
     }
 
 
@@ -267,11 +277,14 @@ def connected_fraction(items, vocab=None) -> tuple[float, np.ndarray]:
     return float(ok.mean()), ok
 
 
-def uniqueness_novelty(smiles: Sequence[str], reference: Iterable[str] | None = None) -> dict:
-    """Uniqueness = distinct / valid SMILES; novelty = distinct SMILES not in ``reference`` / distinct."""
+def uniqueness_novelty(smiles: Sequence[str], reference=None) -> dict:
+    """Uniqueness = distinct / valid SMILES; novelty = distinct SMILES not in ``reference`` (SMILES, or a
+    hashed :class:`~geodiff.metrics.novelty.SmilesSet`) / distinct."""
     distinct = set(smiles)
     out = {"uniqueness": len(distinct) / len(smiles) if smiles else 0.0}
-    if reference is not None:
+    if isinstance(reference, SmilesSet):
+        out["novelty"] = reference.novelty(distinct)
+    elif reference is not None:
         ref = set(reference)
         out["novelty"] = len(distinct - ref) / len(distinct) if distinct else 0.0
     return out
@@ -375,6 +388,7 @@ def molecule_metrics(items, vocab=None, table: str = "strict", reference_smiles:
         "unstable_atoms": stab["unstable_atoms"],
         "validity": val["validity"],
         "connected_validity": val["connected_validity"],
+        "validity_no_implicit_h": val["validity_no_implicit_h"],
         "connected": connected_fraction(mols)[0],
         **uniqueness_novelty(val["smiles"], reference_smiles),
         "close_atoms": close_atoms(mols),

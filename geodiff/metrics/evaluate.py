@@ -18,6 +18,7 @@ from geodiff.io import atomic_path
 from geodiff.metrics.bonds import perceive
 from geodiff.metrics.chemistry import molecule_metrics, most_unstable, rdkit_validity
 from geodiff.metrics.chemistry import valence_table as check_valence_table
+from geodiff.metrics.novelty import TRAINING_SMILES, SmilesSet
 
 __all__ = ["evaluate_molecule_file", "evaluate_molecules", "format_report", "read_reference", "write_report"]
 
@@ -72,24 +73,47 @@ def evaluate_molecules(mols: list[Molecule3D], bonds: str = "auto", valence_tabl
     return report
 
 
+def training_smiles_of(folder: str | os.PathLike) -> SmilesSet | None:
+    """The hashed training SMILES of a molecule model's export folder, or None when the export does not carry
+    them (exports made before they were stored): novelty is then unavailable."""
+    folder = Path(folder)
+    if not (folder / "molecules.json").is_file():
+        raise GeodiffError(f"training_set: {folder} is not a molecule model export (no molecules.json)")
+    path = folder / TRAINING_SMILES
+    return SmilesSet.load(path) if path.is_file() else None
+
+
 def evaluate_molecule_file(samples: str | os.PathLike, reference: str | os.PathLike | None = None,
                            bonds: str = "auto", valence_table: str = "strict",
-                           reference_limit: int | None = None,
-                           max_atoms: int = MAX_ATOMS) -> dict:  # fmt: skip
+                           reference_limit: int | None = None, max_atoms: int = MAX_ATOMS,
+                           training_set: str | os.PathLike | None = None,
+                           reference_bonds: str = "auto") -> dict:  # fmt: skip
     """Read ``samples`` (SDF, XYZ or QM9-layout npz), evaluate, list the records that could not be read
-    (molecules of more than ``max_atoms`` atoms among them)."""
+    (molecules of more than ``max_atoms`` atoms among them). Novelty: against ``training_set`` (a molecule
+    model's export folder that carries its training SMILES; ``report["novelty"]`` is None when it does not) or
+    against ``reference``, whose bonds are its own or, without any, perceived with ``reference_bonds``
+    (``auto``: as the samples' bonds are perceived; ``rdkit``: as geodiff's QM9 training perceives them)."""
     if bonds not in ("auto", "edm", "rdkit", "generated"):
         raise GeodiffError(f"bonds: {bonds!r} is not one of auto, edm, rdkit, generated")
     valence_table = check_valence_table(valence_table)
     mols, failures = read_molecules(samples, max_atoms=check_count("max_atoms", max_atoms, minimum=1))
     if not mols:
         raise GeodiffError(f"{samples}: no readable molecules ({unreadable(failures)})")
+    if reference_bonds not in ("auto", "edm", "rdkit"):
+        raise GeodiffError(f"reference_bonds: {reference_bonds!r} is not one of auto, edm, rdkit")
     ref_mols, ref_smiles = (None, None)
     if reference:
-        ref_mols, ref_smiles = read_reference(reference, _bond_method(mols, bonds), reference_limit)
-    report = evaluate_molecules(mols, bonds, valence_table, ref_mols, ref_smiles)
+        how = _bond_method(mols, bonds) if reference_bonds == "auto" else reference_bonds
+        ref_mols, ref_smiles = read_reference(reference, how, reference_limit)
+    train = training_smiles_of(training_set) if training_set else None
+    novelty_set = train if train is not None else ref_smiles
+    report = evaluate_molecules(mols, bonds, valence_table, ref_mols, novelty_set)
     report["samples"] = str(samples)
     report["reference"] = str(reference) if reference else None
+    if training_set:
+        if train is None:
+            report["novelty"] = None  # unavailable, not 100 %
+        report["novelty_against"] = f"training molecules of {training_set}" if train is not None else None
     report["unreadable"] = [{"record": n, "reason": r} for n, r in failures]
     return report
 
@@ -99,10 +123,14 @@ def format_report(report: dict) -> str:
     rows = [("molecules", f"{report['num_molecules']}"), ("bonds", report["bonds"]),
             ("valence table", report["valence_table"])]  # fmt: skip
     for key, label in [("atom_stability", "atom stability"), ("mol_stability", "molecule stability"),
-                       ("validity", "validity"), ("connected_validity", "connected validity"),
-                       ("connected", "connected (one fragment)"), ("uniqueness", "uniqueness"),
+                       ("validity", "validity (RDKit sanitises)"),
+                       ("connected_validity", "connected validity (EQGAT-diff's validity)"),
+                       ("validity_no_implicit_h", "connected validity, no implicit H"),
+                       ("connected", "connected (one fragment)"), ("uniqueness", "uniqueness (of valid)"),
                        ("novelty", "novelty")]:  # fmt: skip
-        if key in report:
+        if key == "novelty" and key in report and report[key] is None:
+            rows.append((label, "unavailable (the model's export carries no training SMILES)"))
+        elif key in report:
             rows.append((label, f"{100 * report[key]:.2f} %"))
     bad = report.get("unstable_atoms")
     if bad:  # the three most frequent unstable (element, valence) kinds

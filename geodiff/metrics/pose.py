@@ -9,6 +9,10 @@
   millimetre data; for unitless data "1 cm" is 1 % of the object's diameter),
 * symmetric Chamfer distance between the source moved by the estimate and the target.
 
+The reference code's translation recall (Jiang-HB/DiffusionReg ``utils/criterion.py``: ``evaluate_Rt`` and
+``mAP``) compares the *squared* distance in cm^2 with 1/2/5, i.e. the distance with 1/1.41/2.24 cm; it is
+reported beside geodiff's as ``translation_recall_{1,2,5}cm_squared`` (:func:`reference_recall`).
+
 Functions take NumPy or torch arrays with a leading batch dimension and return NumPy float64.
 """
 
@@ -28,6 +32,7 @@ __all__ = [
     "chamfer_distance",
     "cm_in_units",
     "pose_metrics",
+    "reference_recall",
     "summarize_pose_metrics",
     "ROTATION_THRESHOLDS",
     "TRANSLATION_THRESHOLDS_CM",
@@ -125,6 +130,15 @@ def pose_metrics(
     return out
 
 
+def reference_recall(errors, thresholds) -> np.ndarray:
+    """Recall (percent) at each of the increasing ``thresholds`` as the registration reference computes it:
+    a histogram over the bins ``[0, th_1), [th_1, th_2), ..., [th_{n-1}, th_n]`` (the last one closed) and its
+    cumulative sum over the number of pairs."""
+    e = np.asarray(errors, dtype=np.float64)
+    hist, _ = np.histogram(e, np.concatenate([[0.0], np.asarray(thresholds, dtype=np.float64)]))
+    return 100 * np.cumsum(hist) / max(len(e), 1)
+
+
 def summarize_pose_metrics(per_pair: dict[str, np.ndarray]) -> dict[str, float]:
     """Recalls (percent) and means/medians over pairs, the numbers a registration table reports."""
     r, tcm = per_pair["rotation_error_deg"], per_pair["translation_error_cm"]
@@ -133,6 +147,9 @@ def summarize_pose_metrics(per_pair: dict[str, np.ndarray]) -> dict[str, float]:
         s[f"rotation_recall_{th:g}deg"] = float(100 * np.mean(r < th))
     for th in TRANSLATION_THRESHOLDS_CM:
         s[f"translation_recall_{th:g}cm"] = float(100 * np.mean(tcm < th))
+    squared = reference_recall(tcm**2, TRANSLATION_THRESHOLDS_CM)  # the reference code's criterion
+    for th, v in zip(TRANSLATION_THRESHOLDS_CM, squared, strict=True):
+        s[f"translation_recall_{th:g}cm_squared"] = float(v)
     s["add_0.1d"] = float(100 * np.mean(per_pair["add_over_diameter"] < 0.1))
     s["add_s_0.1d"] = float(100 * np.mean(per_pair["add_s_over_diameter"] < 0.1))
     s["rotation_error_mean_deg"] = float(np.mean(r))

@@ -33,6 +33,7 @@ from geodiff.data.structures import Molecule3D, rdkit_unsafe
 from geodiff.data.structures import write_sdf as write_molecules
 from geodiff.errors import GeodiffValueError
 from geodiff.io import atomic_path, output_and_picture
+from geodiff.metrics.novelty import TRAINING_SMILES, SmilesSet
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
@@ -110,8 +111,10 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
     MODEL = EQGATDiffDenoiser
 
     def __init__(self, model: EQGATDiffDenoiser, schedulers: MoleculeSchedulers, vocab: MoleculeVocabulary,
-                 stats: DatasetStatistics):  # fmt: skip
+                 stats: DatasetStatistics, training_smiles: SmilesSet | None = None):  # fmt: skip
         self.model, self.schedulers, self.vocab, self.stats = model.eval(), schedulers, vocab, stats
+        #: hashed canonical SMILES of the training molecules (novelty); None for exports made without them
+        self.training_smiles = training_smiles
 
     @classmethod
     def _from_export(cls, model, directory, meta):
@@ -122,8 +125,9 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
             charges=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_charges"),
             bonds=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_bonds"),
         )
+        smiles = SmilesSet.load(d / TRAINING_SMILES) if (d / TRAINING_SMILES).is_file() else None
         return cls(model, sch, MoleculeVocabulary.from_dict(meta["vocab"]),
-                   DatasetStatistics.from_dict(meta["statistics"]))  # fmt: skip
+                   DatasetStatistics.from_dict(meta["statistics"]), smiles)  # fmt: skip
 
     @property
     def scheduler(self):
@@ -319,7 +323,8 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     PNG grid of the first 16 (``grid``, default beside the SDF), and score them on their generated bonds
     (:func:`geodiff.metrics.chemistry.molecule_metrics`): what ``geodiff sample``, ``make demo`` and
     ``eval/eval_molecules.py`` share. Returns ``{"output", "metrics", "seconds", "sampler", "steps", "sdf",
-    "png", "processes"}`` (``output`` the :class:`MoleculePipelineOutput`).
+    "png", "processes"}`` (``output`` the :class:`MoleculePipelineOutput`). ``metrics["novelty"]`` is against
+    the export's training molecules, None when the export does not carry them (made before they were stored).
 
     ``shard`` (:class:`~geodiff.pipelines.sharding.Shard`): this process samples its share of
     ``num_samples`` with seed ``seed + rank``; rank 0 merges, scores and writes, and returns the report
@@ -347,9 +352,11 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     for i, m in enumerate(out.molecules):
         m.name = f"sample_{i}"
     seconds = time.time() - t0
+    metrics = molecule_metrics(out.molecules, reference_smiles=pipe.training_smiles)
+    metrics.setdefault("novelty", None)  # None: the export carries no training SMILES
     report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
               "steps": sample_kwargs.get("num_inference_steps") or pipe.schedulers.num_train_timesteps,
-              "metrics": molecule_metrics(out.molecules), "sdf": None,
+              "metrics": metrics, "sdf": None,
               "png": None, "processes": shard.world_size}  # fmt: skip
     if output is not None:
         out.write_sdf(output)
@@ -374,7 +381,10 @@ def format_sample_report(report: dict) -> list[str]:
         f"molecule stability {100 * m['mol_stability']:.1f} %, "
         f"atom stability {100 * m['atom_stability']:.1f} %, validity {100 * m['validity']:.1f} %, "
         f"connected validity {100 * m['connected_validity']:.1f} %, "
-        f"uniqueness {100 * m['uniqueness']:.1f} % (generated bonds; aromatic = 1.5)",
+        f"uniqueness {100 * m['uniqueness']:.1f} % (generated bonds, {m['valence_table']} valences)",
+        "novelty unavailable (this export carries no training SMILES)"
+        if m.get("novelty") is None
+        else f"novelty {100 * m['novelty']:.1f} % (against the training molecules)",
     ]
     if m["unstable_atoms"]:
         lines.append(f"most unstable atoms: {most_unstable(m['unstable_atoms'])}")

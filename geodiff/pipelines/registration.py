@@ -14,6 +14,14 @@ each time from its own last estimate: ``H <- H0_hat(H, t=0)``. At ``t = 0`` the 
 nearly aligned clouds, where its distance term makes it a learned ICP; these fixed-point iterations
 remove the small residual errors the few reverse steps leave (measured in README: on 60 noisy TUD-L pairs
 at 45 degrees, R<5 deg recall 95 -> 100 %). ``refine_steps=0`` is the plain reverse process.
+
+``inference="reference"`` runs the reference code's test-time loop instead (Jiang-HB/DiffusionReg
+``test.py`` with ``utils/diffusion_scheduler.py``): a fresh ``num_inference_steps``-step cosine schedule
+(s = 0.008) with noise scales sigma_r = 0.1, sigma_t = 0.01, the surrogate called at steps T .. 2 (the
+last step never runs), and the pose returned is the surrogate's last clean-pose estimate ``H0_hat``, not the
+last ``H_t``; no refinement. The reference's surrogate takes no time input; geodiff's is time-conditioned,
+so it is fed the training step at the same fraction of its schedule (``(t + 1) T_train / steps - 1``: the
+same ``abar`` when training used the cosine schedule too).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -115,13 +124,20 @@ class RegistrationPipeline(GeodiffPipeline):
         batch_size: int = 16,
         max_points: int | None = None,
         progress: bool | None = None,
+        inference: Literal["geodiff", "reference"] = "geodiff",
     ) -> RegistrationPipelineOutput:
         """Poses with ``target ~= R source + t`` for one pair (clouds ``[N, 3]``) or a batch (``[B, N, 3]``,
         or lists of clouds whose sizes may differ), NumPy or torch. Clouds larger than ``max_points``
         (default: the training size) are randomly subsampled (``seed``). ``generator`` (default: seeded with
         ``seed``) draws the reverse process's noise. ``one_shot``: the surrogate once, no diffusion;
-        ``refine_steps``: extra clean-step (t = 0) passes of the surrogate afterwards; 0 turns them off."""
+        ``refine_steps``: extra clean-step (t = 0) passes of the surrogate afterwards; 0 turns them off.
+        ``inference="reference"``: the reference code's test loop (module docstring; ``refine_steps`` and
+        ``one_shot`` do not apply)."""
         refine_steps = check_count("refine_steps", refine_steps)
+        if inference not in ("geodiff", "reference"):
+            raise GeodiffValueError(f"inference: expected geodiff or reference, got {inference!r}")
+        if inference == "reference" and (one_shot or int(num_inference_steps) < 2):
+            raise GeodiffValueError("inference=reference: needs 2 or more steps and no one_shot")
         sources, targets = self._as_list(source, "source"), self._as_list(target, "target")
         if len(sources) != len(targets):
             raise GeodiffValueError(f"source/target: {len(sources)} sources but {len(targets)} targets")
@@ -141,7 +157,10 @@ class RegistrationPipeline(GeodiffPipeline):
         for chunk in chunks:
             s = torch.as_tensor(np.stack([src[i] for i in chunk]), dtype=torch.float32, device=self.device)
             t = torch.as_tensor(np.stack([tgt[i] for i in chunk]), dtype=torch.float32, device=self.device)
-            pose = self.register_batch(s, t, num_inference_steps, one_shot, gen, refine_steps)
+            if inference == "reference":
+                pose = self.register_batch_reference(s, t, num_inference_steps, gen)
+            else:
+                pose = self.register_batch(s, t, num_inference_steps, one_shot, gen, refine_steps)
             out[chunk] = pose.double().cpu().numpy()
             bar.update(len(chunk))
         bar.close()
@@ -170,6 +189,30 @@ class RegistrationPipeline(GeodiffPipeline):
         if not bool(torch.isfinite(h).all()):
             raise GeodiffError("registration produced a non-finite pose (degenerate input?)")
         return denormalize_pose(h, cs, ct, scale)
+
+    def reference_scheduler(self, steps: int) -> SE3DiffusionScheduler:
+        """The reference's test-time schedule: ``steps`` cosine steps (s = 0.008), sigma_r 0.1, sigma_t 0.01
+        (Jiang-HB/DiffusionReg ``test.py`` ``init_opts``)."""
+        return SE3DiffusionScheduler(num_train_timesteps=int(steps), beta_schedule="cosine", cosine_s=0.008,
+                                     sigma_r=0.1, sigma_t=0.01, prediction_type="sample")  # fmt: skip
+
+    def register_batch_reference(self, source, target, steps: int, generator) -> torch.Tensor:
+        """:meth:`register_batch` with the reference code's test loop (see the module docstring)."""
+        dtype = next(self.model.parameters()).dtype
+        s, t, cs, ct, scale = normalize_pair(source.to(dtype), target.to(dtype))
+        feats = self.model.encode(s, t)
+        h = se3.identity((s.shape[0],), dtype, s.device)
+        sched = self.reference_scheduler(steps)
+        sched.set_timesteps(int(steps))
+        T = self.scheduler.config.num_train_timesteps
+        h0 = h
+        for step_t in sched.timesteps[:-1]:  # the reference's t = T .. 2 (1-based): the last step never runs
+            k = max(0, round((int(step_t) + 1) * T / int(steps)) - 1)  # that point of the training schedule
+            h0 = self.model.match(feats, s, t, h, torch.full((s.shape[0],), k, device=s.device))["pose"]
+            h = sched.step(h0, int(step_t), h, generator=generator).prev_sample
+        if not bool(torch.isfinite(h0).all()):
+            raise GeodiffError("registration produced a non-finite pose (degenerate input?)")
+        return denormalize_pose(h0, cs, ct, scale)
 
 
 ICP_POINTS = 50_000  # ICP iterates on at most this many (seeded) source points unless max_points is set

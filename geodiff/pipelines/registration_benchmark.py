@@ -26,8 +26,10 @@ METHODS = ("diffusion", "one_shot", "icp_point", "icp_plane", "fgr", "ransac")
 
 
 def run_method(method: str, pairs: Sequence[RegistrationPair], pipeline=None, num_inference_steps: int = 5,
-               seed: int = 0, progress: bool = False, refine_steps: int = 3) -> np.ndarray:  # fmt: skip
-    """Estimated poses ``[B, 4, 4]`` of ``method`` on ``pairs``."""
+               seed: int = 0, progress: bool = False, refine_steps: int = 3,
+               inference: str = "geodiff") -> np.ndarray:  # fmt: skip
+    """Estimated poses ``[B, 4, 4]`` of ``method`` on ``pairs`` (``inference``: the learned methods' test
+    loop, ``geodiff`` or ``reference``; see :class:`~geodiff.pipelines.registration.RegistrationPipeline`)."""
     from geodiff.pipelines.icp import icp, open3d_global
 
     src = [p.source for p in pairs]
@@ -35,8 +37,10 @@ def run_method(method: str, pairs: Sequence[RegistrationPair], pipeline=None, nu
     if method in ("diffusion", "one_shot"):
         if pipeline is None:
             raise GeodiffError(f"method {method}: needs a trained model (ckpt=DIR)")
+        if inference == "reference" and method == "one_shot":
+            raise GeodiffError("methods: one_shot has no reference test loop; use inference=geodiff")
         return pipeline(src, tgt, num_inference_steps, one_shot=method == "one_shot", seed=seed,
-                        progress=progress, refine_steps=refine_steps).poses  # fmt: skip
+                        progress=progress, refine_steps=refine_steps, inference=inference).poses  # fmt: skip
     if method in ("icp_point", "icp_plane"):
         kind = "point_to_point" if method == "icp_point" else "point_to_plane"
         if len({(len(s), len(t)) for s, t in zip(src, tgt, strict=True)}) == 1:
@@ -49,7 +53,8 @@ def run_method(method: str, pairs: Sequence[RegistrationPair], pipeline=None, nu
 
 def evaluate_registration(pairs: Sequence[RegistrationPair], methods: Sequence[str], pipeline=None,
                           num_inference_steps: int = 5, seed: int = 0,
-                          progress: bool = True, refine_steps: int = 3) -> dict:  # fmt: skip
+                          progress: bool = True, refine_steps: int = 3,
+                          inference: str = "geodiff") -> dict:  # fmt: skip
     """Per method: the summary (recalls, mean/median errors, ADD(-S) < 0.1d, Chamfer), seconds per pair
     and the per-pair errors. Pairs must be non-empty."""
     if not pairs:
@@ -59,7 +64,7 @@ def evaluate_registration(pairs: Sequence[RegistrationPair], methods: Sequence[s
     out = {}
     for m in methods:
         t0 = time.perf_counter()
-        pred = run_method(m, pairs, pipeline, num_inference_steps, seed, progress, refine_steps)
+        pred = run_method(m, pairs, pipeline, num_inference_steps, seed, progress, refine_steps, inference)
         sec = (time.perf_counter() - t0) / len(pairs)
         if same_sizes:  # one batched call
             stack = {k: np.stack([getattr(p, k) for p in pairs]) for k in ("model", "source", "target")}
@@ -92,20 +97,23 @@ def format_registration_table(results: dict) -> str:
 
 def register_and_score(pairs: str | os.PathLike, methods: Sequence[str], pipeline=None,
                        num_inference_steps: int = 5, seed: int = 0,
-                       refine_steps: int = 3) -> dict:  # fmt: skip
+                       refine_steps: int = 3, inference: str = "geodiff") -> dict:  # fmt: skip
     """Run ``methods`` on the benchmark pairs file ``pairs`` (``geodiff data registration``) and report pose
-    metrics per method: what ``geodiff evaluate task=registration`` and ``eval/`` run."""
+    metrics per method: what ``geodiff evaluate task=registration`` and ``eval/`` run. ``inference``:
+    ``geodiff`` or ``reference`` (the reference code's test loop for ``diffusion``; no refinement)."""
+    if inference not in ("geodiff", "reference"):
+        raise GeodiffError(f"inference: expected geodiff or reference, got {inference!r}")
     from geodiff.data.pairs import load_pairs
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise GeodiffError(f"methods: unknown {unknown or '[]'} (choose from {', '.join(METHODS)})")
-    refine = check_count("refine_steps", refine_steps)
+    refine = check_count("refine_steps", refine_steps) if inference == "geodiff" else 0
     loaded, meta = load_pairs(Path(pairs))
     res = evaluate_registration(loaded, methods, pipeline, int(num_inference_steps), int(seed),
-                                refine_steps=refine)  # fmt: skip
+                                refine_steps=refine, inference=inference)  # fmt: skip
     return {"task": "registration", "pairs": str(pairs), "num_pairs": len(loaded), "pair_config": meta,
-            "num_inference_steps": int(num_inference_steps), "refine_steps": refine,
+            "num_inference_steps": int(num_inference_steps), "refine_steps": refine, "inference": inference,
             "methods": res}  # fmt: skip
 
 
@@ -114,6 +122,7 @@ def format_registration_report(report: dict) -> list[str]:
     meta = report["pair_config"]
     desc = ", ".join(f"{k}={v}" for k, v in meta.items() if k in ("source", "max_angle", "noise", "keep"))
     steps, refine = report["num_inference_steps"], report["refine_steps"]
-    head = (f"{report['num_pairs']} pairs ({desc}); recalls in %, diffusion with {steps} steps, "
-            f"{refine} refinement passes")  # fmt: skip
+    loop = ("the reference's test loop (5-step cosine, sigma 0.1/0.01, last H0 estimate)"
+            if report.get("inference") == "reference" else f"{refine} refinement passes")  # fmt: skip
+    head = f"{report['num_pairs']} pairs ({desc}); recalls in %, diffusion with {steps} steps, {loop}"
     return [head, format_registration_table(report["methods"])]

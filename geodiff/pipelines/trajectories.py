@@ -32,7 +32,7 @@ from geodiff.io import atomic_path, output_and_picture, save_figure
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
-from geodiff.schedulers import E3DDPMScheduler
+from geodiff.schedulers import E3DDPMScheduler, convert, rescale
 
 __all__ = ["TrajectoryDiffusionPipeline", "TrajectoryPipelineOutput", "forecast_and_score",
            "format_forecast_report", "plot_trajectories", "repeat_batch", "save_trajectories"]  # fmt: skip
@@ -122,6 +122,20 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
         if not bool(torch.isfinite(b.x[:, :frames]).all()):
             raise GeodiffValueError("trajectories: observed frames contain NaN/inf")
 
+    def sampling_scheduler(self, sampler: str | None = None, num_inference_steps: int | None = None,
+                           variance_type: str | None = None, schedule: str = "strided"):  # fmt: skip
+        """The scheduler one call samples with (a new one: ``pipe.scheduler`` is never changed)."""
+        sched = self.with_sampler(self.scheduler, sampler)
+        if variance_type is not None:
+            if not isinstance(sched, E3DDPMScheduler):
+                raise GeodiffValueError(f"variance_type: a DDPM option; {sampler} adds no noise")
+            sched = convert(sched, E3DDPMScheduler, variance_type=variance_type)
+        if schedule == "rescaled":
+            return rescale(sched, int(num_inference_steps or sched.config.num_train_timesteps))
+        if schedule != "strided":
+            raise GeodiffValueError(f"schedule: expected strided or rescaled, got {schedule!r}")
+        return type(sched).from_config(sched.config) if sched is self.scheduler else sched
+
     @torch.no_grad()
     def _run(self, b: TrajectoryBatch, sched, steps, generator, progress) -> torch.Tensor:
         c = self.model.config
@@ -158,19 +172,25 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
         sampler: Literal["ddpm", "ddim"] | None = None,
         batch_size: int = 128,
         progress: bool | None = None,
+        variance_type: Literal["fixed_small", "fixed_large"] | None = None,
+        schedule: Literal["strided", "rescaled"] = "strided",
         **features,
     ) -> TrajectoryPipelineOutput:
         """``num_samples`` forecasts of the frames after the first ``num_cond`` of every system in
         ``observed`` (later frames are ignored), or, for an unconditional model, ``num_samples`` trajectories
         of its systems. ``features``: what :meth:`systems` needs to build systems from arrays.
-        ``sampler``: ``ddpm`` or ``ddim`` for this call (None: ``pipe.scheduler`` as it is)."""
+        ``sampler``: ``ddpm`` or ``ddim`` for this call (None: ``pipe.scheduler`` as it is).
+
+        GeoTDM's reference sampler, as options: ``variance_type="fixed_large"`` (DDPM noise of variance
+        beta_t rather than the posterior's; the reference's FIXED_LARGE) and ``schedule="rescaled"`` (with
+        ``num_inference_steps`` below T, a new ``num_inference_steps``-step schedule with the betas scaled by
+        ``T / steps``, the denoiser fed ``t`` in ``0 .. steps - 1``, as the reference's sampler does;
+        :func:`geodiff.schedulers.rescale`). The default ``strided`` runs a subset of the T training steps."""
         self.check_call(num_inference_steps, sampler, num_samples=num_samples, batch_size=batch_size)
         b = self.systems(observed, **features)
         c = self.model.config
         self._check_batch(b, c.num_cond)
-        sched = self.with_sampler(self.scheduler, sampler)
-        if sched is self.scheduler:  # set_timesteps must not change pipe.scheduler
-            sched = type(sched).from_config(sched.config)
+        sched = self.sampling_scheduler(sampler, num_inference_steps, variance_type, schedule)
         g = self.generator(generator, seed, device=self.device)
         # split the systems into chunks so that (chunk systems x K) stays near batch_size
         per = max(1, batch_size // num_samples)
@@ -237,13 +257,15 @@ def plot_trajectories(path: str | os.PathLike, batch: TrajectoryBatch, pred: tor
 
 def forecast_and_score(pipe: TrajectoryDiffusionPipeline, observed, num_samples: int = 5,
                        output: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
-                       source: str = "", shard: Shard | None = None,
+                       source: str = "", shard: Shard | None = None, min_over: str = "node",
                        **sample_kwargs) -> dict | None:  # fmt: skip
     """Forecast (or generate) ``num_samples`` trajectories of the systems in ``observed``, score forecasts
     against the true frames when the systems hold them (ADE/FDE avg and min of K, and constant velocity on the
     same observed frames), write the npz (``output``) and a PNG (``plot``, default beside it): what
     ``geodiff sample``, ``make demo`` and ``sampling/forecast_nbody.py`` share. Returns ``{"output",
-    "seconds", "steps", "sampler", "errors", "constant_velocity", "npz", "png", "source", "processes"}``.
+    "seconds", "steps", "sampler", "variance_type", "schedule", "min_over", "errors", "constant_velocity",
+    "npz", "png", "source", "processes"}``. ``min_over``: min of K per ``node`` (each agent its best sample)
+    or per ``system`` (one sample for the whole system, GeoTDM's N-body protocol).
 
     ``shard`` (:class:`~geodiff.pipelines.sharding.Shard`): this process forecasts its share of the systems
     with seed ``seed + rank``; rank 0 merges, scores, writes and returns the report (other ranks: None)."""
@@ -252,6 +274,8 @@ def forecast_and_score(pipe: TrajectoryDiffusionPipeline, observed, num_samples:
     from geodiff.metrics.trajectories import constant_velocity, displacement_errors
 
     shard = shard or Shard()
+    if min_over not in ("node", "system"):
+        raise GeodiffValueError(f"min_over: {min_over!r} is not one of node, system")
     png = output_and_picture(output, plot, "plot", ".npz")  # checked before any sampling
     shard.check_seeded(sample_kwargs)
     t0 = time.time()
@@ -270,12 +294,16 @@ def forecast_and_score(pipe: TrajectoryDiffusionPipeline, observed, num_samples:
     seconds = time.time() - t0
     c, b = pipe.model.config, out.systems
     steps = sample_kwargs.get("num_inference_steps") or pipe.scheduler.config.num_train_timesteps
+    kw = {k: sample_kwargs.get(k) for k in ("sampler", "num_inference_steps", "variance_type")}
+    sched = pipe.sampling_scheduler(**kw, schedule=sample_kwargs.get("schedule", "strided"))
     report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
-              "steps": steps, "errors": None, "constant_velocity": None, "npz": None, "png": None,
+              "variance_type": getattr(sched.config, "variance_type", None),
+              "schedule": sample_kwargs.get("schedule", "strided"), "steps": steps, "min_over": min_over,
+              "errors": None, "constant_velocity": None, "npz": None, "png": None,
               "source": source, "processes": shard.world_size}  # fmt: skip
     truth = b.x[:, c.num_cond : c.num_cond + c.num_target]
     if pipe.model.conditional and truth.shape[1] == c.num_target:
-        report["errors"] = displacement_errors(out.trajectories, truth, b.batch)
+        report["errors"] = displacement_errors(out.trajectories, truth, b.batch, min_over)
         baseline = constant_velocity(b.x[:, : c.num_cond], c.num_target)
         report["constant_velocity"] = displacement_errors(baseline, truth)
     name = pipe.data_info.get("name", "")
@@ -292,11 +320,14 @@ def format_forecast_report(report: dict) -> list[str]:
     k, n = out.trajectories.shape[0], out.systems.num_graphs
     what = "forecast" if out.num_cond else "generated"
     procs = f", {report['processes']} processes" if report.get("processes", 1) > 1 else ""
-    lines = [f"{what} {n} systems x {k} samples in {report['seconds']:.1f} s ({report['sampler']}, "
+    how = report["sampler"] + (f" {report['variance_type']}" if report.get("variance_type") else "")
+    how += ", rescaled schedule" if report.get("schedule") == "rescaled" else ""
+    lines = [f"{what} {n} systems x {k} samples in {report['seconds']:.1f} s ({how}, "
              f"{report['steps']} steps{procs}) from {report['source'] or 'the given systems'}"]  # fmt: skip
     e, cv = report["errors"], report["constant_velocity"]
     if e is not None:
-        lines.append(f"ADE/FDE avg of {k}: {e['ade_avg']:.4f}/{e['fde_avg']:.4f}   min of {k}: "
+        lines.append(f"ADE/FDE avg of {k}: {e['ade_avg']:.4f}/{e['fde_avg']:.4f}   "
+                     f"min of {k} per {report.get('min_over', 'node')}: "
                      f"{e['ade_min']:.4f}/{e['fde_min']:.4f}   "
                      f"(constant velocity {cv['ade']:.4f}/{cv['fde']:.4f})")  # fmt: skip
     if report["npz"]:

@@ -12,7 +12,7 @@ Each one saves and loads with ``save_pretrained`` / ``from_pretrained`` and is b
 ``configs/scheduler/``.
 """
 
-from geodiff.schedulers.base import GeodiffSchedulerOutput, convert
+from geodiff.schedulers.base import GeodiffSchedulerOutput, convert, rescale
 from geodiff.schedulers.composite import MoleculeSchedulers
 from geodiff.schedulers.noise_schedules import make_alphas_cumprod
 from geodiff.schedulers.scheduling_d3pm import CategoricalD3PMScheduler
@@ -31,4 +31,5 @@ __all__ = [
     "SO3R3DiffusionScheduler",
     "MoleculeSchedulers",
     "convert",
+    "rescale",
 ]

@@ -19,7 +19,7 @@ from diffusers.utils import BaseOutput
 from geodiff.errors import GeodiffValueError, check_finite
 from geodiff.schedulers.noise_schedules import betas_from_alphas_cumprod, make_alphas_cumprod
 
-__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing", "convert"]
+__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing", "convert", "rescale"]
 
 TimestepSpacing = Literal["trailing", "leading", "linspace"]
 
@@ -46,6 +46,31 @@ def convert(scheduler, cls: type, **overrides):
     keys = inspect.signature(cls.__init__).parameters  # sees through register_to_config's wrapper
     kwargs = {k: v for k, v in scheduler.config.items() if k in keys}
     return cls(**{**kwargs, **overrides})
+
+
+def rescale(scheduler, num_steps: int, **overrides):
+    """A new scheduler of the same kind whose *training* schedule has ``num_steps`` steps: the schedule
+    re-discretised rather than strided. The continuous schedules (cosine, polynomial, adaptive cosine) are
+    functions of ``t / T`` and are simply rebuilt with ``T = num_steps``; a ``linear`` schedule keeps its
+    shape by scaling both beta endpoints by ``T / num_steps``, as the "improved DDPM" code base does
+    (``get_named_beta_schedule``), which is how GeoTDM's reference samples with fewer steps. A model used
+    with it is fed timesteps ``0 .. num_steps - 1`` (GeoTDM's reference does exactly that).
+
+    Raises GeodiffValueError when the rescaled linear betas would reach 1 (too few steps)."""
+    from geodiff.schedulers.noise_schedules import check_timesteps
+
+    c = scheduler.config
+    steps = check_timesteps(num_steps)
+    fields = {"num_train_timesteps": steps}
+    if c.beta_schedule == "linear":
+        scale = c.num_train_timesteps / steps
+        if c.beta_end * scale >= 1:
+            raise GeodiffValueError(
+                f"num_inference_steps: a linear schedule rescaled to {steps} steps has beta_end "
+                f"{c.beta_end * scale:g} >= 1; use more than {c.beta_end * c.num_train_timesteps:g} steps"
+            )
+        fields.update(beta_start=c.beta_start * scale, beta_end=c.beta_end * scale)
+    return convert(scheduler, type(scheduler), **fields, **overrides)
 
 
 class TimestepMixin:

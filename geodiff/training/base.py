@@ -94,6 +94,9 @@ class DiffusionModule(L.LightningModule):
         """Family-specific entries of the export's run record (e.g. loss weights)."""
         return {}
 
+    def export_extras(self, directory: Path) -> None:
+        """Write family-specific files into an export folder (e.g. the training SMILES); none by default."""
+
     # ------------------------------------------------------------------ training and validation
     def training_step(self, batch, batch_idx):
         out = self.loss(self.model, batch)
@@ -150,6 +153,7 @@ class DiffusionModule(L.LightningModule):
         atomic_save_pretrained(copy.deepcopy(self.ema.module).float().cpu(), directory / "model")
         for name, sched in self.export_schedulers().items():
             atomic_save_pretrained(sched, directory / name)
+        self.export_extras(directory)
         training = training_record(int(self.global_step), int(self.current_epoch), extra,
                                    self.parent_training)  # fmt: skip
         meta = {"family": self.FAMILY, **self.describe(), "training": training}

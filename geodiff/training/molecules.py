@@ -32,6 +32,7 @@ from geodiff.config import build
 from geodiff.data.molecules import DatasetStatistics, MoleculeBatch, MoleculeVocabulary
 from geodiff.errors import GeodiffError
 from geodiff.manifolds import euclidean
+from geodiff.metrics.novelty import TRAINING_SMILES, SmilesSet
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
 from geodiff.nn.scatter import scatter_mean
 from geodiff.schedulers import MoleculeSchedulers
@@ -78,8 +79,18 @@ def eqgat_diff_loss(
     weights: LossWeights | None = None,
     generator: torch.Generator | None = None,
     t: torch.Tensor | None = None,
+    normalisation: str = "geodiff",
 ) -> dict[str, torch.Tensor]:
-    """The weighted EQGAT-diff loss and its components (each a scalar tensor)."""
+    """The weighted EQGAT-diff loss and its components (each a scalar tensor).
+
+    ``normalisation``: ``geodiff`` (per graph: squared position error summed over xyz and averaged over atoms,
+    cross-entropies averaged over atoms / edges; the weighted sum averaged over graphs) or ``reference``
+    (tuanle618/eqgat-diff ``experiments/losses.py``, ``DiffusionLoss`` with weights: the position error
+    averaged over xyz, the bond cross-entropy times 0.5, and the weighted per-graph terms summed over the
+    batch). Relative to atoms and charges, geodiff's positions weigh 3x and its bonds 2x more; the reference's
+    total also grows with the batch size."""
+    if normalisation not in ("geodiff", "reference"):
+        raise GeodiffError(f"loss_normalisation: expected geodiff or reference, got {normalisation!r}")
     weights = weights or LossWeights()
     G, T = batch.num_graphs, schedulers.num_train_timesteps
     device = batch.pos.device
@@ -105,10 +116,12 @@ def eqgat_diff_loss(
         F.cross_entropy(out["bonds"], batch.edge_types, reduction="none"), batch.edge_batch, G
     )
     w = schedulers.pos.loss_weight(t).to(batch.pos.dtype)
+    if normalisation == "reference":  # mean over xyz, 0.5 x bonds, summed over the batch
+        l_pos, l_bonds = l_pos / 3, 0.5 * l_bonds
     per_graph = w * (weights.pos * l_pos + weights.atoms * l_atoms + weights.bonds * l_bonds
                      + weights.charges * l_charges)  # fmt: skip
     return {
-        "loss": per_graph.mean(),
+        "loss": per_graph.sum() if normalisation == "reference" else per_graph.mean(),
         "pos": l_pos.mean().detach(),
         "atoms": l_atoms.mean().detach(),
         "charges": l_charges.mean().detach(),
@@ -148,7 +161,7 @@ class MoleculeDiffusionModule(DiffusionModule):
     def __init__(self, model: EQGATDiffDenoiser, scheduler: MoleculeSchedulers | None = None,
                  weight_pos: float = 3.0, weight_atoms: float = 0.4, weight_bonds: float = 2.0,
                  weight_charges: float = 1.0, val_num_samples: int = 32, val_sampling_steps: int = 50,
-                 **kwargs):  # fmt: skip
+                 loss_normalisation: str = "geodiff", **kwargs):  # fmt: skip
         # EQGAT-diff trains with Adam (amsgrad) and an EMA decay of 0.9999
         super().__init__(model, **{"amsgrad": True, "ema_decay": 0.9999, **kwargs})
         scheduler = build("scheduler", "eqgat_diff") if scheduler is None else scheduler
@@ -157,9 +170,15 @@ class MoleculeDiffusionModule(DiffusionModule):
                                f"{type(scheduler).__name__} (scheduler=eqgat_diff)")  # fmt: skip
         self.config_schedulers = scheduler
         self.weights = LossWeights(weight_pos, weight_atoms, weight_bonds, weight_charges)
+        if loss_normalisation not in ("geodiff", "reference"):
+            raise GeodiffError(
+                f"module.loss_normalisation: expected geodiff or reference, got {loss_normalisation!r}"
+            )
+        self.loss_normalisation = loss_normalisation
         self.stats: DatasetStatistics | None = None
         self.vocab: MoleculeVocabulary | None = None
         self.schedulers_: MoleculeSchedulers | None = None
+        self._training_smiles: SmilesSet | None = None
 
     def set_statistics(self, stats: DatasetStatistics, vocab: MoleculeVocabulary) -> None:
         self.stats, self.vocab = stats, vocab
@@ -180,7 +199,8 @@ class MoleculeDiffusionModule(DiffusionModule):
             )
 
     def loss(self, model, batch, generator=None):
-        return eqgat_diff_loss(model, batch, self.schedulers_, self.weights, generator=generator)
+        return eqgat_diff_loss(model, batch, self.schedulers_, self.weights, generator=generator,
+                               normalisation=self.loss_normalisation)  # fmt: skip
 
     def batch_device(self, batch):
         return batch.pos.device
@@ -213,4 +233,22 @@ class MoleculeDiffusionModule(DiffusionModule):
                             MoleculeVocabulary.from_dict(meta["vocab"]))  # fmt: skip
 
     def run_notes(self):
-        return {"loss_weights": asdict(self.weights)}
+        return {"loss_weights": asdict(self.weights), "loss_normalisation": self.loss_normalisation}
+
+    def training_smiles(self) -> SmilesSet | None:
+        """The hashed canonical SMILES of the training split (computed once, at the first export), or None
+        without a molecule data module."""
+        if self._training_smiles is None:
+            trainer = getattr(self, "_trainer", None)
+            dm = getattr(trainer, "datamodule", None)
+            if dm is None or not hasattr(dm, "training_molecules"):
+                return None
+            source = f"training split of {dm.path}"
+            self._training_smiles = SmilesSet.from_molecules(dm.training_molecules(), source=source)
+        return self._training_smiles
+
+    def export_extras(self, directory):
+        """Write ``training_smiles.npz``, for novelty against the training molecules (``metrics.novelty``)."""
+        smiles = self.training_smiles()
+        if smiles is not None:
+            smiles.save(directory / TRAINING_SMILES)

@@ -2,12 +2,17 @@
 
 import csv
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from rdkit import Chem
+
+from geodiff.data.datamodules import MoleculeDataModule
+from geodiff.data.structures import write_sdf
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,6 +70,23 @@ def test_train_then_sample(qm9_npz, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "sampled 5 molecules" in r.stdout and sdf.with_suffix(".png").is_file()
     assert len([m for m in Chem.SDMolSupplier(str(sdf), removeHs=False, sanitize=False)]) == 5
+    assert "(against the training molecules)" in r.stdout
+    # novelty: the export carries its training molecules' hashed SMILES; they score 0 % novel against it
+    assert (out / "export" / "training_smiles.npz").is_file()
+    dm = MoleculeDataModule(str(qm9_npz), cache_dir=str(tmp_path / "cache"), limit=48)
+    dm.prepare()
+    train_sdf = write_sdf(list(dm.training_molecules()), tmp_path / "train.sdf")
+    r = geodiff("evaluate", f"samples={train_sdf}", f"training_set={out / 'export'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"^novelty\s+0\.00 %$", r.stdout, re.M), r.stdout
+    old = tmp_path / "old_export"  # an export made before the SMILES were stored: novelty unavailable
+    shutil.copytree(out / "export", old)
+    (old / "training_smiles.npz").unlink()
+    r = geodiff("evaluate", f"samples={train_sdf}", f"training_set={old}")
+    assert r.returncode == 0 and re.search(r"^novelty\s+unavailable", r.stdout, re.M), r.stdout
+    r = geodiff("sample", f"ckpt={old}", "num_samples=2", "sampler=ddim", "num_inference_steps=2",
+                f"output={tmp_path / 'old.sdf'}")  # fmt: skip
+    assert r.returncode == 0 and "novelty unavailable" in r.stdout, r.stdout
     # resume from the Lightning checkpoint for one more epoch
     r = geodiff("train", f"data.path={qm9_npz}", "data.limit=48", f"data.cache_dir={tmp_path / 'cache'}",
                 "model.s_dim=16", "model.v_dim=4", "model.e_dim=4", "model.num_layers=1",
