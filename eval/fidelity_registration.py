@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=60, help="pairs per setting")
     ap.add_argument("--angles", type=float, nargs="+", default=[45.0, 180.0])
     ap.add_argument("--noise", type=float, default=0.01)
+    ap.add_argument("--keep", type=float, default=1.0, help="partial views: fraction kept by the crop")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--json", default=None)
@@ -56,9 +57,9 @@ def main(argv=None) -> int:
     pipe = RegistrationPipeline.from_pretrained(args.ckpt)
     results, t0 = {}, time.time()
     for angle in args.angles:
-        cfg = PairConfig(1024, max_angle=angle, noise=args.noise)
+        cfg = PairConfig(1024, max_angle=angle, noise=args.noise, keep=args.keep)
         pairs = benchmark_pairs(objects, cfg, args.pairs, args.seed)
-        key = f"{angle:g}deg_noise{args.noise:g}"
+        key = f"{angle:g}deg_noise{args.noise:g}" + (f"_keep{args.keep:g}" if args.keep < 1 else "")
         results[key] = {}
         for name, (inference, refine) in VARIANTS.items():
             res = evaluate_registration(pairs, ["diffusion"], pipe, args.steps, seed=0, progress=False,

@@ -11,7 +11,9 @@ from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_save_pretrained", "save_figure", "public_config", "checkpoint_meta",
            "check_npz_size", "check_outputs", "output_and_picture", "device_description", "write_json",
-           "FAMILIES"]  # fmt: skip
+           "progress", "FAMILIES", "PROGRESS_MIN_ITEMS"]  # fmt: skip
+
+PROGRESS_MIN_ITEMS = 1000  # loops over fewer items show no bar
 
 FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration": "registration"}
 
@@ -19,6 +21,20 @@ FAMILIES = {"molecules": "molecule", "trajectories": "trajectory", "registration
 def public_config(obj) -> dict:
     """The user-facing config of a diffusers ConfigMixin object (without its private ``_*`` bookkeeping)."""
     return {k: v for k, v in obj.config.items() if not k.startswith("_")}
+
+
+def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "it",
+             show: bool | None = None, file=None):  # fmt: skip
+    """A tqdm bar for the library's long loops (reading, bond perception, RDKit checks, big ICP). It appears
+    on a terminal only (tqdm's ``disable=None``: never in logs or captured output) and, unless ``show`` says
+    otherwise, only for loops of at least ``PROGRESS_MIN_ITEMS`` items."""
+    from tqdm import tqdm
+
+    n = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+    if show is None:
+        show = n is None or n >= PROGRESS_MIN_ITEMS
+    off = None if show else True  # None: tqdm shows it on a terminal only
+    return tqdm(iterable, total=n, desc=desc, unit=unit, disable=off, leave=False, file=file)
 
 
 @contextlib.contextmanager

@@ -61,6 +61,7 @@ FIELDS = (
 # GEOM-Drugs elements (EDM / MiDi / EQGAT-diff vocabulary)
 GEOM_DRUGS_ATOMS = ("H", "B", "C", "N", "O", "F", "Al", "Si", "P", "S", "Cl", "As", "Br", "I", "Hg", "Bi")
 ENERGY_KEYS = ("totalenergy", "energy", "Energy", "E", "boltzmannweight")
+MAX_MSGPACK_MB = 2048  # largest single msgpack object (a GEOM chunk) read (GEODIFF_MAX_MSGPACK_MB overrides)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -136,8 +137,10 @@ def _iter_msgpack(path: Path, vocab, kekulize):
     import msgpack
     from rdkit import Chem
 
+    budget_mb = float(os.environ.get("GEODIFF_MAX_MSGPACK_MB", MAX_MSGPACK_MB))
+    limit = int(budget_mb * 2**20)  # one object (a GEOM chunk of molecules) holds at most this many bytes
     with open(path, "rb") as fh:
-        unpacker = msgpack.Unpacker(fh, raw=False, strict_map_key=False)
+        unpacker = msgpack.Unpacker(fh, raw=False, strict_map_key=False, max_buffer_size=limit)
         try:
             for chunk in unpacker:
                 if not isinstance(chunk, dict):
@@ -154,6 +157,9 @@ def _iter_msgpack(path: Path, vocab, kekulize):
                         yield _perceived(
                             smiles, energy, xyz[:, 0].astype(int), xyz[:, 1:], charge, vocab, kekulize
                         )
+        except msgpack.exceptions.BufferFull:
+            raise GeodiffError(f"input: {path}: a msgpack object larger than {budget_mb:g} MB "
+                               "(set GEODIFF_MAX_MSGPACK_MB to allow more)") from None  # fmt: skip
         except (msgpack.exceptions.ExtraData, msgpack.exceptions.FormatError, msgpack.exceptions.StackError,
                 ValueError) as exc:  # fmt: skip
             raise GeodiffError(f"input: {path}: malformed msgpack ({type(exc).__name__})") from None

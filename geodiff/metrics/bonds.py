@@ -23,6 +23,7 @@ from rdkit import RDLogger
 
 from geodiff.data.structures import Molecule3D, atomic_number, from_rdkit, to_rdkit
 from geodiff.errors import GeodiffError
+from geodiff.io import progress
 
 __all__ = ["EDM_MARGINS_PM", "edm_length_tables", "edm_bonds", "rdkit_bonds", "perceive"]
 
@@ -140,7 +141,7 @@ def perceive(mols: Sequence[Molecule3D], method: str) -> tuple[list[Molecule3D],
         return [m.with_bonds(b) for m, b in zip(mols, edm_bonds(mols), strict=True)], []
     if method == "rdkit":
         out, failures = [], []
-        for m in mols:
+        for m in progress(mols, desc="perceiving bonds (RDKit)", unit="mol"):
             try:
                 out.append(m.with_bonds(rdkit_bonds(m)))
             except GeodiffError as exc:

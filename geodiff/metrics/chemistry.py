@@ -35,6 +35,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 
 from geodiff.data.structures import Molecule3D, element_symbol, rdkit_unsafe, to_rdkit
+from geodiff.io import progress
 from geodiff.metrics.novelty import SmilesSet
 
 __all__ = [
@@ -242,7 +243,7 @@ def rdkit_validity(items, vocab=None) -> dict:
     unsafe = rdkit_unsafe(mols)  # an atom with more bonds than any element: invalid, and RDKit could crash
     valid, implicit = np.zeros(len(mols), bool), np.zeros(len(mols), bool)
     smiles: list[str] = []
-    for k, m in enumerate(mols):
+    for k, m in enumerate(progress(mols, desc="RDKit validity", unit="mol")):
         s, implicit[k] = (None, False) if unsafe[k] else _validity_one(m, bool(single[k]))
         valid[k] = s is not None
         smiles += [s] if s is not None else []

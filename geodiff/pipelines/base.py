@@ -14,6 +14,7 @@ A pipeline holds a denoiser (``model``), its scheduler(s) and what the export sa
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -37,6 +38,7 @@ class GeodiffPipeline:
 
     FAMILY: ClassVar[str] = ""
     MODEL: ClassVar[type] = torch.nn.Module
+    OTHER_MODELS: ClassVar[tuple[type, ...]] = ()  # further denoiser classes an export of the family may hold
 
     model: torch.nn.Module
     progress: bool = True
@@ -47,7 +49,7 @@ class GeodiffPipeline:
         d = resolve_checkpoint(name_or_path)
         meta = checkpoint_meta(d, cls.FAMILY)
         try:
-            model = cls.MODEL.from_pretrained(d / "model")
+            model = cls.model_class(d / "model").from_pretrained(d / "model")
             return cls._from_export(model, d, meta)
         except GeodiffError as exc:
             if str(d) in str(exc):
@@ -56,6 +58,17 @@ class GeodiffPipeline:
         except Exception as exc:
             what = f"{type(exc).__name__}: {exc}"
             raise GeodiffError(f"{d}: unreadable {cls.FAMILY} checkpoint ({what})") from None
+
+    @classmethod
+    def model_class(cls, folder: Path) -> type:
+        """The denoiser class an exported ``model/`` folder names (``_class_name`` in its ``config.json``),
+        among ``MODEL`` and ``OTHER_MODELS``; ``MODEL`` when it names none of them (its loader then says
+        what is wrong)."""
+        try:
+            name = json.loads((folder / "config.json").read_text()).get("_class_name")
+        except (OSError, ValueError, AttributeError):
+            return cls.MODEL
+        return next((k for k in (cls.MODEL, *cls.OTHER_MODELS) if k.__name__ == name), cls.MODEL)
 
     @classmethod
     def _from_export(cls, model: torch.nn.Module, directory: Path, meta: dict):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from geodiff.errors import GeodiffError
+from geodiff.io import progress
 from geodiff.manifolds import so3
 from geodiff.nn.pointcloud import NearestNeighbors, knn, local_geometry, weighted_procrustes
 
@@ -57,7 +58,8 @@ def icp(
     neighbours = NearestNeighbors(tgt)
     normals = local_geometry(tgt, knn(tgt, 16))[0] if method == "point_to_plane" else None
     prev = torch.full((b,), float("inf"), dtype=torch.float64)
-    for _ in range(max_iterations):
+    big = src.shape[1] * b >= 100_000  # seconds per iteration: show progress on a terminal
+    for _ in progress(range(max_iterations), desc=f"ICP {method}", show=big):
         moved = src @ h[:, :3, :3].transpose(1, 2) + h[:, None, :3, 3]
         dist, idx = neighbours.query(moved)
         w = torch.ones_like(dist)

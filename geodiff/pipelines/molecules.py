@@ -35,6 +35,7 @@ from geodiff.errors import GeodiffValueError
 from geodiff.io import atomic_path, output_and_picture
 from geodiff.metrics.novelty import TRAINING_SMILES, SmilesSet
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
+from geodiff.models.eqgat_reference import EQGATReferenceDenoiser
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
 from geodiff.schedulers import (
@@ -109,6 +110,7 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
 
     FAMILY = "molecules"
     MODEL = EQGATDiffDenoiser
+    OTHER_MODELS = (EQGATReferenceDenoiser,)  # the reference network (model=eqgat_diff_reference)
 
     def __init__(self, model: EQGATDiffDenoiser, schedulers: MoleculeSchedulers, vocab: MoleculeVocabulary,
                  stats: DatasetStatistics, training_smiles: SmilesSet | None = None):  # fmt: skip

@@ -258,3 +258,41 @@ def test_reference_loss_normalisation(qm9_small):
     )
     with pytest.raises(GeodiffError, match="loss_normalisation"):
         eqgat_diff_loss(model, collate_molecules([qm9_small[0]]), sch, t=t, normalisation="paper")
+
+
+# ------------------------------------------------------------------------- progress on long steps (hardening)
+class _Terminal:
+    """A stderr stand-in that says it is a terminal."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_bars_show_on_terminals_for_long_loops_only():
+    import io
+
+    from geodiff.io import PROGRESS_MIN_ITEMS, progress
+
+    term = _Terminal()
+    assert sum(progress(range(PROGRESS_MIN_ITEMS), desc="RDKit validity", file=term)) == sum(
+        range(PROGRESS_MIN_ITEMS)
+    )
+    assert "RDKit validity" in term.text  # a long loop on a terminal shows its bar
+    short = _Terminal()
+    list(progress(range(10), desc="short", file=short))
+    assert short.text == ""  # a short loop shows none
+    log = io.StringIO()  # not a terminal (a log file, captured output): never a bar
+    list(progress(range(PROGRESS_MIN_ITEMS), desc="quiet", file=log))
+    assert log.getvalue() == ""
+    forced = _Terminal()
+    list(progress(range(3), desc="ICP", show=True, file=forced))
+    assert "ICP" in forced.text

@@ -102,13 +102,24 @@ def test_msgpack_cache_and_worker_processes(geom_like, tmp_path):
     assert torch.equal(batches[0].pos[: ds[0].num_atoms], ds[0].pos)
 
 
-def test_bad_inputs_are_one_line_and_leave_nothing(geom_like, tmp_path):
+def test_bad_inputs_are_one_line_and_leave_nothing(geom_like, tmp_path, monkeypatch):
     root, _ = geom_like
     data = (root / "geom.msgpack").read_bytes()
     (tmp_path / "cut.msgpack").write_bytes(data[: len(data) // 2])
     with pytest.raises(GeodiffError, match="truncated msgpack"):
         build_cache(tmp_path / "cut.msgpack", tmp_path / "c1", progress=False)
     assert not (tmp_path / "c1").exists()
+    # one msgpack object (a GEOM chunk) above the budget: refused in one line naming the override
+    (tmp_path / "big.msgpack").write_bytes(msgpack.packb({"C": {"pad": "x" * (2 * 2**20)}}))
+    with monkeypatch.context() as m:
+        m.setenv("GEODIFF_MAX_MSGPACK_MB", "1")
+        with pytest.raises(GeodiffError, match="larger than 1 MB .set GEODIFF_MAX_MSGPACK_MB"):
+            build_cache(tmp_path / "big.msgpack", tmp_path / "c1", progress=False)
+    assert not (tmp_path / "c1").exists()
+    # a header claiming a 2^31-element array is refused before anything is allocated
+    (tmp_path / "claim.msgpack").write_bytes(b"\xdd\x7f\xff\xff\xff")
+    with pytest.raises(GeodiffError, match="malformed msgpack|truncated msgpack|no usable molecules"):
+        build_cache(tmp_path / "claim.msgpack", tmp_path / "c1", progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(GeodiffError, match="no .sdf file in this folder"):
         build_cache(tmp_path / "empty", tmp_path / "c2", progress=False)
