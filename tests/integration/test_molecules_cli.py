@@ -150,7 +150,8 @@ def test_reference_variant_trains_exports_and_samples(qm9_npz, tmp_path):
     r = geodiff("train", "experiment=qm9_eqgat_reference_small", f"data.path={qm9_npz}", "data.limit=32",
                 f"data.cache_dir={tmp_path / 'cache'}", "data.batch_size=16", "model.s_dim=16",
                 "model.v_dim=4", "model.e_dim=4", "model.num_layers=2",
-                "scheduler.pos.num_train_timesteps=20", "trainer.max_epochs=1", "module.val_sample_every_n_epochs=0", "trainer.accelerator=cpu",
+                "scheduler.pos.num_train_timesteps=20", "trainer.max_epochs=1",
+                "module.val_sample_every_n_epochs=0", "trainer.accelerator=cpu",
                 f"output_dir={out}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     config = json.loads((out / "export" / "model" / "config.json").read_text())
