@@ -400,6 +400,15 @@ class CachedMoleculeDataset(torch.utils.data.Dataset):
         ]
         return np.concatenate([np.diff(p) for p in ptrs])
 
+    def molecule_ids(self) -> np.ndarray:
+        """The molecule id of every conformer of the split (reads only the ``mol_id`` arrays; a molecule's
+        conformers are consecutive)."""
+        if not self.shards:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate(
+            [self._arrays(k)["mol_id"].rows(0, s["num_conformers"]) for k, s in enumerate(self.shards)]
+        )
+
     def _arrays(self, k: int) -> dict[str, _Field]:
         """Shard ``k``'s fields (checked against the index's checksum when this process first opens it)."""
         if k not in self._open:

@@ -152,9 +152,13 @@ class MoleculeDataModule(L.LightningDataModule):
 
     def training_molecules(self):
         """The training split as :class:`~geodiff.data.structures.Molecule3D` with the bonds training sees
-        (a generator: GEOM-size splits are read row by row)."""
+        (a generator: GEOM-size splits are read row by row; from a cache, one conformer per molecule)."""
         ds = self.prepare()
-        return (ds[i].decode(ds.vocab) for i in self.train_idx)
+        idx = np.asarray(self.train_idx, dtype=np.int64)
+        if isinstance(ds, CachedMoleculeDataset) and len(idx):
+            ids = ds.molecule_ids()[idx]
+            idx = idx[np.r_[True, ids[1:] != ids[:-1]]]
+        return (ds[int(i)].decode(ds.vocab) for i in idx)
 
     @property
     def shards_itself(self) -> bool:

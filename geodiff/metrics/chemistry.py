@@ -36,7 +36,6 @@ from rdkit import Chem, RDLogger
 
 from geodiff.data.structures import Molecule3D, element_symbol, rdkit_unsafe, to_rdkit
 from geodiff.io import progress
-from geodiff.metrics.novelty import SmilesSet
 
 __all__ = [
     "ALLOWED_VALENCES",
@@ -283,7 +282,7 @@ def uniqueness_novelty(smiles: Sequence[str], reference=None) -> dict:
     hashed :class:`~geodiff.metrics.novelty.SmilesSet`) / distinct."""
     distinct = set(smiles)
     out = {"uniqueness": len(distinct) / len(smiles) if smiles else 0.0}
-    if isinstance(reference, SmilesSet):
+    if hasattr(reference, "novelty"):  # a hashed SmilesSet
         out["novelty"] = reference.novelty(distinct)
     elif reference is not None:
         ref = set(reference)

@@ -14,6 +14,7 @@ about n / 2^64 per lookup (5e-14 for a million training molecules), so novelty i
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 
 from geodiff.errors import GeodiffError
 from geodiff.io import atomic_path
+from geodiff.metrics.chemistry import rdkit_validity
 
 __all__ = ["SmilesSet", "TRAINING_SMILES", "smiles_hash"]
 
@@ -46,12 +48,14 @@ class SmilesSet:
         return cls(smiles_hash(smiles), source)
 
     @classmethod
-    def from_molecules(cls, molecules, source: str = "") -> SmilesSet:
+    def from_molecules(cls, molecules: Iterable, source: str = "", chunk: int = 10_000) -> SmilesSet:
         """The canonical SMILES of the molecules that sanitise (:class:`~geodiff.data.structures.Molecule3D`
-        with bonds: the bonds the model was trained on)."""
-        from geodiff.metrics.chemistry import rdkit_validity
-
-        return cls.from_smiles(rdkit_validity(list(molecules))["smiles"], source)
+        with bonds: the bonds the model was trained on), read ``chunk`` at a time from any iterable (a
+        GEOM-size training split is never held whole; conformers of one molecule hash to one entry)."""
+        hashes, it = [], iter(molecules)
+        while part := list(itertools.islice(it, chunk)):
+            hashes.append(np.unique(smiles_hash(rdkit_validity(part)["smiles"])))
+        return cls(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64), source)
 
     def __len__(self) -> int:
         return len(self.hashes)

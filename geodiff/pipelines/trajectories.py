@@ -128,7 +128,7 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
         sched = self.with_sampler(self.scheduler, sampler)
         if variance_type is not None:
             if not isinstance(sched, E3DDPMScheduler):
-                raise GeodiffValueError(f"variance_type: a DDPM option; {sampler} adds no noise")
+                raise GeodiffValueError(f"variance_type: a DDPM option; {type(sched).__name__} adds no noise")
             sched = convert(sched, E3DDPMScheduler, variance_type=variance_type)
         if schedule == "rescaled":
             return rescale(sched, int(num_inference_steps or sched.config.num_train_timesteps))

@@ -96,6 +96,14 @@ def test_msgpack_cache_and_worker_processes(geom_like, tmp_path):
         index["splits"]["train"]["conformers"] == 8 * CONFS and len(index["splits"]["train"]["shards"]) == 5
     )
     ds = CachedMoleculeDataset(tmp_path / "c", "train")
+    assert ds.molecule_ids().tolist() == [m for m in range(8) for _ in range(CONFS)]
+    # the training SMILES an export stores come from one conformer per molecule (shards of 5 conformers)
+    from geodiff.data.datamodules import MoleculeDataModule
+    from geodiff.metrics.novelty import SmilesSet
+
+    dm = MoleculeDataModule(str(tmp_path / "c"))
+    first = list(dm.training_molecules())
+    assert len(first) == 8 and len(SmilesSet.from_molecules(first, chunk=3)) == 8
     loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_molecules)
     batches = list(loader)
     assert sum(b.num_graphs for b in batches) == 8 * CONFS
