@@ -3,8 +3,10 @@
 An export carries ``training_smiles.npz``: the sorted, distinct 64-bit prefixes of the SHA-256 of every
 training molecule's canonical SMILES (RDKit, largest fragment, computed exactly as generated molecules'
 SMILES are: :func:`geodiff.metrics.chemistry.rdkit_validity`), compressed, no pickle, no SMILES text. A
-generated SMILES is novel when its hash is absent. Two different SMILES share a 64-bit hash with probability
-about n / 2^64 per lookup (5e-14 for a million training molecules), so novelty is exact for practical sizes.
+generated SMILES is novel when its hash is absent. The set is the training split of the run that wrote the
+export (after a warm start, the earlier runs' data only if it was the same). Two different SMILES share a
+64-bit hash with probability about n / 2^64 per lookup (5e-14 for a million training molecules), so novelty
+is exact for practical sizes.
 
     train = SmilesSet.from_molecules(training_molecules)      # Molecule3D with their training bonds
     train.save("export/training_smiles.npz")
