@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         _check_paths(args.command, args.overrides)
         return handler(args.overrides)
-    except GeodiffError as exc:
+    except (GeodiffError, OSError) as exc:  # OSError: what the checks could not foresee (a full disk)
         print(f"geodiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, Terminated) as exc:  # workers stopped, temporary files removed on the way

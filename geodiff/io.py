@@ -107,6 +107,12 @@ def check_outputs(outputs: dict, inputs: dict | None = None) -> None:
             raise GeodiffError(f"{name}: cannot create {path} ({parent} is a file, not a folder)")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise GeodiffError(f"{name}: cannot write to {parent} (no permission)")
+        try:  # os.access trusts permission bits: root, read-only mounts and sysfs need a real try
+            fd, probe = tempfile.mkstemp(prefix=".geodiff-probe-", dir=parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise GeodiffError(f"{name}: cannot write to {parent} ({exc.strerror or exc})") from None
         seen[name] = path
 
 

@@ -215,6 +215,49 @@ def test_one_line_exit_2_nothing_written_inputs_untouched(d, capsys, index, monk
     assert not (d / "run").exists() and not list((d / "a_folder").iterdir()) and not list(d.glob(".*"))
 
 
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder on a read-only bind mount: unwritable even for root (these sessions run as root, for whom
+    permission bits do not bind). Skipped where mounting is not allowed."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    r = subprocess.run(["mount", "-o", "bind,ro", str(folder), str(folder)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here ({r.stderr.strip() or r.returncode})")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "register", "sample"])
+def test_outputs_into_a_read_only_place_are_refused_before_any_work(d, capsys, read_only_folder, command):
+    args = {"evaluate": ["evaluate", f"samples={d / 's.sdf'}", f"output={read_only_folder / 'r.json'}"],
+            "register": ["register", f"source={d / 'a.xyz'}", f"target={d / 'b.xyz'}", "method=icp_point",
+                         f"output={read_only_folder / 'r.json'}"],
+            "sample": ["sample", MOL, "num_samples=2", "num_inference_steps=2",
+                       f"output={read_only_folder / 'm.sdf'}"]}[command]  # fmt: skip
+    before = digest(d)
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith(f"geodiff {command}: error: output: cannot write to"), err[-3:]
+    assert digest(d) == before and not list(read_only_folder.iterdir())
+
+
+def test_a_place_that_passes_the_permission_check_but_refuses_writes(d, capsys):
+    """sysfs: ``os.access`` says writable (root), creating a file fails: refused up front by a real try."""
+    if not Path("/sys").is_dir() or not os.access("/sys", os.W_OK):
+        pytest.skip("no writable-looking /sys here")
+    try:
+        Path("/sys/.geodiff-test").touch()
+    except OSError:
+        pass
+    else:
+        Path("/sys/.geodiff-test").unlink()
+        pytest.skip("/sys accepts files here")
+    rc = main(["evaluate", f"samples={d / 's.sdf'}", "output=/sys/geodiff-report.json"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("geodiff evaluate: error: output: cannot write to /sys"), err[-3:]
+
+
 def test_a_hostile_record_costs_itself_not_the_run(d, capsys):
     """A file with the crafted record and a good molecule: the good one is evaluated, the crafted one listed."""
     assert main(["evaluate", f"samples={d / 'mixed.sdf'}", f"output={d / 'mixed.json'}"]) == 0
