@@ -24,7 +24,7 @@ def public_config(obj) -> dict:
 
 
 def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "it",
-             show: bool | None = None, file=None):  # fmt: skip
+             show: bool | None = None, file=None, **tqdm_kwargs):  # fmt: skip
     """A tqdm bar for the library's long loops (reading, bond perception, RDKit checks, big ICP). It appears
     on a terminal only (tqdm's ``disable=None``: never in logs or captured output) and, unless ``show`` says
     otherwise, only for loops of at least ``PROGRESS_MIN_ITEMS`` items."""
@@ -34,7 +34,7 @@ def progress(iterable=None, total: int | None = None, desc: str = "", unit: str 
     if show is None:
         show = n is None or n >= PROGRESS_MIN_ITEMS
     off = None if show else True  # None: tqdm shows it on a terminal only
-    return tqdm(iterable, total=n, desc=desc, unit=unit, disable=off, leave=False, file=file)
+    return tqdm(iterable, total=n, desc=desc, unit=unit, disable=off, leave=False, file=file, **tqdm_kwargs)
 
 
 @contextlib.contextmanager

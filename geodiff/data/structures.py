@@ -253,11 +253,17 @@ _SDF_END = re.compile(r"^\$\$\$\$[^\n]*(\n|$)", re.M)  # a line starting with $$
 
 def _sdf_blocks(f: Path, chunk: int = 1 << 22) -> Iterator[str]:
     """The records of an SDF file (the text before each line starting ``$$$$``, and a last unterminated
-    one), read in 4 MB chunks: the file is never held whole."""
+    one), read in 4 MB chunks: the file is never held whole. Files from 64 MB on show their progress on a
+    terminal."""
+    from geodiff.io import progress
+
     buf = ""
-    with open(f, encoding="utf-8", errors="replace") as fh:
+    size = f.stat().st_size
+    bar = progress(total=size, desc=f"reading {f.name}", unit="B", show=size >= 1 << 26, unit_scale=True)
+    with bar, open(f, encoding="utf-8", errors="replace") as fh:
         while True:
             data = fh.read(chunk)
+            bar.update(len(data))
             buf += data
             pos = 0
             for m in _SDF_END.finditer(buf):
