@@ -25,7 +25,7 @@ from geodiff.models.base import StrictLoadMixin
 from geodiff.nn.eqgat import EQGATLayer, GaussianRBF, pair_linear
 from geodiff.nn.scatter import gather
 
-__all__ = ["EQGATDiffDenoiser", "reverse_edge_permutation"]
+__all__ = ["EQGATDiffDenoiser", "molecule_inputs", "reverse_edge_permutation"]
 
 
 def reverse_edge_permutation(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
@@ -53,6 +53,25 @@ def drop_last_vector_gate(state: dict, config: dict) -> dict | None:
     for name in ("mlp.2.weight", "mlp.2.bias"):
         state[last + name] = state[last + name][:s_dim].clone()
     return state
+
+
+def molecule_inputs(c, pos, atom_types, charges, bonds, t, batch, edge_index) -> tuple[int, torch.Tensor]:
+    """Check a molecule denoiser's inputs against its config ``c`` (vocabulary sizes; finite positions) and
+    return ``(num_graphs, t [num_graphs, 1])`` with one time given for all graphs broadcast."""
+    n = pos.shape[0]
+    if atom_types.shape != (n, c.num_atom_types) or charges.shape != (n, c.num_charge_classes):
+        raise GeodiffValueError(
+            f"atom_types/charges: expected [{n}, {c.num_atom_types}] and [{n}, {c.num_charge_classes}], "
+            f"got {list(atom_types.shape)} and {list(charges.shape)}"
+        )
+    if bonds.shape != (edge_index.shape[1], c.num_bond_types):
+        raise GeodiffValueError(
+            f"bonds: expected [{edge_index.shape[1]}, {c.num_bond_types}], got {list(bonds.shape)}"
+        )
+    check_finite("pos", pos)
+    num_graphs = int(batch.max()) + 1 if n else 0
+    t = torch.as_tensor(t, dtype=pos.dtype, device=pos.device).reshape(-1)
+    return num_graphs, (t.expand(num_graphs) if t.numel() == 1 else t).unsqueeze(-1)
 
 
 class EQGATDiffDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
@@ -200,21 +219,7 @@ class EQGATDiffDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
         built with ``self_condition``; ``None`` (the first step, half the training batches) adds nothing."""
         c = self.config
         n = pos.shape[0]
-        if atom_types.shape != (n, c.num_atom_types) or charges.shape != (n, c.num_charge_classes):
-            raise GeodiffValueError(
-                f"atom_types/charges: expected [{n}, {c.num_atom_types}] and [{n}, {c.num_charge_classes}], "
-                f"got {list(atom_types.shape)} and {list(charges.shape)}"
-            )
-        if bonds.shape != (edge_index.shape[1], c.num_bond_types):
-            raise GeodiffValueError(
-                f"bonds: expected [{edge_index.shape[1]}, {c.num_bond_types}], got {list(bonds.shape)}"
-            )
-        check_finite("pos", pos)
-        num_graphs = int(batch.max()) + 1 if n else 0
-        t = torch.as_tensor(t, dtype=pos.dtype, device=pos.device).reshape(-1)
-        if t.numel() == 1:
-            t = t.expand(num_graphs)
-        t = t.unsqueeze(-1)
+        num_graphs, t = molecule_inputs(c, pos, atom_types, charges, bonds, t, batch, edge_index)
         j, i = edge_index
         edge_graph = batch[i]
         p = euclidean.remove_mean(pos, batch, num_graphs)

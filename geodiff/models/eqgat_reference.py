@@ -24,10 +24,10 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints
+from geodiff.errors import GeodiffValueError, check_positive_ints
 from geodiff.manifolds import euclidean
 from geodiff.models.base import StrictLoadMixin
-from geodiff.models.eqgat_diff import reverse_edge_permutation
+from geodiff.models.eqgat_diff import molecule_inputs, reverse_edge_permutation
 from geodiff.nn.eqgat_reference import EQGATReferenceLayer, GraphLayerNorm, _linear, edge_attributes
 from geodiff.nn.scatter import gather
 
@@ -77,19 +77,7 @@ class EQGATReferenceDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
         n = pos.shape[0]
         if self_cond is not None:
             raise GeodiffValueError("self_cond: the reference EQGAT-diff network has no self-conditioning")
-        if atom_types.shape != (n, c.num_atom_types) or charges.shape != (n, c.num_charge_classes):
-            raise GeodiffValueError(
-                f"atom_types/charges: expected [{n}, {c.num_atom_types}] and [{n}, {c.num_charge_classes}], "
-                f"got {list(atom_types.shape)} and {list(charges.shape)}"
-            )
-        if bonds.shape != (edge_index.shape[1], c.num_bond_types):
-            raise GeodiffValueError(
-                f"bonds: expected [{edge_index.shape[1]}, {c.num_bond_types}], got {list(bonds.shape)}"
-            )
-        check_finite("pos", pos)
-        num_graphs = int(batch.max()) + 1 if n else 0
-        t = torch.as_tensor(t, dtype=pos.dtype, device=pos.device).reshape(-1)
-        t = (t.expand(num_graphs) if t.numel() == 1 else t).unsqueeze(-1)
+        num_graphs, t = molecule_inputs(c, pos, atom_types, charges, bonds, t, batch, edge_index)
         j, i = edge_index
         p = euclidean.remove_mean(pos, batch, num_graphs)
         s = self.atom_mapping(torch.cat([atom_types, charges], dim=-1)) + gather(self.time_atom(t), batch)

@@ -4,6 +4,7 @@
 |---|---|---|
 | :class:`E3DDPMScheduler` | zero-CoM R^3 coordinates | Ho et al. 2020; EDM; EQGAT-diff; GeoTDM |
 | :class:`E3DDIMScheduler` | zero-CoM R^3 coordinates | Song et al. 2021 |
+| :class:`E3FlowMatchScheduler` | zero-CoM R^3 coordinates (flow) | Lipman et al. 2023; Liu et al. 2023 |
 | :class:`CategoricalD3PMScheduler` | atom types, charges, bonds | Austin et al. 2021; MiDi; EQGAT-diff |
 | :class:`SE3DiffusionScheduler` | SE(3) poses via se(3) | Jiang et al. 2023 (registration) |
 | :class:`SO3R3DiffusionScheduler` | SO(3) x R^3 frames, IGSO(3) | Yim et al. 2023 (FrameDiff) |
@@ -18,6 +19,7 @@ from geodiff.schedulers.noise_schedules import make_alphas_cumprod
 from geodiff.schedulers.scheduling_d3pm import CategoricalD3PMScheduler
 from geodiff.schedulers.scheduling_e3_ddim import E3DDIMScheduler
 from geodiff.schedulers.scheduling_e3_ddpm import E3DDPMScheduler
+from geodiff.schedulers.scheduling_e3_flow import E3FlowMatchScheduler
 from geodiff.schedulers.scheduling_se3 import SE3DiffusionScheduler
 from geodiff.schedulers.scheduling_so3r3 import SO3R3DiffusionScheduler
 
@@ -26,6 +28,7 @@ __all__ = [
     "make_alphas_cumprod",
     "E3DDPMScheduler",
     "E3DDIMScheduler",
+    "E3FlowMatchScheduler",
     "CategoricalD3PMScheduler",
     "SE3DiffusionScheduler",
     "SO3R3DiffusionScheduler",
