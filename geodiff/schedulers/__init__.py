@@ -6,6 +6,7 @@
 | :class:`E3DDIMScheduler` | zero-CoM R^3 coordinates | Song et al. 2021 |
 | :class:`E3FlowMatchScheduler` | zero-CoM R^3 coordinates (flow) | Lipman et al. 2023; Liu et al. 2023 |
 | :class:`CategoricalD3PMScheduler` | atom types, charges, bonds | Austin et al. 2021; MiDi; EQGAT-diff |
+| :class:`CategoricalFlowMatchScheduler` | atom types, charges, bonds (flow) | Campbell 2024; Gat 2024 |
 | :class:`SE3DiffusionScheduler` | SE(3) poses via se(3) | Jiang et al. 2023 (registration) |
 | :class:`SO3R3DiffusionScheduler` | SO(3) x R^3 frames, IGSO(3) | Yim et al. 2023 (FrameDiff) |
 
@@ -16,6 +17,7 @@ Each one saves and loads with ``save_pretrained`` / ``from_pretrained`` and is b
 from geodiff.schedulers.base import GeodiffSchedulerOutput, convert, rescale
 from geodiff.schedulers.composite import MoleculeSchedulers
 from geodiff.schedulers.noise_schedules import make_alphas_cumprod
+from geodiff.schedulers.scheduling_categorical_flow import CategoricalFlowMatchScheduler
 from geodiff.schedulers.scheduling_d3pm import CategoricalD3PMScheduler
 from geodiff.schedulers.scheduling_e3_ddim import E3DDIMScheduler
 from geodiff.schedulers.scheduling_e3_ddpm import E3DDPMScheduler
@@ -30,6 +32,7 @@ __all__ = [
     "E3DDIMScheduler",
     "E3FlowMatchScheduler",
     "CategoricalD3PMScheduler",
+    "CategoricalFlowMatchScheduler",
     "SE3DiffusionScheduler",
     "SO3R3DiffusionScheduler",
     "MoleculeSchedulers",
