@@ -25,7 +25,7 @@ from tqdm import tqdm
 from geodiff.config import resolve_checkpoint
 from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.io import checkpoint_meta
-from geodiff.schedulers import E3DDIMScheduler, E3DDPMScheduler, convert
+from geodiff.schedulers import E3DDIMScheduler, E3DDPMScheduler, E3FlowMatchScheduler, convert
 
 __all__ = ["GeodiffPipeline", "SAMPLERS"]
 
@@ -123,4 +123,9 @@ class GeodiffPipeline:
         schedule with ``ddpm`` (ancestral) or deterministic ``ddim`` steps."""
         if sampler is None or type(scheduler) is SAMPLERS[sampler]:
             return scheduler
+        if isinstance(scheduler, E3FlowMatchScheduler):
+            raise GeodiffValueError(
+                f"sampler: {sampler} is a diffusion sampler; this is a flow-matching export, which samples "
+                f"with its own {scheduler.config.solver} solver (leave sampler unset)"
+            )
         return convert(scheduler, SAMPLERS[sampler], **({"eta": 0.0} if sampler == "ddim" else {}))

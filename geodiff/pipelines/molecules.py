@@ -40,8 +40,11 @@ from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
 from geodiff.schedulers import (
     CategoricalD3PMScheduler,
+    CategoricalFlowMatchScheduler,
     E3DDPMScheduler,
+    E3FlowMatchScheduler,
     MoleculeSchedulers,
+    load_scheduler,
 )
 
 __all__ = ["MoleculeDiffusionPipeline", "MoleculePipelineOutput", "draw_grid", "format_sample_report",
@@ -121,11 +124,12 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
     @classmethod
     def _from_export(cls, model, directory, meta):
         d = directory
+        categorical = (CategoricalD3PMScheduler, CategoricalFlowMatchScheduler)
         sch = MoleculeSchedulers(
-            pos=E3DDPMScheduler.from_pretrained(d / "scheduler_pos"),
-            atoms=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_atoms"),
-            charges=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_charges"),
-            bonds=CategoricalD3PMScheduler.from_pretrained(d / "scheduler_bonds"),
+            pos=load_scheduler(d / "scheduler_pos", E3DDPMScheduler, E3FlowMatchScheduler),
+            atoms=load_scheduler(d / "scheduler_atoms", *categorical),
+            charges=load_scheduler(d / "scheduler_charges", *categorical),
+            bonds=load_scheduler(d / "scheduler_bonds", *categorical),
         )
         smiles = SmilesSet.load(d / TRAINING_SMILES) if (d / TRAINING_SMILES).is_file() else None
         return cls(model, sch, MoleculeVocabulary.from_dict(meta["vocab"]),
@@ -182,6 +186,9 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         # before any sampling, so that a linear schedule fails first)
         schedulers = self._refined(k) if k is not None and k > T else self.schedulers
         pos = self.with_sampler(schedulers.pos, sampler)
+        if pos.config.get("solver", "euler") != "euler":
+            raise GeodiffValueError("scheduler: molecules sample with the euler solver (their atom, charge "
+                                    "and bond chains take one step per interval)")  # fmt: skip
         schedulers = MoleculeSchedulers(pos, schedulers.atoms, schedulers.charges, schedulers.bonds)
         g = self.generator(generator, seed)
         counts = self._atom_counts(num_samples, num_atoms, g)
@@ -206,7 +213,7 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         linear schedule's betas are per step and do not refine)."""
         s = self.schedulers
         parts = {n: getattr(s, n) for n in ("pos", "atoms", "charges", "bonds")}
-        linear = [n for n, sch in parts.items() if sch.config.beta_schedule == "linear"]
+        linear = [n for n, sch in parts.items() if sch.config.get("beta_schedule") == "linear"]
         if linear:
             raise GeodiffValueError(
                 f"num_inference_steps: {num_timesteps} is more than the {s.num_train_timesteps} training "
@@ -356,7 +363,8 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     seconds = time.time() - t0
     metrics = molecule_metrics(out.molecules, reference_smiles=pipe.training_smiles)
     metrics.setdefault("novelty", None)  # None: the export carries no training SMILES
-    report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
+    default = "flow" if isinstance(pipe.scheduler, E3FlowMatchScheduler) else "ddpm"
+    report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or default,
               "steps": sample_kwargs.get("num_inference_steps") or pipe.schedulers.num_train_timesteps,
               "metrics": metrics, "sdf": None,
               "png": None, "processes": shard.world_size}  # fmt: skip

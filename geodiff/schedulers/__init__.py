@@ -14,7 +14,7 @@ Each one saves and loads with ``save_pretrained`` / ``from_pretrained`` and is b
 ``configs/scheduler/``.
 """
 
-from geodiff.schedulers.base import GeodiffSchedulerOutput, convert, rescale
+from geodiff.schedulers.base import GeodiffSchedulerOutput, convert, load_scheduler, rescale
 from geodiff.schedulers.composite import MoleculeSchedulers
 from geodiff.schedulers.noise_schedules import make_alphas_cumprod
 from geodiff.schedulers.scheduling_categorical_flow import CategoricalFlowMatchScheduler
@@ -37,5 +37,6 @@ __all__ = [
     "SO3R3DiffusionScheduler",
     "MoleculeSchedulers",
     "convert",
+    "load_scheduler",
     "rescale",
 ]

@@ -10,7 +10,9 @@ clean data (``abar = 1``). Timesteps may be one integer for the whole batch or o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -19,7 +21,8 @@ from diffusers.utils import BaseOutput
 from geodiff.errors import GeodiffValueError, check_finite
 from geodiff.schedulers.noise_schedules import betas_from_alphas_cumprod, make_alphas_cumprod
 
-__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing", "convert", "rescale"]
+__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing", "convert", "load_scheduler",
+           "rescale"]  # fmt: skip
 
 TimestepSpacing = Literal["trailing", "leading", "linspace"]
 
@@ -46,6 +49,18 @@ def convert(scheduler, cls: type, **overrides):
     keys = inspect.signature(cls.__init__).parameters  # sees through register_to_config's wrapper
     kwargs = {k: v for k, v in scheduler.config.items() if k in keys}
     return cls(**{**kwargs, **overrides})
+
+
+def load_scheduler(folder, *classes: type):
+    """``from_pretrained`` of the scheduler saved in ``folder``, as the one of ``classes`` its
+    ``scheduler_config.json`` names (``_class_name``); the first class when it names none of them (whose
+    loader then says what is wrong). An export's diffusion or flow-matching scheduler loads either way."""
+    try:
+        name = json.loads((Path(folder) / "scheduler_config.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    cls = next((k for k in classes if k.__name__ == name), classes[0])
+    return cls.from_pretrained(folder)
 
 
 def rescale(scheduler, num_steps: int, **overrides):

@@ -35,7 +35,7 @@ from geodiff.manifolds import euclidean
 from geodiff.metrics.novelty import TRAINING_SMILES, SmilesSet
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
 from geodiff.nn.scatter import scatter_mean
-from geodiff.schedulers import MoleculeSchedulers
+from geodiff.schedulers import E3FlowMatchScheduler, MoleculeSchedulers
 from geodiff.training.base import DiffusionModule
 
 __all__ = ["LossWeights", "MoleculeDiffusionModule", "eqgat_diff_loss", "noisy_molecules", "with_data"]
@@ -207,15 +207,18 @@ class MoleculeDiffusionModule(DiffusionModule):
 
     def sample_metrics(self, batch, batch_idx):
         """Molecule and atom stability (generated bonds, charge-aware valences) and RDKit validity of
-        ``val_num_samples`` DDIM samples (seeded by process rank: under DDP every process adds its own)."""
+        ``val_num_samples`` DDIM samples (a flow model: its own solver; seeded by process rank: under DDP
+        every process adds its own)."""
         if not self.should_sample(batch_idx):
             return None
         from geodiff.metrics.chemistry import molecule_metrics
         from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
 
         pipe = MoleculeDiffusionPipeline(self.ema.module, self.schedulers_, self.vocab, self.stats)
-        out = pipe(num_samples=self.hparams.val_num_samples, sampler="ddim", seed=self.global_rank,
-                       progress=False, num_inference_steps=self.hparams.val_sampling_steps)  # fmt: skip
+        flow = isinstance(self.schedulers_.pos, E3FlowMatchScheduler)
+        sampler = None if flow else "ddim"  # a flow samples with its own solver
+        out = pipe(num_samples=self.hparams.val_num_samples, sampler=sampler, seed=self.global_rank,
+                   progress=False, num_inference_steps=self.hparams.val_sampling_steps)  # fmt: skip
         scores = molecule_metrics(out.molecules)
         keys = ("mol_stability", "atom_stability", "validity", "connected_validity")
         return {k: scores[k] for k in keys}
