@@ -32,7 +32,7 @@ from geodiff.io import atomic_path, output_and_picture, save_figure
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
-from geodiff.schedulers import E3DDPMScheduler, convert, rescale
+from geodiff.schedulers import E3DDPMScheduler, E3FlowMatchScheduler, convert, load_scheduler, rescale
 
 __all__ = ["TrajectoryDiffusionPipeline", "TrajectoryPipelineOutput", "forecast_and_score",
            "format_forecast_report", "plot_trajectories", "repeat_batch", "save_trajectories"]  # fmt: skip
@@ -91,7 +91,8 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
 
     @classmethod
     def _from_export(cls, model, directory, meta):
-        return cls(model, E3DDPMScheduler.from_pretrained(directory / "scheduler"), meta.get("data", {}))
+        sched = load_scheduler(directory / "scheduler", E3DDPMScheduler, E3FlowMatchScheduler)
+        return cls(model, sched, meta.get("data", {}))
 
     def systems(self, observed, **features) -> TrajectoryBatch:
         """``observed`` as a batch: a :class:`TrajectoryBatch` as it is, or one system's positions
@@ -296,7 +297,8 @@ def forecast_and_score(pipe: TrajectoryDiffusionPipeline, observed, num_samples:
     steps = sample_kwargs.get("num_inference_steps") or pipe.scheduler.config.num_train_timesteps
     kw = {k: sample_kwargs.get(k) for k in ("sampler", "num_inference_steps", "variance_type")}
     sched = pipe.sampling_scheduler(**kw, schedule=sample_kwargs.get("schedule", "strided"))
-    report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or "ddpm",
+    default = "flow" if isinstance(pipe.scheduler, E3FlowMatchScheduler) else "ddpm"
+    report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or default,
               "variance_type": getattr(sched.config, "variance_type", None),
               "schedule": sample_kwargs.get("schedule", "strided"), "steps": steps, "min_over": min_over,
               "errors": None, "constant_velocity": None, "npz": None, "png": None,

@@ -75,6 +75,11 @@ def rescale(scheduler, num_steps: int, **overrides):
     from geodiff.schedulers.noise_schedules import check_timesteps
 
     c = scheduler.config
+    if "beta_schedule" not in c:
+        raise GeodiffValueError(
+            f"schedule: rescaled applies to diffusion schedules; a {type(scheduler).__name__} takes any "
+            "number of steps on its own grid (schedule=strided)"
+        )
     steps = check_timesteps(num_steps)
     fields = {"num_train_timesteps": steps}
     if c.beta_schedule == "linear":

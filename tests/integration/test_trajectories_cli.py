@@ -168,3 +168,31 @@ def test_md17_train_sample_evaluate_keeps_the_training_stride(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["k"] == 2 and np.isfinite(rep["ade_avg"]) and "constant_velocity" in rep["baselines"]
+
+
+def test_flow_matching_forecasts_through_the_same_cli(tmp_path):
+    """experiment=nbody_charged_geotdm_flow_small: the EGTN denoiser trained by flow matching; the export
+    names its scheduler and samples with any number of steps; the diffusion-only options are refused."""
+    data = tmp_path / "nb"
+    r = geodiff("data", "nbody", "kind=charged", "num_train=16", "num_val=4", "num_test=4", f"output={data}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "flow"
+    r = geodiff("train", "experiment=nbody_charged_geotdm_flow_small", f"data.path={data}",
+                "data.batch_size=8", "module.val_sample_every_n_epochs=1", "module.val_sampling_steps=3",
+                *TINY, f"output_dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    config = json.loads((out / "export" / "scheduler" / "scheduler_config.json").read_text())
+    assert config["_class_name"] == "E3FlowMatchScheduler" and config["prediction_type"] == "sample"
+    r = geodiff("sample", f"ckpt={out / 'export'}", f"data={data}", "num_systems=3", "samples_per_system=2",
+                "num_inference_steps=4", f"output={tmp_path / 'f.npz'}")  # fmt: skip
+    assert r.returncode == 0 and "(flow, 4 steps" in r.stdout, (r.stdout, r.stderr[-2000:])
+    for bad, message in (("sampler=ddim", "flow-matching export"),
+                         ("variance_type=fixed_large", "DDPM option"),
+                         ("schedule=rescaled", "rescaled applies to diffusion")):  # fmt: skip
+        r = geodiff("sample", f"ckpt={out / 'export'}", f"data={data}", "num_systems=2",
+                    "num_inference_steps=4", bad, f"output={tmp_path / 'bad.npz'}")  # fmt: skip
+        assert r.returncode == 2 and message in r.stderr.strip().splitlines()[-1], (bad, r.stderr[-500:])
+    assert not (tmp_path / "bad.npz").exists()
+    r = geodiff("train", "experiment=nbody_charged_geotdm_flow_small", f"data.path={data}", *TINY,
+                "model.prediction=epsilon", f"output_dir={tmp_path / 'eps'}")  # fmt: skip
+    assert r.returncode == 2 and "prediction_type: expected sample or velocity" in r.stderr, r.stderr[-500:]
