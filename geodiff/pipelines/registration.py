@@ -39,7 +39,7 @@ from geodiff.errors import GeodiffError, GeodiffValueError, check_count
 from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, denormalize_pose, normalize_pair
 from geodiff.pipelines.base import GeodiffPipeline
-from geodiff.schedulers import SE3DiffusionScheduler
+from geodiff.schedulers import SE3DiffusionScheduler, SE3FlowMatchScheduler, load_scheduler
 
 __all__ = ["RegistrationPipeline", "RegistrationPipelineOutput", "plot_registration", "register_files"]
 
@@ -85,7 +85,7 @@ class RegistrationPipeline(GeodiffPipeline):
 
     @classmethod
     def _from_export(cls, model, directory, meta):
-        sched = SE3DiffusionScheduler.from_pretrained(directory / "scheduler")
+        sched = load_scheduler(directory / "scheduler", SE3DiffusionScheduler, SE3FlowMatchScheduler)
         return cls(model, sched, meta.get("data", {}))
 
     @property
@@ -138,6 +138,9 @@ class RegistrationPipeline(GeodiffPipeline):
             raise GeodiffValueError(f"inference: expected geodiff or reference, got {inference!r}")
         if inference == "reference" and (one_shot or int(num_inference_steps) < 2):
             raise GeodiffValueError("inference=reference: needs 2 or more steps and no one_shot")
+        if inference == "reference" and isinstance(self.scheduler, SE3FlowMatchScheduler):
+            raise GeodiffValueError("inference=reference: the reference's test loop is for diffusion "
+                                    "exports; this one is flow matching")  # fmt: skip
         sources, targets = self._as_list(source, "source"), self._as_list(target, "target")
         if len(sources) != len(targets):
             raise GeodiffValueError(f"source/target: {len(sources)} sources but {len(targets)} targets")
@@ -174,6 +177,8 @@ class RegistrationPipeline(GeodiffPipeline):
         s, t, cs, ct, scale = normalize_pair(source.to(dtype), target.to(dtype))
         feats = self.model.encode(s, t)
         h = se3.identity((s.shape[0],), dtype, s.device)
+        if isinstance(self.scheduler, SE3FlowMatchScheduler) and not one_shot:  # a flow starts at its prior
+            h = self.scheduler.sample_prior((s.shape[0],), generator, dtype, "cpu").to(s.device)
         T = self.scheduler.config.num_train_timesteps
         if one_shot:
             h = self.model.match(feats, s, t, h, torch.full((s.shape[0],), T - 1, device=s.device))["pose"]

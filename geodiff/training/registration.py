@@ -21,7 +21,7 @@ from geodiff.config import build
 from geodiff.errors import GeodiffError
 from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, normalize_pair, normalized_pose
-from geodiff.schedulers import SE3DiffusionScheduler
+from geodiff.schedulers import SE3DiffusionScheduler, SE3FlowMatchScheduler
 from geodiff.training.base import DiffusionModule
 
 __all__ = ["RegistrationDiffusionModule", "registration_loss"]
@@ -40,7 +40,10 @@ def registration_loss(model: RegistrationNet, scheduler: SE3DiffusionScheduler, 
     b = s.shape[0]
     T = scheduler.config.num_train_timesteps
     steps = torch.randint(0, T, (b,), generator=generator, device="cpu").to(s.device)
-    noise = torch.randn((b, 6), generator=generator, device="cpu").to(s)
+    if isinstance(scheduler, SE3FlowMatchScheduler):  # flow matching: a pose drawn from its prior
+        noise = scheduler.sample_prior((b,), generator, torch.float64).to(s)
+    else:  # diffusion: a twist N(0, I_6), scaled by the scheduler
+        noise = torch.randn((b, 6), generator=generator, device="cpu").to(s)
     h_t = scheduler.add_noise(h_true, noise, steps)
     out = model(s, t, h_t, steps)
     moved = se3.apply(h_true, s)

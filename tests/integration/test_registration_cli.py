@@ -114,3 +114,28 @@ def test_pairs_from_a_modelnet40_h5_folder(tmp_path):
     pairs, meta = load_pairs(out)
     assert len(pairs) == 3 and pairs[0].source.shape == (90, 3) and meta["source"] == "modelnet40:test"
     assert pairs[0].unit == "unitless" and 1.9 < pairs[0].diameter < 2.2
+
+
+def test_flow_matching_registration_trains_and_registers(tmp_path):
+    """experiment=registration_tudl_flow_small: the same surrogate network trained by geodesic flow matching;
+    the export names its scheduler, registers from its prior in any number of steps, and refuses the
+    reference's diffusion test loop in one line."""
+    pairs = tmp_path / "pairs.npz"
+    r = geodiff("data", "registration", "procedural=true", "num_pairs=2", "num_points=96", f"output={pairs}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "flow"
+    r = geodiff("train", "experiment=registration_tudl_flow_small", "data.models_dir=null",
+                "data.procedural_fraction=1.0", *TINY, f"output_dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    config = json.loads((out / "export" / "scheduler" / "scheduler_config.json").read_text())
+    assert config["_class_name"] == "SE3FlowMatchScheduler"
+    report = tmp_path / "r.json"
+    r = geodiff("evaluate", "task=registration", f"pairs={pairs}", f"ckpt={out / 'export'}",
+                "methods=[diffusion]", "num_inference_steps=4", f"output={report}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(report.read_text())["methods"]["diffusion"]["summary"]
+    assert summary["num_pairs"] == 2 and np.isfinite(summary["rotation_error_mean_deg"])
+    r = geodiff("evaluate", "task=registration", f"pairs={pairs}", f"ckpt={out / 'export'}",
+                "methods=[diffusion]", "inference=reference", f"output={tmp_path / 'bad.json'}")  # fmt: skip
+    assert r.returncode == 2 and "flow matching" in r.stderr.strip().splitlines()[-1], r.stderr[-500:]
+    assert not (tmp_path / "bad.json").exists()
