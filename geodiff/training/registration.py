@@ -71,6 +71,10 @@ class RegistrationDiffusionModule(DiffusionModule):
                  **kwargs):  # fmt: skip
         super().__init__(model, **{"lr": 1e-3, **kwargs})
         scheduler = scheduler or build("scheduler", "se3_registration")
+        if not isinstance(scheduler, (SE3DiffusionScheduler, SE3FlowMatchScheduler)):
+            raise GeodiffError(f"module.scheduler: a registration model trains with an SE(3) diffusion or "
+                               f"flow scheduler, not {type(scheduler).__name__} (scheduler=se3_registration "
+                               "or se3_flow)")  # fmt: skip
         if scheduler.config.prediction_type != "sample":
             raise GeodiffError("scheduler.prediction_type: the registration network predicts the clean pose; "
                                "set it to sample")  # fmt: skip

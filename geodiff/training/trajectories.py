@@ -16,7 +16,7 @@ from geodiff.config import build
 from geodiff.data.trajectories import TrajectoryBatch
 from geodiff.errors import GeodiffError
 from geodiff.models.geotdm import GeoTDMDenoiser
-from geodiff.schedulers import E3DDPMScheduler
+from geodiff.schedulers import E3DDPMScheduler, E3FlowMatchScheduler
 from geodiff.training.base import DiffusionModule
 
 __all__ = ["TrajectoryDiffusionModule", "for_model", "trajectory_loss"]
@@ -68,7 +68,12 @@ class TrajectoryDiffusionModule(DiffusionModule):
     def __init__(self, model: GeoTDMDenoiser, scheduler: E3DDPMScheduler | None = None,
                  val_num_systems: int = 64, val_sampling_steps: int = 100, **kwargs):  # fmt: skip
         super().__init__(model, **kwargs)
-        self.scheduler_ = for_model(scheduler or build("scheduler", "geotdm_ddpm"), model)
+        scheduler = scheduler or build("scheduler", "geotdm_ddpm")
+        if not isinstance(scheduler, (E3DDPMScheduler, E3FlowMatchScheduler)):
+            raise GeodiffError(f"module.scheduler: a trajectory model trains with an E(3) DDPM or flow "
+                               f"scheduler, not {type(scheduler).__name__} (scheduler=geotdm_ddpm or "
+                               "geotdm_flow)")  # fmt: skip
+        self.scheduler_ = for_model(scheduler, model)
         self.data_info: dict = {}
 
     def setup(self, stage: str) -> None:

@@ -116,6 +116,10 @@ def test_eth_ucy_trains_in_2d(tmp_path):
         (["train", "experiment=md17_geotdm_small", "data.path=/nonexistent.npz"], "file not found"),
         (["train", "experiment=nbody_charged_geotdm_small", "module.lr_schedule=linear"], "unknown schedule"),
         (["train", "experiment=qm9_eqgat_small", "module.lr_min_ratio=2"], "must lie in [0, 1]"),
+        # a scheduler config of another family
+        (["train", "experiment=nbody_charged_geotdm_small", "scheduler=eqgat_flow"], "E(3) DDPM or flow"),
+        (["train", "experiment=registration_tudl_small", "scheduler=e3_flow"], "SE(3) diffusion or flow"),
+        (["train", "experiment=qm9_eqgat_small", "scheduler=se3_flow"], "needs MoleculeSchedulers"),
     ],
 )
 def test_trajectory_cli_errors(args, message, tmp_path):
