@@ -53,12 +53,18 @@ class LossWeights:
 
 
 def noisy_molecules(batch: MoleculeBatch, schedulers: MoleculeSchedulers, t: torch.Tensor,
-                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Forward-noise a batch at per-graph timesteps ``t``; returns the noisy model inputs and the targets."""
+                    generator: torch.Generator | None = None,
+                    ot: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Forward-noise a batch at per-graph timesteps ``t``; returns the noisy model inputs and the targets.
+    ``ot``: pair each molecule with its noise by equivariant optimal transport (:func:`euclidean.ot_align`;
+    flow matching only)."""
     num_graphs = batch.num_graphs
     dtype = batch.pos.dtype
     x0 = euclidean.remove_mean(batch.pos, batch.batch, num_graphs)
     eps = torch.randn(x0.shape, generator=generator, dtype=dtype, device=x0.device)
+    if ot:
+        eps = euclidean.remove_mean(eps, batch.batch, num_graphs)
+        eps = euclidean.ot_align(x0, eps, batch.batch, num_graphs)
     pos_t = schedulers.pos.add_noise(x0, eps, t, batch=batch.batch)
     atoms0 = F.one_hot(batch.atom_types, schedulers.atoms.config.num_classes).to(dtype)
     charges0 = F.one_hot(batch.charges, schedulers.charges.config.num_classes).to(dtype)
@@ -80,6 +86,7 @@ def eqgat_diff_loss(
     generator: torch.Generator | None = None,
     t: torch.Tensor | None = None,
     normalisation: str = "geodiff",
+    ot: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The weighted EQGAT-diff loss and its components (each a scalar tensor).
 
@@ -97,7 +104,7 @@ def eqgat_diff_loss(
     if t is None:
         t = torch.randint(0, T, (G,), generator=generator, device=generator.device if generator else device)
         t = t.to(device)
-    noisy = noisy_molecules(batch, schedulers, t, generator)
+    noisy = noisy_molecules(batch, schedulers, t, generator, ot)
     inputs = (noisy["pos"], noisy["atoms"], noisy["charges"], noisy["bonds"], (t.to(batch.pos.dtype) + 1) / T,
               batch.batch, batch.edge_index)  # fmt: skip
     self_cond = None
@@ -161,7 +168,7 @@ class MoleculeDiffusionModule(DiffusionModule):
     def __init__(self, model: EQGATDiffDenoiser, scheduler: MoleculeSchedulers | None = None,
                  weight_pos: float = 3.0, weight_atoms: float = 0.4, weight_bonds: float = 2.0,
                  weight_charges: float = 1.0, val_num_samples: int = 32, val_sampling_steps: int = 50,
-                 loss_normalisation: str = "geodiff", **kwargs):  # fmt: skip
+                 loss_normalisation: str = "geodiff", ot_alignment: bool = False, **kwargs):  # fmt: skip
         # EQGAT-diff trains with Adam (amsgrad) and an EMA decay of 0.9999
         super().__init__(model, **{"amsgrad": True, "ema_decay": 0.9999, **kwargs})
         scheduler = build("scheduler", "eqgat_diff") if scheduler is None else scheduler
@@ -175,6 +182,10 @@ class MoleculeDiffusionModule(DiffusionModule):
                 f"module.loss_normalisation: expected geodiff or reference, got {loss_normalisation!r}"
             )
         self.loss_normalisation = loss_normalisation
+        if ot_alignment and not isinstance(scheduler.pos, E3FlowMatchScheduler):
+            raise GeodiffError("module.ot_alignment: optimal-transport pairing is for flow matching "
+                               "(scheduler=eqgat_flow); diffusion needs independent noise")  # fmt: skip
+        self.ot_alignment = bool(ot_alignment)
         self.stats: DatasetStatistics | None = None
         self.vocab: MoleculeVocabulary | None = None
         self.schedulers_: MoleculeSchedulers | None = None
@@ -200,7 +211,7 @@ class MoleculeDiffusionModule(DiffusionModule):
 
     def loss(self, model, batch, generator=None):
         return eqgat_diff_loss(model, batch, self.schedulers_, self.weights, generator=generator,
-                               normalisation=self.loss_normalisation)  # fmt: skip
+                               normalisation=self.loss_normalisation, ot=self.ot_alignment)  # fmt: skip
 
     def batch_device(self, batch):
         return batch.pos.device
@@ -236,7 +247,8 @@ class MoleculeDiffusionModule(DiffusionModule):
                             MoleculeVocabulary.from_dict(meta["vocab"]))  # fmt: skip
 
     def run_notes(self):
-        return {"loss_weights": asdict(self.weights), "loss_normalisation": self.loss_normalisation}
+        return {"loss_weights": asdict(self.weights), "loss_normalisation": self.loss_normalisation,
+                "ot_alignment": self.ot_alignment}  # fmt: skip
 
     def training_smiles(self) -> SmilesSet | None:
         """The hashed canonical SMILES of the training split (computed once, at the first export), or None

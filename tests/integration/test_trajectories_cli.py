@@ -120,6 +120,7 @@ def test_eth_ucy_trains_in_2d(tmp_path):
         (["train", "experiment=nbody_charged_geotdm_small", "scheduler=eqgat_flow"], "E(3) DDPM or flow"),
         (["train", "experiment=registration_tudl_small", "scheduler=e3_flow"], "SE(3) diffusion or flow"),
         (["train", "experiment=qm9_eqgat_small", "scheduler=se3_flow"], "needs MoleculeSchedulers"),
+        (["train", "experiment=qm9_eqgat_small", "module.ot_alignment=true"], "is for flow matching"),
     ],
 )
 def test_trajectory_cli_errors(args, message, tmp_path):

@@ -154,3 +154,20 @@ def test_config_and_bad_input():
             E3FlowMatchScheduler(**kwargs)
     with pytest.raises(GeodiffValueError, match="num_inference_steps"):
         sched.set_timesteps(0)
+
+
+def test_ot_alignment_is_an_equivariant_rigid_reordering():
+    g = torch.Generator().manual_seed(0)
+    x = euclidean.remove_mean(torch.randn(12, 3, generator=g, dtype=torch.float64), BATCH)
+    noise = euclidean.remove_mean(torch.randn(12, 3, generator=g, dtype=torch.float64), BATCH)
+    aligned = euclidean.ot_align(x, noise, BATCH)
+    for k in range(3):  # per graph: the same points (a permutation), rigidly rotated, and closer to x
+        a, b, n = aligned[BATCH == k], x[BATCH == k], noise[BATCH == k]
+        torch.testing.assert_close(torch.sort(torch.linalg.norm(a, dim=-1)).values,
+                                   torch.sort(torch.linalg.norm(n, dim=-1)).values)  # fmt: skip
+        assert float((a - b).pow(2).sum()) <= float((n - b).pow(2).sum()) + 1e-12
+        torch.testing.assert_close(torch.cdist(a, a).sum(), torch.cdist(n, n).sum())  # rigid
+    assert euclidean.center_of_mass(aligned, BATCH).abs().max() < 1e-12
+    errs = assert_equivariant(lambda x, n, b: euclidean.ot_align(x, n, b), [x, noise, BATCH],
+                              ["node_vector", "node_vector", "node_index"], ["node_vector"])  # fmt: skip
+    assert max(errs.values()) < 1e-10
