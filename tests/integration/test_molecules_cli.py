@@ -170,7 +170,8 @@ def test_flow_matching_trains_exports_and_samples(qm9_npz, tmp_path):
     r = geodiff("train", "experiment=qm9_eqgat_flow_small", f"data.path={qm9_npz}", "data.limit=32",
                 f"data.cache_dir={tmp_path / 'cache'}", "data.batch_size=16", "model.s_dim=16",
                 "model.v_dim=4", "model.e_dim=4", "model.num_layers=1", "model.self_condition=false",
-                "module.ot_alignment=true", "trainer.max_epochs=1", "module.val_sample_every_n_epochs=1", "module.val_num_samples=2",
+                "module.ot_alignment=true", "trainer.max_epochs=1", "module.val_sample_every_n_epochs=1",
+                "module.val_num_samples=2",
                 "module.val_sampling_steps=3", "trainer.accelerator=cpu", f"output_dir={out}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "val/mol_stability" in (out / "lightning_logs" / "version_0" / "metrics.csv").read_text()
