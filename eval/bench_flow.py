@@ -78,7 +78,8 @@ def main() -> None:
             pipe(num_samples=args.sample_n, num_inference_steps=steps, seed=0, progress=False)
             sec = time.perf_counter() - t0
             rows[name] = {"steps": steps, "seconds": sec, "molecules_per_s": args.sample_n / sec}
-            print(f"{name:<20} {args.sample_n} molecules in {sec:.1f} s: {rows[name]['molecules_per_s']:.2f}/s")
+            rate = rows[name]["molecules_per_s"]
+            print(f"{name:<20} {args.sample_n} molecules in {sec:.1f} s: {rate:.2f} molecules/s")
         ratio = rows["flow Euler 50"]["molecules_per_s"] / rows["diffusion DDPM 500"]["molecules_per_s"]
         print(f"flow at 50 steps samples {ratio:.1f}x the molecules per second of diffusion at 500")
     report = {"batch": args.batch, "ot_ms": 1e3 * t_ot, "train_step_ms": 1e3 * t_step,
