@@ -155,7 +155,7 @@ def _evaluate_trajectories(cfg) -> int:
 
     if cfg.min_over not in ("node", "system"):
         raise GeodiffError(f"min_over: {cfg.min_over!r} is not one of node, system")
-    r = evaluate_trajectory_file(cfg.samples, cfg.k, cfg.min_over, cfg.reference or None)
+    r = evaluate_trajectory_file(cfg.samples, cfg.k, cfg.min_over, cfg.reference or None, cfg.cluster)
     return _print_report(format_trajectory_report(r), cfg.output, r)
 
 

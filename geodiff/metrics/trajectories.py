@@ -20,8 +20,8 @@ import torch
 from geodiff.errors import GeodiffValueError
 from geodiff.nn.scatter import scatter_mean
 
-__all__ = ["displacement_errors", "constant_velocity", "evaluate_trajectory_file", "format_trajectory_report",
-           "linear_extrapolation", "marginal_score"]  # fmt: skip
+__all__ = ["cluster_samples", "displacement_errors", "constant_velocity", "evaluate_trajectory_file",
+           "format_trajectory_report", "linear_extrapolation", "marginal_score"]  # fmt: skip
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -109,11 +109,44 @@ def marginal_score(generated: torch.Tensor, reference: torch.Tensor, bins: int =
     return float(torch.stack(gaps).mean())
 
 
-def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node", reference=None) -> dict:
+def cluster_samples(pred: torch.Tensor, clusters: int, iterations: int = 20, seed: int = 0) -> torch.Tensor:
+    """GeoTDM's ETH-UCY post-processing (hanjq17/GeoTDM ``experiments/eth_train_new.py``, after the SVAE
+    paper's final-position clustering): per node, the final positions of its K samples ``pred [K, nodes,
+    frames, dim]`` are clustered by k-means into ``clusters`` centres, and for every centre the sample whose
+    final position is nearest is kept. Returns ``[clusters, nodes, frames, dim]`` (a sample may be kept
+    twice). k-means: k-means++ initialisation (seeded), then Lloyd iterations, all nodes at once."""
+    K = pred.shape[0]
+    if not 1 <= clusters <= K:
+        raise GeodiffValueError(f"cluster: need 1 to {K} centres (the samples per node), got {clusters}")
+    final = pred[:, :, -1].transpose(0, 1).double()  # [nodes, K, dim]
+    n = final.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.arange(n)
+    first = torch.randint(0, K, (n,), generator=g)
+    centres = [final[rows, first]]
+    for _ in range(1, clusters):  # k-means++: the next centre drawn in proportion to the squared distance
+        d2 = torch.stack([(final - c[:, None]).pow(2).sum(-1) for c in centres]).min(0).values  # [n, K]
+        probs = torch.where(d2.sum(-1, keepdim=True) > 0, d2, torch.ones_like(d2))
+        centres.append(final[rows, torch.multinomial(probs, 1, generator=g)[:, 0]])
+    c = torch.stack(centres, dim=1)  # [n, C, dim]
+    for _ in range(iterations):
+        assign = torch.cdist(final, c).argmin(-1)  # [n, K]
+        onehot = torch.nn.functional.one_hot(assign, clusters).double()  # [n, K, C]
+        count = onehot.sum(1)  # [n, C]
+        mean = onehot.transpose(1, 2) @ final / count.clamp_min(1).unsqueeze(-1)
+        c = torch.where(count.unsqueeze(-1) > 0, mean, c)  # an empty cluster keeps its centre
+    keep = torch.cdist(c, final).argmin(-1)  # [n, C]: the sample nearest each centre
+    return pred.transpose(0, 1)[rows[:, None], keep].transpose(0, 1)
+
+
+def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node", reference=None,
+                             cluster: int | None = None) -> dict:  # fmt: skip
     """The report of ``geodiff evaluate task=trajectories``: ADE/FDE (avg and min over K) of the forecasts in
     an npz written by ``geodiff sample`` against its ground truth, beside constant-velocity and linear
     baselines on the same observed frames; for unconditional samples the marginal score against the
-    reference trajectories (the file's own, or ``reference``: an N-body npz)."""
+    reference trajectories (the file's own, or ``reference``: an N-body npz). ``cluster``: reduce the K
+    samples of every node to that many by k-means on their final positions first (GeoTDM's ETH-UCY
+    protocol: K = 60 clustered to 20, :func:`cluster_samples`)."""
     from pathlib import Path
 
     from geodiff.data.trajectories import read_npz
@@ -132,6 +165,11 @@ def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node",
         if k <= 0 or k > pred.shape[0]:
             raise GeodiffError(f"k: must be between 1 and the {pred.shape[0]} samples in {p}, got {k}")
         pred = pred[:k]
+    if cluster is not None:
+        try:
+            pred = cluster_samples(pred, int(cluster))
+        except GeodiffValueError as exc:
+            raise GeodiffError(f"{p}: {exc}") from None
     batch = torch.from_numpy(arrays["batch"]).long() if "batch" in arrays else None
     if batch is not None:
         ids = torch.unique(batch)
@@ -140,7 +178,7 @@ def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node",
                                "0, 1, ... without gaps")  # fmt: skip
     systems = int(batch.max()) + 1 if batch is not None and len(batch) else None
     report: dict = {"task": "trajectories", "samples": str(p), "dataset": str(arrays.get("dataset", "")),
-                    "k": int(pred.shape[0]), "num_nodes": int(pred.shape[1]),
+                    "clustered_to": cluster, "k": int(pred.shape[0]), "num_nodes": int(pred.shape[1]),
                     "num_frames": int(pred.shape[2]), "num_systems": systems}  # fmt: skip
     try:
         if "truth" in arrays:
@@ -182,8 +220,9 @@ def _centred(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
 
 def format_trajectory_report(r: dict) -> list[str]:
     """The table ``geodiff evaluate task=trajectories`` prints for an ``evaluate_trajectory_file`` report."""
+    kept = f" (k-means to {r['clustered_to']} of the samples)" if r.get("clustered_to") else ""
     lines = [f"{r['dataset'] or 'trajectories'}: {r['num_systems']} systems, {r['num_nodes']} nodes, "
-             f"{r['num_frames']} frames, K = {r['k']}"]  # fmt: skip
+             f"{r['num_frames']} frames, K = {r['k']}{kept}"]  # fmt: skip
     if "ade" in r:
         lines += [f"  {'method':<22}{'ADE':>9}{'FDE':>9}",
                   f"  {'geodiff (avg of K)':<22}{r['ade_avg']:9.4f}{r['fde_avg']:9.4f}",

@@ -296,3 +296,26 @@ def test_progress_bars_show_on_terminals_for_long_loops_only():
     forced = _Terminal()
     list(progress(range(3), desc="ICP", show=True, file=forced))
     assert "ICP" in forced.text
+
+
+def test_k_means_clustering_of_samples_as_geotdm():
+    """experiments/eth_train_new.py: KMeans(20) on the K final positions, then per centre the sample whose
+    final position is nearest; min ADE/FDE over those."""
+    from geodiff.metrics.trajectories import cluster_samples
+
+    g = torch.Generator().manual_seed(0)
+    # two agents; their 60 samples end in 3 well-separated groups
+    ends = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=torch.float64)
+    group = torch.arange(60) % 3
+    pred = torch.zeros(60, 2, 4, 2, dtype=torch.float64)
+    pred[:, :, -1] = ends[group][:, None] + 0.1 * torch.randn(60, 2, 2, generator=g, dtype=torch.float64)
+    pred[:, :, :-1] = pred[:, :, -1:] * torch.linspace(0.25, 0.75, 3, dtype=torch.float64).view(1, 1, 3, 1)
+    kept = cluster_samples(pred, 3)
+    assert kept.shape == (3, 2, 4, 2)
+    for node in range(2):  # one sample from each group, each a real sample of that node
+        finals = kept[:, node, -1]
+        assert sorted(int(torch.cdist(f[None], ends).argmin()) for f in finals) == [0, 1, 2]
+        assert all(any(torch.equal(k, p) for p in pred[:, node]) for k in kept[:, node])
+    torch.testing.assert_close(cluster_samples(pred, 3), kept)  # seeded
+    with pytest.raises(GeodiffValueError, match="cluster"):
+        cluster_samples(pred, 61)
