@@ -100,7 +100,7 @@ def cmd_sample(overrides: list[str]) -> int:
         out = cfg.output or "samples/trajectories.npz"
         report = forecast_and_score(pipe, collate_trajectories(ds.samples), k, out, cfg.plot, ds.source,
                                     min_over=cfg.min_over, variance_type=cfg.variance_type,
-                                    schedule=cfg.schedule, **common)  # fmt: skip
+                                    schedule=cfg.schedule, input_scale=cfg.input_scale, **common)  # fmt: skip
         if report is not None:  # rank 0 (or the only process)
             print("\n".join(format_forecast_report(report)))
         return 0

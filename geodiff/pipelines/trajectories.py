@@ -17,6 +17,7 @@ batch.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -175,6 +176,7 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
         progress: bool | None = None,
         variance_type: Literal["fixed_small", "fixed_large"] | None = None,
         schedule: Literal["strided", "rescaled"] = "strided",
+        input_scale: float = 1.0,
         **features,
     ) -> TrajectoryPipelineOutput:
         """``num_samples`` forecasts of the frames after the first ``num_cond`` of every system in
@@ -186,12 +188,16 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
         beta_t rather than the posterior's; the reference's FIXED_LARGE) and ``schedule="rescaled"`` (with
         ``num_inference_steps`` below T, a new ``num_inference_steps``-step schedule with the betas scaled by
         ``T / steps``, the denoiser fed ``t`` in ``0 .. steps - 1``, as the reference's sampler does;
-        :func:`geodiff.schedulers.rescale`). The default ``strided`` runs a subset of the T training steps."""
+        :func:`geodiff.schedulers.rescale`). The default ``strided`` runs a subset of the T training steps.
+        ``input_scale``: the model forecasts from positions divided by it and its forecasts are multiplied
+        back (GeoTDM's ETH-UCY test protocol, after EqMotion: 1.4; the returned systems keep their units)."""
         self.check_call(num_inference_steps, sampler, num_samples=num_samples, batch_size=batch_size)
         b = self.systems(observed, **features)
         c = self.model.config
         self._check_batch(b, c.num_cond)
         sched = self.sampling_scheduler(sampler, num_inference_steps, variance_type, schedule)
+        if not (isinstance(input_scale, (int, float)) and input_scale > 0):
+            raise GeodiffValueError(f"input_scale: must be a positive number, got {input_scale!r}")
         g = self.generator(generator, seed, device=self.device)
         # split the systems into chunks so that (chunk systems x K) stays near batch_size
         per = max(1, batch_size // num_samples)
@@ -202,8 +208,10 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
             hi = min(b.num_graphs, lo + per)
             nodes = (b.batch >= lo) & (b.batch < hi)
             sub = b.systems(lo, hi)
+            if input_scale != 1:
+                sub = dataclasses.replace(sub, x=sub.x / input_scale)
             pred = self._run(repeat_batch(sub, num_samples), sched, num_inference_steps, g, progress=False)
-            out[:, nodes] = pred.view(num_samples, sub.x.shape[0], *pred.shape[1:])
+            out[:, nodes] = input_scale * pred.view(num_samples, sub.x.shape[0], *pred.shape[1:])
             bar.update(hi - lo)
         bar.close()
         return TrajectoryPipelineOutput(out, b, c.num_cond)

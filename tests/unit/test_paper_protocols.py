@@ -319,3 +319,16 @@ def test_k_means_clustering_of_samples_as_geotdm():
     torch.testing.assert_close(cluster_samples(pred, 3), kept)  # seeded
     with pytest.raises(GeodiffValueError, match="cluster"):
         cluster_samples(pred, 61)
+
+
+def test_input_scale_forecasts_from_shrunk_positions_and_scales_back():
+    import dataclasses
+
+    p, b = pipe(T=30), batch()
+    kw = {"num_samples": 2, "num_inference_steps": 5, "seed": 3, "progress": False}
+    scaled = p(b, input_scale=1.4, **kw)
+    by_hand = p(dataclasses.replace(b, x=b.x / 1.4), **kw).trajectories * 1.4
+    torch.testing.assert_close(scaled.trajectories, by_hand)
+    torch.testing.assert_close(scaled.systems.x, b.x)  # the systems keep their units
+    with pytest.raises(GeodiffValueError, match="input_scale"):
+        p(b, input_scale=0.0, **kw)
