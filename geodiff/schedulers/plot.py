@@ -25,8 +25,9 @@ def describe_schedule(sched, inference_timesteps: torch.Tensor | None = None) ->
     for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
         i = min(T - 1, int(round(frac * (T - 1))))
         line = f"  t = {i:5d}   abar = {float(abar[i]):.6f}   SNR = {float(abar[i] / (1 - abar[i])):.4g}"
-        if hasattr(sched, "sigmas"):
-            line += f"   sigma_rot = {float(sched.sigmas[i]):.4f}"
+        if hasattr(sched, "sigmas"):  # flow matching: the noise level s; SO(3) x R^3: rotation sigma
+            name = "s" if type(sched).__name__.endswith("FlowMatchScheduler") else "sigma_rot"
+            line += f"   {name} = {float(sched.sigmas[i]):.4f}"
         lines.append(line)
     if inference_timesteps is not None:
         ts = inference_timesteps
@@ -64,5 +65,6 @@ def plot_schedule(sched, path: str | os.PathLike, inference_timesteps: torch.Ten
     if panels == 3:
         ax[2].plot(t, sched.sigmas)
         ax[2].set_xlabel("timestep t")
-        ax[2].set_ylabel("IGSO(3) sigma_t")
+        flow = type(sched).__name__.endswith("FlowMatchScheduler")
+        ax[2].set_ylabel("noise level s" if flow else "IGSO(3) sigma_t")
     return save_figure(fig, path, dpi=120)
