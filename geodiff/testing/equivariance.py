@@ -43,7 +43,7 @@ import torch
 
 from geodiff.manifolds import so3
 
-__all__ = ["Transform", "assert_equivariant", "random_transform", "KINDS"]
+__all__ = ["Transform", "assert_equivariant", "orbit_errors", "random_transform", "rotation_grid", "KINDS"]
 
 KINDS = (
     "node_position",
@@ -162,12 +162,14 @@ def assert_equivariant(
     atol: float = 1e-9,
     rtol: float = 1e-7,
     seed: int = 0,
+    orbit: tuple[int, int] | None = None,
 ) -> dict[str, float]:
     """Assert ``func(T inputs) == T func(inputs)`` for random ``T`` in E(3) x S_N (float64 recommended).
 
     Each enabled transformation family is checked on its own and then all together, ``trials`` times.
-    Returns the largest error seen per family; raises ``AssertionError`` naming the family and the output
-    that broke.
+    ``orbit=(num_axes, num_angles)`` also sweeps that grid of rotations (:func:`orbit_errors`: every axis
+    and angle, not only random ones; entry ``"orbit"``). Returns the largest error seen per family; raises
+    ``AssertionError`` naming the family and the output that broke.
     """
     if len(inputs) != len(input_kinds):
         raise ValueError("input_kinds: need one kind per input")
@@ -187,6 +189,18 @@ def assert_equivariant(
     families.append(("combined", combined))
     base = _flatten(func(*inputs), output_kinds)
     worst: dict[str, float] = {}
+    if orbit is not None and rotations:
+        dim = next((x.shape[-1] for x, k in zip(inputs, input_kinds, strict=True)
+                    if k in ("node_position", "node_vector", "position", "vector")), 3)  # fmt: skip
+        sweep = orbit_errors(func, inputs, input_kinds, output_kinds, *orbit, dim=dim)
+        worst["orbit"] = sweep["max"]
+        scale = max((float(y.abs().max()) for y, _ in base.values() if y.is_floating_point() and y.numel()),
+                    default=0.0)  # fmt: skip
+        if sweep["max"] > atol + rtol * scale:
+            k = int(torch.cat(list(sweep["errors"].values())).argmax()) % len(sweep["angles"])
+            axis, angle = sweep["axes"][k].tolist(), float(sweep["angles"][k])
+            raise AssertionError(f"orbit: error {sweep['max']:.3e} at axis {axis}, angle {angle:.3f} rad "
+                                 f"(atol {atol:g})")  # fmt: skip
     for name, flags in families:
         opts = {"rotation": False, "reflection": False, "translation": False, "permutation": False, **flags}
         for _ in range(trials):
@@ -212,3 +226,64 @@ def assert_equivariant(
                         f"(max abs error {err:.3e}, atol {atol:g}, rtol {rtol:g})"
                     )
     return worst
+
+
+Grid = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def rotation_grid(num_axes: int = 12, num_angles: int = 8, dim: int = 3,
+                  dtype: torch.dtype = torch.float64) -> Grid:  # fmt: skip
+    """A grid over the rotation group for orbit sweeps (NERO plots): ``(rotations [M, d, d], axes [M, 3],
+    angles [M])``. In 3D, ``num_axes`` axes spread evenly on the sphere (a Fibonacci lattice) times
+    ``num_angles`` angles in (0, pi]; in 2D (``dim=2``), ``num_angles`` angles in (0, 2 pi) about the z axis
+    (``num_axes`` is ignored)."""
+    if dim not in (2, 3):
+        raise ValueError(f"dim: expected 2 or 3, got {dim}")
+    if num_angles < 1 or (dim == 3 and num_axes < 1):
+        raise ValueError(f"grid: need at least one axis and one angle, got {num_axes} x {num_angles}")
+    if dim == 2:
+        angles = torch.arange(1, num_angles + 1, dtype=dtype) * (2 * torch.pi / (num_angles + 1))
+        c, s = torch.cos(angles), torch.sin(angles)
+        rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+        axes = torch.tensor([0.0, 0.0, 1.0], dtype=dtype).expand(num_angles, 3)
+        return rot, axes, angles
+    k = torch.arange(num_axes, dtype=dtype) + 0.5
+    z = 1 - 2 * k / num_axes
+    phi = k * torch.pi * (3 - 5**0.5)  # the golden angle
+    r = (1 - z**2).clamp_min(0).sqrt()
+    axes = torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1)
+    angles = torch.arange(1, num_angles + 1, dtype=dtype) * (torch.pi / num_angles)
+    a = axes.repeat_interleave(num_angles, 0)
+    ang = angles.repeat(num_axes)
+    return so3.exp(a * ang.unsqueeze(-1)), a, ang
+
+
+def orbit_errors(func: Callable, inputs: Sequence, input_kinds: Sequence, output_kinds,
+                 num_axes: int = 12, num_angles: int = 8, dim: int = 3,
+                 reflect: bool = False) -> dict:  # fmt: skip
+    """The equivariance error of ``func`` at every rotation of :func:`rotation_grid` (NERO: Non-Equivariance
+    Revealed on Orbits): ``{"axes" [M, 3], "angles" [M], "errors": {output: [M]}, "max", "median"}``, the
+    error being the largest absolute difference between ``func(Q inputs)`` and ``Q func(inputs)``.
+    ``reflect=True`` composes every rotation with a reflection (x -> -x on the first axis)."""
+    rot, axes, angles = rotation_grid(num_axes, num_angles, dim)
+    if reflect:
+        flip = torch.ones(dim, dtype=rot.dtype)
+        flip[0] = -1.0
+        rot = rot @ torch.diag(flip)
+    base = _flatten(func(*inputs), output_kinds)
+    errors: dict[str, list[float]] = {key: [] for key in base}
+    for q in rot:
+        tr = Transform(q, torch.zeros(dim, dtype=q.dtype), None)
+        got = _flatten(
+            func(*[tr.apply(x, k) for x, k in zip(inputs, input_kinds, strict=True)]), output_kinds
+        )
+        for key, (y, kind) in base.items():
+            want, have = tr.apply(y, kind), got[key][0]
+            if not want.is_floating_point():
+                errors[key].append(0.0 if torch.equal(want, have) else float("inf"))
+                continue
+            errors[key].append(float((want - have).detach().abs().max()) if want.numel() else 0.0)
+    tensor = {k: torch.tensor(v, dtype=torch.float64) for k, v in errors.items()}
+    every = torch.cat(list(tensor.values()))
+    return {"axes": axes, "angles": angles, "errors": tensor, "max": float(every.max()),
+            "median": float(every.median())}  # fmt: skip
