@@ -113,7 +113,8 @@ def evaluate_molecule_file(samples: str | os.PathLike, reference: str | os.PathL
     if training_set:
         if train is None:
             report["novelty"] = None  # unavailable, not 100 %
-        report["novelty_against"] = f"training molecules of {training_set}" if train is not None else None
+        model = Path(training_set).name  # the shipped name or the export folder's name, not a machine path
+        report["novelty_against"] = f"training molecules of {model}" if train is not None else None
     report["unreadable"] = [{"record": n, "reason": r} for n, r in failures]
     return report
 

@@ -21,8 +21,8 @@ from diffusers.utils import BaseOutput
 from geodiff.errors import GeodiffValueError, check_finite
 from geodiff.schedulers.noise_schedules import betas_from_alphas_cumprod, make_alphas_cumprod
 
-__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing", "convert", "load_scheduler",
-           "rescale"]  # fmt: skip
+__all__ = ["GeodiffSchedulerOutput", "TimestepMixin", "TimestepSpacing", "convert", "flow_timesteps",
+           "load_scheduler", "rescale"]  # fmt: skip
 
 TimestepSpacing = Literal["trailing", "leading", "linspace"]
 
@@ -49,6 +49,25 @@ def convert(scheduler, cls: type, **overrides):
     keys = inspect.signature(cls.__init__).parameters  # sees through register_to_config's wrapper
     kwargs = {k: v for k, v in scheduler.config.items() if k in keys}
     return cls(**{**kwargs, **overrides})
+
+
+def flow_timesteps(num_inference_steps: int, num_train_timesteps: int,
+                   time_shift: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The sampling grid of the flow-matching schedulers, whose training timestep ``t`` stands for the noise
+    level ``s = (t + 1) / T``: ``num_inference_steps`` intervals from ``s = 1`` to data, uniform in ``s`` then
+    shifted towards the noise by ``s' = shift s / (1 + (shift - 1) s)``. Returns the descending timesteps
+    and the ``[T]`` map from each timestep to the next (``-1``: data)."""
+    T = num_train_timesteps
+    if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= T:
+        raise GeodiffValueError(
+            f"num_inference_steps: must be an integer in [1, {T}], got {num_inference_steps!r}"
+        )
+    s = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)[:-1]
+    s = time_shift * s / (1 + (time_shift - 1) * s)
+    ts = torch.unique_consecutive((torch.round(s * T).long() - 1).clamp(0, T - 1))
+    prev = torch.arange(-1, T - 1, dtype=torch.long)
+    prev[ts] = torch.cat((ts[1:], ts.new_full((1,), -1)))
+    return ts, prev
 
 
 def load_scheduler(folder, *classes: type):

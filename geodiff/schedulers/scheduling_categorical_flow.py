@@ -29,15 +29,14 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from geodiff.errors import GeodiffValueError
-from geodiff.schedulers.base import GeodiffSchedulerOutput, TimestepMixin
+from geodiff.schedulers.base import GeodiffSchedulerOutput, flow_timesteps
+from geodiff.schedulers.categorical_common import CategoricalMixin, PriorType, categorical_prior
 from geodiff.schedulers.noise_schedules import check_timesteps
 
 __all__ = ["CategoricalFlowMatchScheduler"]
 
-SourceType = Literal["uniform", "marginal", "absorbing"]
 
-
-class CategoricalFlowMatchScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
+class CategoricalFlowMatchScheduler(CategoricalMixin, SchedulerMixin, ConfigMixin):
     """Discrete flow matching with a uniform, marginal or absorbing source (see the module docstring).
 
     Args:
@@ -50,101 +49,33 @@ class CategoricalFlowMatchScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, num_classes: int, num_train_timesteps: int = 1000, prior_type: SourceType = "marginal",
+    def __init__(self, num_classes: int, num_train_timesteps: int = 1000, prior_type: PriorType = "marginal",
                  prior_probs: list[float] | None = None, eta: float = 0.0,
                  time_shift: float = 1.0):  # fmt: skip
         check_timesteps(num_train_timesteps)
-        if num_classes < 2:
-            raise GeodiffValueError(f"num_classes: need at least 2 classes, got {num_classes}")
         if not eta >= 0:
             raise GeodiffValueError(f"eta: must be >= 0, got {eta}")
         if not time_shift > 0:
             raise GeodiffValueError(f"time_shift: must be > 0, got {time_shift}")
-        if prior_type == "uniform":
-            m = torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64)
-        elif prior_type == "absorbing":
-            m = torch.zeros(num_classes, dtype=torch.float64)
-            m[-1] = 1.0
-        elif prior_type == "marginal":
-            if prior_probs is None or len(prior_probs) != num_classes:
-                got = None if prior_probs is None else len(prior_probs)
-                raise GeodiffValueError(
-                    f"prior_probs: prior_type='marginal' needs {num_classes} class probabilities, got {got}"
-                )
-            m = torch.tensor(prior_probs, dtype=torch.float64)
-            if not bool(torch.isfinite(m).all()) or bool((m < 0).any()) or float(m.sum()) <= 0:
-                raise GeodiffValueError("prior_probs: must be finite, non-negative and not all zero")
-            m = m / m.sum()
-        else:
-            raise GeodiffValueError(
-                f"prior_type: expected uniform, marginal or absorbing, got {prior_type!r}"
-            )
-        self.prior = m
+        self.prior = categorical_prior(num_classes, prior_type, prior_probs)
         T = num_train_timesteps
         #: noise level of every training timestep, float64 [T]
         self.sigmas = torch.arange(1, T + 1, dtype=torch.float64) / T
         self.alphas_cumprod = 1 - self.sigmas  # the D3PM with the same marginals
         self._init_timesteps()
 
-    # ------------------------------------------------------------------------------------------ helpers
-    def _check_probs(self, name: str, x: torch.Tensor) -> None:
-        self._check_sample(name, x)
-        if x.shape[-1] != self.config.num_classes:
-            raise GeodiffValueError(
-                f"{name}: last dimension must be num_classes = {self.config.num_classes}, got {list(x.shape)}"
-            )
-
-    def _m(self, like: torch.Tensor) -> torch.Tensor:
-        return self.prior.to(device=like.device, dtype=like.dtype)
-
-    def _sample_categorical(self, probs: torch.Tensor, generator) -> torch.Tensor:
-        flat = probs.reshape(-1, probs.shape[-1]).clamp_min(0)
-        if flat.shape[0] == 0:
-            return torch.zeros_like(probs)
-        gen_device = generator.device if generator is not None else flat.device
-        idx = torch.multinomial(flat.to(gen_device, torch.float64), 1, generator=generator).to(flat.device)
-        return torch.zeros_like(flat).scatter_(1, idx, 1.0).view_as(probs)
-
     def _sigma(self, t: torch.Tensor) -> torch.Tensor:
         sig = self.sigmas.to(t.device)
         return torch.where(t >= 0, sig[t.clamp_min(0)], torch.zeros((), dtype=sig.dtype, device=t.device))
-
-    # ---------------------------------------------------------------------------------- the path
-    def q_probs(self, original_samples: torch.Tensor, timesteps, batch: torch.Tensor | None = None):
-        """Class probabilities of the path at ``t``: ``(1 - s) x_data + s m``."""
-        self._check_probs("original_samples", original_samples)
-        s = self._expand(self._sigma(self._as_timesteps(timesteps, "timesteps")), original_samples, batch)
-        return (1 - s) * original_samples + s * self._m(original_samples)
-
-    def add_noise(self, original_samples: torch.Tensor, timesteps, batch: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
-        """One-hot ``x_s`` drawn from the path for one-hot (or soft) data ``[..., K]``."""
-        return self._sample_categorical(self.q_probs(original_samples, timesteps, batch), generator)
-
-    def sample_prior(self, shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None = None,
-                     dtype: torch.dtype = torch.float32,
-                     device: torch.device | str | None = None) -> torch.Tensor:  # fmt: skip
-        """One-hot samples ``[*shape, K]`` from the source ``m``."""
-        probs = self.prior.to(device=device, dtype=dtype).expand(*tuple(shape), -1)
-        return self._sample_categorical(probs, generator)
 
     # ---------------------------------------------------------------------------------- sampling
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None,
                       timestep_spacing: str = "trailing") -> None:  # fmt: skip
         """``num_inference_steps`` intervals from ``s = 1`` to data, uniform in ``s`` then shifted by
         ``time_shift`` (``timestep_spacing`` is accepted for interface compatibility and ignored)."""
-        T = self.config.num_train_timesteps
-        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= T:
-            raise GeodiffValueError(
-                f"num_inference_steps: must be an integer in [1, {T}], got {num_inference_steps!r}"
-            )
-        shift = self.config.time_shift
-        s = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)[:-1]
-        s = shift * s / (1 + (shift - 1) * s)
-        ts = torch.unique_consecutive((torch.round(s * T).long() - 1).clamp(0, T - 1))
-        prev = torch.arange(-1, T - 1, dtype=torch.long)
-        prev[ts] = torch.cat((ts[1:], ts.new_full((1,), -1)))
-        self._prev, self.num_inference_steps = prev, len(ts)
+        c = self.config
+        ts, self._prev = flow_timesteps(num_inference_steps, c.num_train_timesteps, c.time_shift)
+        self.num_inference_steps = len(ts)
         self.timesteps = ts.to(device) if device is not None else ts
 
     def transition_probs(self, sample: torch.Tensor, pred_original_probs: torch.Tensor, timestep,

@@ -26,15 +26,14 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from geodiff.errors import GeodiffValueError
-from geodiff.schedulers.base import GeodiffSchedulerOutput, TimestepMixin
+from geodiff.schedulers.base import GeodiffSchedulerOutput
+from geodiff.schedulers.categorical_common import CategoricalMixin, PriorType, categorical_prior
 from geodiff.schedulers.noise_schedules import BetaSchedule
 
 __all__ = ["CategoricalD3PMScheduler"]
 
-PriorType = Literal["uniform", "marginal", "absorbing"]
 
-
-class CategoricalD3PMScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
+class CategoricalD3PMScheduler(CategoricalMixin, SchedulerMixin, ConfigMixin):
     """D3PM with uniform, marginal or absorbing prior.
 
     Args:
@@ -59,79 +58,8 @@ class CategoricalD3PMScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
         prior_type: PriorType = "marginal",
         prior_probs: list[float] | None = None,
     ):
-        if num_classes < 2:
-            raise GeodiffValueError(f"num_classes: need at least 2 classes, got {num_classes}")
-        if prior_type == "uniform":
-            m = torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64)
-        elif prior_type == "absorbing":
-            m = torch.zeros(num_classes, dtype=torch.float64)
-            m[-1] = 1.0
-        elif prior_type == "marginal":
-            if prior_probs is None or len(prior_probs) != num_classes:
-                raise GeodiffValueError(
-                    f"prior_probs: prior_type='marginal' needs {num_classes} class probabilities, got "
-                    f"{None if prior_probs is None else len(prior_probs)}"
-                )
-            m = torch.tensor(prior_probs, dtype=torch.float64)
-            if not bool(torch.isfinite(m).all()) or bool((m < 0).any()) or float(m.sum()) <= 0:
-                raise GeodiffValueError("prior_probs: must be finite, non-negative and not all zero")
-            m = m / m.sum()
-        else:
-            raise GeodiffValueError(
-                f"prior_type: expected uniform, marginal or absorbing, got {prior_type!r}"
-            )
-        self.prior = m
+        self.prior = categorical_prior(num_classes, prior_type, prior_probs)
         self._init_schedule()
-
-    # ------------------------------------------------------------------------------------------ helpers
-    def _check_probs(self, name: str, x: torch.Tensor) -> None:
-        self._check_sample(name, x)
-        if x.shape[-1] != self.config.num_classes:
-            raise GeodiffValueError(
-                f"{name}: last dimension must be num_classes = {self.config.num_classes}, got {list(x.shape)}"
-            )
-
-    def _m(self, like: torch.Tensor) -> torch.Tensor:
-        return self.prior.to(device=like.device, dtype=like.dtype)
-
-    def _sample_categorical(self, probs: torch.Tensor, generator) -> torch.Tensor:
-        flat = probs.reshape(-1, probs.shape[-1]).clamp_min(0)
-        if flat.shape[0] == 0:
-            return torch.zeros_like(probs)
-        gen_device = generator.device if generator is not None else flat.device
-        idx = torch.multinomial(flat.to(gen_device, torch.float64), 1, generator=generator).to(flat.device)
-        out = torch.zeros_like(flat)
-        out.scatter_(1, idx, 1.0)
-        return out.view_as(probs)
-
-    # ---------------------------------------------------------------------------------- forward process
-    def q_probs(self, original_samples: torch.Tensor, timesteps, batch: torch.Tensor | None = None):
-        """Class probabilities of q(x_t | x_0) = abar_t x0 + (1 - abar_t) m."""
-        self._check_probs("original_samples", original_samples)
-        t = self._as_timesteps(timesteps, "timesteps")
-        abar = self._expand(self._abar(t), original_samples, batch)
-        return abar * original_samples + (1 - abar) * self._m(original_samples)
-
-    def add_noise(
-        self,
-        original_samples: torch.Tensor,
-        timesteps,
-        batch: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Sample one-hot x_t ~ q(x_t | x_0) for one-hot (or soft) ``original_samples`` ``[..., K]``."""
-        return self._sample_categorical(self.q_probs(original_samples, timesteps, batch), generator)
-
-    def sample_prior(
-        self,
-        shape: tuple[int, ...] | torch.Size,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """One-hot samples ``[*shape, K]`` from the prior m (the limit of q(x_T | x_0))."""
-        probs = self.prior.to(device=device, dtype=dtype).expand(*tuple(shape), -1)
-        return self._sample_categorical(probs, generator)
 
     def posterior_probs(
         self,

@@ -31,7 +31,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from geodiff.errors import GeodiffValueError
-from geodiff.schedulers.base import GeodiffSchedulerOutput
+from geodiff.schedulers.base import GeodiffSchedulerOutput, flow_timesteps
 from geodiff.schedulers.e3_common import E3GaussianMixin
 from geodiff.schedulers.noise_schedules import check_timesteps
 
@@ -106,18 +106,8 @@ class E3FlowMatchScheduler(E3GaussianMixin, SchedulerMixin, ConfigMixin):
         """``num_inference_steps`` intervals from ``s = 1`` to data, uniform in ``s`` then shifted by
         ``time_shift`` (``timestep_spacing`` is accepted for interface compatibility and ignored). With
         ``heun`` every timestep but the first appears twice (the second call of the interval before it)."""
-        T = self.config.num_train_timesteps
-        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= T:
-            raise GeodiffValueError(
-                f"num_inference_steps: must be an integer in [1, {T}], got {num_inference_steps!r}"
-            )
-        shift = self.config.time_shift
-        s = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)[:-1]
-        s = shift * s / (1 + (shift - 1) * s)
-        ts = torch.unique_consecutive((torch.round(s * T).long() - 1).clamp(0, T - 1))
-        prev = torch.arange(-1, T - 1, dtype=torch.long)
-        prev[ts] = torch.cat((ts[1:], ts.new_full((1,), -1)))
-        self._prev = prev
+        c = self.config
+        ts, self._prev = flow_timesteps(num_inference_steps, c.num_train_timesteps, c.time_shift)
         self.num_inference_steps = len(ts)
         if self.config.solver == "heun":
             ts = torch.cat([ts[:1], ts[1:].repeat_interleave(2)])

@@ -25,7 +25,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from geodiff.errors import GeodiffValueError, check_shape
 from geodiff.manifolds import se3, so3
-from geodiff.schedulers.base import GeodiffSchedulerOutput, TimestepMixin
+from geodiff.schedulers.base import GeodiffSchedulerOutput, TimestepMixin, flow_timesteps
 from geodiff.schedulers.noise_schedules import check_timesteps
 
 __all__ = ["SE3FlowMatchScheduler"]
@@ -131,18 +131,9 @@ class SE3FlowMatchScheduler(TimestepMixin, SchedulerMixin, ConfigMixin):
                       timestep_spacing: str = "trailing") -> None:  # fmt: skip
         """``num_inference_steps`` intervals from ``s = 1`` to data, uniform in ``s`` then shifted by
         ``time_shift`` (``timestep_spacing`` is accepted for interface compatibility and ignored)."""
-        T = self.config.num_train_timesteps
-        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= T:
-            raise GeodiffValueError(
-                f"num_inference_steps: must be an integer in [1, {T}], got {num_inference_steps!r}"
-            )
-        shift = self.config.time_shift
-        s = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)[:-1]
-        s = shift * s / (1 + (shift - 1) * s)
-        ts = torch.unique_consecutive((torch.round(s * T).long() - 1).clamp(0, T - 1))
-        prev = torch.arange(-1, T - 1, dtype=torch.long)
-        prev[ts] = torch.cat((ts[1:], ts.new_full((1,), -1)))
-        self._prev, self.num_inference_steps = prev, len(ts)
+        c = self.config
+        ts, self._prev = flow_timesteps(num_inference_steps, c.num_train_timesteps, c.time_shift)
+        self.num_inference_steps = len(ts)
         self.timesteps = ts.to(device) if device is not None else ts
 
     def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
