@@ -33,6 +33,12 @@ def test_avg_and_min_over_k():
     batch = torch.tensor([0, 0])  # one system: a single sample must serve both nodes
     s = displacement_errors(mixed, target, batch, min_over="system")
     assert s["ade_min"] == pytest.approx(r / 2)
+    # as GeoTDM's N-body scoring: min ADE and min FDE each over the samples, not the FDE of the best-ADE one
+    late, early = torch.zeros(2, 3, 2), torch.zeros(2, 3, 2)
+    late[:, :2] = 1.0  # wrong at first, right at the end: ADE 2 sqrt(2) / 3, FDE 0
+    early[:, 2] = 1.0  # right at first, wrong at the end: ADE sqrt(2) / 3, FDE sqrt(2)
+    s = displacement_errors(torch.stack([late, early]), target, batch, min_over="system")
+    assert s["ade_min"] == pytest.approx(2**0.5 / 3) and s["fde_min"] == pytest.approx(0.0)
     with pytest.raises(GeodiffValueError, match="do not match"):
         displacement_errors(mixed[:, :, :2], target)
     nan = mixed.clone()
