@@ -20,7 +20,7 @@ def test_rotation_grid():
     )
     torch.testing.assert_close(so3.angle(rot), angles)
     torch.testing.assert_close(axes.norm(dim=-1), torch.ones(40, dtype=torch.float64))
-    assert abs(float(axes[::4].mean(0).norm())) < 0.1  # spread over the sphere
+    assert float(axes[::4].mean(0).norm()) < 0.25  # spread over the sphere (the mean of 10 even axes)
     assert float(angles.max()) == pytest.approx(math.pi)
     rot2, _, ang2 = rotation_grid(num_angles=5, dim=2)
     assert rot2.shape == (5, 2, 2) and float(ang2.max()) < 2 * math.pi
@@ -36,13 +36,16 @@ def test_equivariant_function_is_flat_on_the_orbit():
 
 
 def test_broken_symmetry_shows_its_structure():
-    """f(x) = x + e (a fixed direction): the error at rotation Q is |e - e Q^T| = 2 sin(angle / 2) times the
-    component of e off the rotation axis; zero about e itself."""
+    """f(x) = x + e (a fixed direction): at rotation Q the outputs differ by e - e Q^T (largest component
+    reported), whose length is 2 sin(angle / 2) times the component of e off the rotation axis."""
     e = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     sweep = orbit_errors(lambda x: x + e, [X], ["node_vector"], ["node_vector"], 8, 4)
     axes, angles, err = sweep["axes"], sweep["angles"], sweep["errors"]["output"]
+    rot, _, _ = rotation_grid(8, 4)
+    diff = e - e @ rot.transpose(-1, -2)
+    torch.testing.assert_close(err, diff.abs().amax(-1))
     off_axis = (1 - (axes @ e) ** 2).clamp_min(0).sqrt()
-    torch.testing.assert_close(err, 2 * torch.sin(angles / 2) * off_axis)
+    torch.testing.assert_close(diff.norm(dim=-1), 2 * torch.sin(angles / 2) * off_axis)
     with pytest.raises(AssertionError, match="orbit: error"):
         assert_equivariant(lambda x: x + e, [X], ["node_vector"], ["node_vector"], atol=1e-3,
                            orbit=(8, 4))  # fmt: skip
