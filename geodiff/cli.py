@@ -325,18 +325,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         _check_paths(args.command, args.overrides)
         return handler(args.overrides)
-    except (GeodiffError, OSError) as exc:  # OSError: what the checks could not foresee (a full disk)
+    except GeodiffError as exc:
         print(f"geodiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, Terminated) as exc:  # workers stopped, temporary files removed on the way
         stop = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
         print(f"geodiff {args.command}: {stop[0]}", file=sys.stderr)
         return stop[1]
-    except Exception as exc:  # Hydra's own user errors: bad override syntax, unknown config, missing key
-        from hydra.errors import HydraException
+    except Exception as exc:  # Hydra's user errors (bad override, unknown config) and what the output checks
+        from hydra.errors import HydraException  # could not foresee (OSError: a full disk)
         from omegaconf.errors import OmegaConfBaseException
 
-        if isinstance(exc, (HydraException, OmegaConfBaseException)):
+        if isinstance(exc, (HydraException, OmegaConfBaseException, OSError)):
             hint = " (a sweep of values: one command per value; geodiff runs no multirun)" if (
                 "Ambiguous value" in str(exc)) else ""  # fmt: skip
             print(f"geodiff {args.command}: error: {first_line(exc)}{hint}", file=sys.stderr)

@@ -124,9 +124,8 @@ def format_report(report: dict) -> str:
     rows = [("molecules", f"{report['num_molecules']}"), ("bonds", report["bonds"]),
             ("valence table", report["valence_table"])]  # fmt: skip
     for key, label in [("atom_stability", "atom stability"), ("mol_stability", "molecule stability"),
-                       ("validity", "validity (RDKit sanitises)"),
-                       ("connected_validity", "connected validity (EQGAT-diff's validity)"),
-                       ("validity_no_implicit_h", "connected validity, no implicit H"),
+                       ("validity", "validity"), ("connected_validity", "connected validity"),
+                       ("validity_no_implicit_h", "valid, no implicit H"),
                        ("connected", "connected (one fragment)"), ("uniqueness", "uniqueness (of valid)"),
                        ("novelty", "novelty")]:  # fmt: skip
         if key == "novelty" and key in report and report[key] is None:
