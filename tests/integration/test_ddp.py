@@ -53,6 +53,7 @@ def test_molecules_ddp_two_processes_draw_different_noise_and_export_once(qm9_np
     assert "sampled 2 molecules" in s.stdout
 
 
+@pytest.mark.slow  # three DDP runs (35 s); molecules and registration DDP stay in make test
 def test_trajectories_ddp_same_seed_same_run_and_resume(tmp_path):
     common = ["experiment=nbody_charged_geotdm_small", f"data.path={tmp_path / 'nb'}", "data.num_train=32",
               "data.num_val=8", "data.num_test=8", "data.batch_size=8", "model.hidden=16",

@@ -40,6 +40,7 @@ def test_shares_are_contiguous_balanced_and_refuse_too_few_items():
         Shard(0, 2).range(1, "num_samples")
 
 
+@pytest.mark.slow  # two-process sampling (28 s); the trajectory variant stays in make test
 def test_molecules_on_two_processes_merge_the_per_rank_samples(tmp_path):
     args = ["ckpt=qm9_eqgat_small", "num_samples=7", "sampler=ddim", "num_inference_steps=8", "batch_size=3",
             "seed=4", "devices=2"]  # fmt: skip

@@ -161,6 +161,7 @@ def test_a_timeout_in_the_first_round_is_reported_and_the_others_docked():
     assert [r["ok"] for r in res] == [False, True, True, True] and "timeout" in res[0]["reason"]
 
 
+@pytest.mark.slow  # two full docking runs (37 s): make test-slow
 def test_docking_with_the_defaults_is_reproducible_and_reruns_replace_their_poses(system, tmp_path):
     lig, receptor, box = system
     second = Chem.Mol(lig)
