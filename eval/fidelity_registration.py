@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             s = results[key][name] = res["diffusion"]["summary"]
             cols = "  ".join(f"{k.replace('_recall', '')} {s[k]:.1f}" for k in KEYS)
             print(f"{key:<18} {name:<18} {cols}")
-    report = {"protocol": __doc__.split("\n\n")[1].replace("\n", " "), "ckpt": str(args.ckpt),
+    report = {"protocol": " ".join(__doc__.split("\n\n")[2:]).replace("\n", " "), "ckpt": str(args.ckpt),
               "pairs_per_setting": args.pairs, "seed": args.seed, "steps": args.steps, "results": results,
               "command": "python eval/fidelity_registration.py " + " ".join(argv or sys.argv[1:]),
               "seconds": time.time() - t0}  # fmt: skip
