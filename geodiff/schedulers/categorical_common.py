@@ -63,6 +63,26 @@ class CategoricalMixin(TimestepMixin):
         idx = torch.multinomial(flat.to(gen_device, torch.float64), 1, generator=generator).to(flat.device)
         return torch.zeros_like(flat).scatter_(1, idx, 1.0).view_as(probs)
 
+    def _model_probs(self, model_output: torch.Tensor, sample: torch.Tensor, output_type: str):
+        """The model's class probabilities from its ``logits`` or (unnormalised) ``probs``, checked against
+        the sample's shape."""
+        self._check_probs("model_output", model_output)
+        if model_output.shape != sample.shape:
+            raise GeodiffValueError(
+                f"model_output: shape {list(model_output.shape)} differs from sample {list(sample.shape)}"
+            )
+        if output_type == "logits":
+            return torch.softmax(model_output, dim=-1)
+        if output_type == "probs":
+            return model_output / model_output.sum(-1, keepdim=True).clamp_min(1e-300)
+        raise GeodiffValueError(f"output_type: expected logits or probs, got {output_type!r}")
+
+    def _draw(self, probs: torch.Tensor, generator, deterministic: bool = False) -> torch.Tensor:
+        """One-hot draws from ``probs``, or its most probable class with ``deterministic``."""
+        if deterministic:
+            return torch.zeros_like(probs).scatter_(-1, probs.argmax(-1, keepdim=True), 1.0)
+        return self._sample_categorical(probs, generator)
+
     def q_probs(self, original_samples: torch.Tensor, timesteps, batch: torch.Tensor | None = None):
         """Class probabilities of q(x_t | x_0) = abar_t x0 + (1 - abar_t) m."""
         self._check_probs("original_samples", original_samples)

@@ -113,22 +113,9 @@ class CategoricalFlowMatchScheduler(CategoricalMixin, SchedulerMixin, ConfigMixi
         """Draw ``x_s'`` given the model's data logits (or probabilities). ``deterministic=True`` takes the
         most probable class instead of a draw (used on the last step, where the draw is the data prediction
         itself). Returns one-hot ``prev_sample`` and ``pred_original_sample`` = the data probabilities."""
-        self._check_probs("model_output", model_output)
-        if model_output.shape != sample.shape:
-            raise GeodiffValueError(
-                f"model_output: shape {list(model_output.shape)} differs from sample {list(sample.shape)}"
-            )
-        if output_type == "logits":
-            probs = torch.softmax(model_output, dim=-1)
-        elif output_type == "probs":
-            probs = model_output / model_output.sum(-1, keepdim=True).clamp_min(1e-300)
-        else:
-            raise GeodiffValueError(f"output_type: expected logits or probs, got {output_type!r}")
+        probs = self._model_probs(model_output, sample, output_type)
         trans = self.transition_probs(sample, probs, timestep, batch=batch)
-        if deterministic:
-            prev_sample = torch.zeros_like(trans).scatter_(-1, trans.argmax(-1, keepdim=True), 1.0)
-        else:
-            prev_sample = self._sample_categorical(trans, generator)
+        prev_sample = self._draw(trans, generator, deterministic)
         if not return_dict:
             return (prev_sample, probs)
         return GeodiffSchedulerOutput(prev_sample=prev_sample, pred_original_sample=probs)

@@ -25,7 +25,6 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from geodiff.errors import GeodiffValueError
 from geodiff.schedulers.base import GeodiffSchedulerOutput
 from geodiff.schedulers.categorical_common import CategoricalMixin, PriorType, categorical_prior
 from geodiff.schedulers.noise_schedules import BetaSchedule
@@ -109,22 +108,9 @@ class CategoricalD3PMScheduler(CategoricalMixin, SchedulerMixin, ConfigMixin):
         on the last step of sampling, where x_t' is x_0). Returns one-hot ``prev_sample`` and
         ``pred_original_sample`` = the x0 probabilities.
         """
-        self._check_probs("model_output", model_output)
-        if model_output.shape != sample.shape:
-            raise GeodiffValueError(
-                f"model_output: shape {list(model_output.shape)} differs from sample {list(sample.shape)}"
-            )
-        if output_type == "logits":
-            probs = torch.softmax(model_output, dim=-1)
-        elif output_type == "probs":
-            probs = model_output / model_output.sum(-1, keepdim=True).clamp_min(1e-300)
-        else:
-            raise GeodiffValueError(f"output_type: expected logits or probs, got {output_type!r}")
+        probs = self._model_probs(model_output, sample, output_type)
         post = self.posterior_probs(sample, probs, timestep, batch=batch)
-        if deterministic:
-            prev_sample = torch.zeros_like(post).scatter_(-1, post.argmax(-1, keepdim=True), 1.0)
-        else:
-            prev_sample = self._sample_categorical(post, generator)
+        prev_sample = self._draw(post, generator, deterministic)
         if not return_dict:
             return (prev_sample, probs)
         return GeodiffSchedulerOutput(prev_sample=prev_sample, pred_original_sample=probs)
