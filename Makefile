@@ -1,4 +1,4 @@
-# geodiff — make install | demo | test | test-slow | lint | bench
+# geodiff — make install | demo | test | test-slow | lint | bench | equivariance
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data),)
 export GEODIFF_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow lint bench equivariance clean
 
 install: $(STAMP)
 
@@ -40,6 +40,14 @@ lint: install
 bench: install
 	@$(PY) -c "import open3d" 2>/dev/null || $(PIP) install --quiet -e ".[dev,eval]"
 	@for f in eval/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# the orbit sweep (geodiff equivariance, full grids) of every shipped model: JSON in eval/results/equivariance,
+# NERO plots in docs/symmetry
+SHIPPED := $(notdir $(wildcard checkpoints/*_small))
+equivariance: install
+	@mkdir -p eval/results/equivariance docs/symmetry
+	@for m in $(SHIPPED); do echo "== $$m"; $(PY) -m geodiff.cli equivariance ckpt=$$m \
+		output=eval/results/equivariance/$$m.json plot=docs/symmetry/$$m.png || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 
 from geodiff.config import (
+    as_dict,
     as_list,
     compose,
-    config_dir,
     instantiate,
     resolve_checkpoint,
-    shipped,
-    shipped_checkpoints,
 )
 from geodiff.errors import GeodiffError, Terminated, check_count, first_line, raise_on_sigterm
 from geodiff.io import check_outputs, write_json
@@ -188,6 +186,15 @@ def _evaluate_docking(cfg) -> int:
     return _print_report(format_docking_report(report), cfg.output, report)
 
 
+def cmd_equivariance(overrides: list[str]) -> int:
+    from geodiff.testing import nero as eq
+
+    cfg = compose("equivariance", overrides)
+    r = eq.equivariance_report(**{k: v for k, v in as_dict(cfg).items() if k not in ("output", "plot")})
+    plot = [f"plot  {eq.plot_equivariance(r, cfg.plot)}"] if cfg.plot else []
+    return _print_report(eq.format_equivariance_report(r) + plot, cfg.output, r)
+
+
 # ------------------------------------------------------------------------------------------- data
 DATA_CONFIGS = {"nbody": "data", "molecules": "data_molecules", "registration": "data_registration"}
 
@@ -238,18 +245,11 @@ def cmd_register(overrides: list[str]) -> int:
 
 # ------------------------------------------------------------------------------------------- info
 def cmd_info(overrides: list[str]) -> int:
-    import diffusers
-    import torch
-
-    import geodiff
+    from geodiff.config import install_summary  # fmt: skip
 
     if overrides:
         raise GeodiffError(f"info takes no overrides, got {' '.join(overrides)}")
-    print(f"geodiff {geodiff.__version__}  torch {torch.__version__}  diffusers {diffusers.__version__}")
-    print(f"configs: {config_dir()}")
-    for group in sorted(p for p in config_dir().iterdir() if p.is_dir()):
-        print(f"  {group.name}: {', '.join(sorted(f.stem for f in group.glob('*.yaml')))}")
-    print(f"shipped models ({shipped('checkpoints')}): {', '.join(shipped_checkpoints())}")
+    print("\n".join(install_summary()))
     return 0
 
 
@@ -260,6 +260,7 @@ COMMANDS = {  # name: (handler, help)
     "evaluate": (cmd_evaluate, "metrics: geodiff evaluate task=molecules|docking|trajectories|registration"),
     "register": (cmd_register, "align two point clouds: geodiff register source=A.ply target=B.ply"),
     "data": (cmd_data, "make data: geodiff data nbody kind=charged | geodiff data registration"),
+    "equivariance": (cmd_equivariance, "orbit sweep of a model's symmetries: geodiff equivariance ckpt=NAME"),
     "curves": (cmd_curves, "training curves: geodiff curves runs=[outputs/a,outputs/b] output=curves.png"),
     "info": (cmd_info, "versions, config groups and shipped models"),
 }

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from geodiff.errors import GeodiffError
 
-__all__ = ["DATA_ENV", "as_list", "build", "compose", "config_dir", "data_dir", "instantiate", "project_root",
-           "resolve_checkpoint", "resolve_path", "shipped", "shipped_checkpoints"]  # fmt: skip
+__all__ = ["DATA_ENV", "as_dict", "as_list", "build", "compose", "config_dir", "data_dir", "install_summary",
+           "instantiate", "project_root", "resolve_checkpoint", "resolve_path", "shipped",
+           "shipped_checkpoints"]  # fmt: skip
 
 DATA_ENV = "GEODIFF_DATA"
 
@@ -114,6 +115,28 @@ def as_list(value) -> list[str] | None:
     if value is None:
         return None
     return [str(x) for x in OmegaConf.to_container(value)] if OmegaConf.is_list(value) else [str(value)]
+
+
+def install_summary() -> list[str]:
+    """``geodiff info``: versions, the config groups and their options, the shipped models."""
+    import diffusers
+    import torch
+
+    import geodiff
+
+    lines = [f"geodiff {geodiff.__version__}  torch {torch.__version__}  diffusers {diffusers.__version__}",
+             f"configs: {config_dir()}"]  # fmt: skip
+    for group in sorted(p for p in config_dir().iterdir() if p.is_dir()):
+        lines.append(f"  {group.name}: {', '.join(sorted(f.stem for f in group.glob('*.yaml')))}")
+    lines.append(f"shipped models ({shipped('checkpoints')}): {', '.join(shipped_checkpoints())}")
+    return lines
+
+
+def as_dict(cfg) -> dict:
+    """A composed config as a plain dict (interpolations resolved; lists as lists)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def instantiate(cfg, **kwargs):

@@ -32,13 +32,17 @@ from torch import nn
 from geodiff.errors import GeodiffValueError, check_finite, check_positive_ints
 from geodiff.models.base import StrictLoadMixin
 from geodiff.nn.egtn import EGTNBlock, sinusoidal_embedding
+from geodiff.nn.frame_averaging import frame_average
+from geodiff.nn.plain import PlainTrajectoryNet
 from geodiff.nn.scatter import scatter_mean
 
-__all__ = ["GeoTDMDenoiser", "PRIORS", "PREDICTIONS"]
+__all__ = ["GeoTDMDenoiser", "PRIORS", "PREDICTIONS", "BACKBONES", "FRAME_AVERAGING"]
 
 PriorType = Literal["learnable", "last_frame", "center_of_mass", "zero"]
 PRIORS = ("learnable", "last_frame", "center_of_mass", "zero")
 PREDICTIONS = ("epsilon", "sample")
+BACKBONES = ("egtn", "plain")
+FRAME_AVERAGING = ("none", "E", "SE")
 
 
 def drop_last_feature_update(state: dict, config: dict) -> dict | None:
@@ -84,6 +88,12 @@ class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
         prior_layers: (ES, ET) pairs of the learnable prior's EGTN.
         prediction: ``epsilon`` (GeoTDM: the noise, ``x_out - x_in``, output key ``eps``) or ``sample``
             (the clean targets ``x_out`` themselves, output key ``x0``: positions, translation-equivariant).
+        backbone: ``egtn`` (GeoTDM's, E(d)-equivariant) or ``plain``
+            (:class:`~geodiff.nn.plain.PlainTrajectoryNet`: attention on raw coordinates, not equivariant; the
+            control for symmetry studies).
+        frame_averaging: ``none``, ``E`` or ``SE``: average the networks (denoiser and learnable prior) over
+            the PCA frames of their input positions (:mod:`geodiff.nn.frame_averaging`), which makes any
+            backbone exactly E(d)/SE(d)-equivariant at 2^d (2^(d-1)) network calls per call.
     """
 
     config_name = "config.json"
@@ -93,7 +103,9 @@ class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
     def __init__(self, node_dim: int = 1, edge_dim: int = 1, dim: int = 3, num_cond: int = 10,
                  num_target: int = 20, hidden: int = 64, num_layers: int = 4, heads: int = 4,
                  time_dim: int = 32, prior: PriorType = "learnable", prior_layers: int = 2,
-                 prediction: Literal["epsilon", "sample"] = "epsilon"):  # fmt: skip
+                 prediction: Literal["epsilon", "sample"] = "epsilon",
+                 backbone: Literal["egtn", "plain"] = "egtn",
+                 frame_averaging: Literal["none", "E", "SE"] = "none"):  # fmt: skip
         super().__init__()
         check_positive_ints("model", node_dim=node_dim, edge_dim=edge_dim, dim=dim, hidden=hidden,
                             num_layers=num_layers, heads=heads, time_dim=time_dim,
@@ -106,9 +118,19 @@ class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
             raise GeodiffValueError(
                 f"frames: need num_cond >= 0 and num_target >= 1, got {num_cond}, {num_target}"
             )
-        self.net = _EGTN(node_dim + time_dim + 1, hidden, edge_dim, num_layers, heads, features_out=False)
+        if backbone not in BACKBONES:
+            raise GeodiffValueError(f"backbone: expected egtn or plain, got {backbone!r}")
+        if frame_averaging not in FRAME_AVERAGING:
+            raise GeodiffValueError(f"frame_averaging: expected none, E or SE, got {frame_averaging!r}")
+
+        def stack(in_dim, layers, features_out=True):
+            if backbone == "plain":
+                return PlainTrajectoryNet(in_dim, hidden, edge_dim, layers, heads, dim, features_out)
+            return _EGTN(in_dim, hidden, edge_dim, layers, heads, features_out)
+
+        self.net = stack(node_dim + time_dim + 1, num_layers, features_out=False)
         if num_cond > 0 and prior == "learnable":
-            self.prior_net = _EGTN(node_dim, hidden, edge_dim, prior_layers, heads)
+            self.prior_net = stack(node_dim, prior_layers)
             self.prior_weight = nn.Linear(hidden, hidden)
             nn.init.zeros_(self.prior_weight.weight)
             nn.init.zeros_(self.prior_weight.bias)
@@ -118,6 +140,15 @@ class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
     def conditional(self) -> bool:
         return self.config.num_cond > 0
 
+    def _run(self, net, h, x, edge_index, edge_attr, batch):
+        """``net(h, x, edge_index, edge_attr)``, frame-averaged over the PCA frames of ``x`` per system
+        when the model is configured so."""
+        group = self.config.frame_averaging
+        if group == "none":
+            return net(h, x, edge_index, edge_attr)
+        return frame_average(lambda p: net(h, p, edge_index, edge_attr), x, batch, ("scalar", "position"),
+                             group=group)  # fmt: skip
+
     def _check(self, name, x, frames):
         check_finite(name, x)
         c = self.config
@@ -125,11 +156,13 @@ class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
             raise GeodiffValueError(f"{name}: expected [nodes, {frames}, {c.dim}], got {list(x.shape)}")
 
     # --------------------------------------------------------------------------------------- prior
-    def prior_weights(self, x_cond, h, edge_index, edge_attr) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weights ``[nodes, num_target, num_cond]`` summing to 1 over the observed frames, ``xhat_c``)."""
+    def prior_weights(self, x_cond, h, edge_index, edge_attr,
+                      batch=None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(weights ``[nodes, num_target, num_cond]`` summing to 1 over the observed frames, ``xhat_c``);
+        ``batch``: the system of each node (frame-averaged models need it for more than one system)."""
         c = self.config
         hc = h.unsqueeze(1).expand(-1, c.num_cond, -1)
-        hhat, xhat = self.prior_net(hc, x_cond, edge_index, edge_attr)
+        hhat, xhat = self._run(self.prior_net, hc, x_cond, edge_index, edge_attr, batch)
         m = self.prior_weight(hhat).mean(-1)  # [nodes, num_cond]: mean over channels, invariant
         w_rest = self.gamma.view(1, -1, 1) * m[:, None, :-1]  # [nodes, num_target, num_cond - 1]
         w_last = 1.0 - w_rest.sum(-1, keepdim=True)
@@ -142,7 +175,7 @@ class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
             raise GeodiffValueError("prior: an unconditional model (num_cond = 0) has no conditional prior")
         self._check("x_cond", x_cond, c.num_cond)
         if c.prior == "learnable":
-            w, xhat = self.prior_weights(x_cond, h, edge_index, edge_attr)
+            w, xhat = self.prior_weights(x_cond, h, edge_index, edge_attr, batch)
             return torch.einsum("nts,nsd->ntd", w, xhat)
         if c.prior == "last_frame":
             return x_cond[:, -1:].expand(-1, c.num_target, -1)
@@ -189,7 +222,7 @@ class GeoTDMDenoiser(StrictLoadMixin, ModelMixin, ConfigMixin):
                           flag.unsqueeze(0).expand(n, -1, -1)], dim=-1)  # fmt: skip
         if edge_attr is None:
             edge_attr = x_in.new_zeros(edge_index.shape[1], 0)
-        _, x_out = self.net(h_in, x_in, edge_index, edge_attr)
+        _, x_out = self._run(self.net, h_in, x_in, edge_index, edge_attr, batch)
         if c.prediction == "sample":
             return {"x0": x_out[:, c.num_cond :]}
         return {"eps": (x_out - x_in)[:, c.num_cond :]}

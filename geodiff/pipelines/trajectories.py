@@ -139,7 +139,9 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
         return type(sched).from_config(sched.config) if sched is self.scheduler else sched
 
     @torch.no_grad()
-    def _run(self, b: TrajectoryBatch, sched, steps, generator, progress) -> torch.Tensor:
+    def _run(self, b: TrajectoryBatch, sched, steps, generator, progress, noise=None) -> torch.Tensor:
+        """Forecasts ``[nodes, num_target, dim]`` of one batch; ``noise``: the initial draw (default: from
+        ``generator``), e.g. rotated with the input to test sample equivariance."""
         c = self.model.config
         sched.set_timesteps(int(steps or sched.config.num_train_timesteps))
         dev, dtype = self.device, self.dtype
@@ -150,6 +152,7 @@ class TrajectoryDiffusionPipeline(GeodiffPipeline):
         if self.model.conditional:  # noise around the prior mean (a conditional scheduler is not zero-CoM)
             x_r = self.model.prior(x_cond, h, b.edge_index, ea, b.batch, b.num_graphs)
             y = sched.sample_prior(shape, generator=generator, dtype=dtype, device=dev)
+            y = y if noise is None else noise.to(dev, dtype)
         else:
             x_r = torch.zeros(shape, dtype=dtype, device=dev)
             y = sched.sample_prior(shape, batch=b.batch, generator=generator, dtype=dtype, device=dev)

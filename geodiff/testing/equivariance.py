@@ -43,7 +43,15 @@ import torch
 
 from geodiff.manifolds import so3
 
-__all__ = ["Transform", "assert_equivariant", "orbit_errors", "random_transform", "rotation_grid", "KINDS"]
+__all__ = [
+    "Transform",
+    "assert_equivariant",
+    "orbit_errors",
+    "random_transform",
+    "rotation_grid",
+    "transform_errors",
+    "KINDS",
+]
 
 KINDS = (
     "node_position",
@@ -270,10 +278,21 @@ def orbit_errors(func: Callable, inputs: Sequence, input_kinds: Sequence, output
         flip = torch.ones(dim, dtype=rot.dtype)
         flip[0] = -1.0
         rot = rot @ torch.diag(flip)
+    transforms = [Transform(q, torch.zeros(dim, dtype=q.dtype), None) for q in rot]
+    tensor = transform_errors(func, inputs, input_kinds, output_kinds, transforms)
+    every = torch.cat(list(tensor.values()))
+    return {"axes": axes, "angles": angles, "errors": tensor, "max": float(every.max()),
+            "median": float(every.median())}  # fmt: skip
+
+
+def transform_errors(func: Callable, inputs: Sequence, input_kinds: Sequence, output_kinds,
+                     transforms: Sequence[Transform]) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The equivariance error of every output of ``func`` under each of ``transforms`` (no assertion):
+    ``{output: [len(transforms)]}``, the largest absolute difference between ``func(T inputs)`` and
+    ``T func(inputs)`` (inf where an integer output differs)."""
     base = _flatten(func(*inputs), output_kinds)
     errors: dict[str, list[float]] = {key: [] for key in base}
-    for q in rot:
-        tr = Transform(q, torch.zeros(dim, dtype=q.dtype), None)
+    for tr in transforms:
         got = _flatten(
             func(*[tr.apply(x, k) for x, k in zip(inputs, input_kinds, strict=True)]), output_kinds
         )
@@ -283,7 +302,4 @@ def orbit_errors(func: Callable, inputs: Sequence, input_kinds: Sequence, output
                 errors[key].append(0.0 if torch.equal(want, have) else float("inf"))
                 continue
             errors[key].append(float((want - have).detach().abs().max()) if want.numel() else 0.0)
-    tensor = {k: torch.tensor(v, dtype=torch.float64) for k, v in errors.items()}
-    every = torch.cat(list(tensor.values()))
-    return {"axes": axes, "angles": angles, "errors": tensor, "max": float(every.max()),
-            "median": float(every.median())}  # fmt: skip
+    return {k: torch.tensor(v, dtype=torch.float64) for k, v in errors.items()}

@@ -213,3 +213,71 @@ def test_x0_prediction_is_translation_and_rotation_equivariant():
     assert max(errs.values()) < 1e-9 and m.output_key == "x0"
     with pytest.raises(GeodiffValueError, match="prediction"):
         GeoTDMDenoiser(prediction="velocity")
+
+
+def _conditional_run(m, b, t):
+    def run(x_cond, x_noisy, h, batch, edge_index):
+        eps = m(x_noisy, t, h, edge_index, b.edge_attr, batch, x_cond=x_cond)["eps"]
+        return eps, m.prior(x_cond, h, edge_index, b.edge_attr, batch)
+
+    return run
+
+
+_KINDS = ["node_position", "node_position", "node_scalar", "node_index", "edge_index"]
+
+
+def test_plain_backbone_is_only_permutation_equivariant():
+    """The control of the symmetry study: attention on raw coordinates; nodes may be permuted, but a
+    rotation or a translation of the input changes the prediction."""
+    b = charged_batch()
+    m = model(num_cond=4, num_target=8, backbone="plain")
+    t = torch.tensor([10.0, 500.0, 900.0], dtype=torch.float64)
+    inputs = [b.x[:, :4], b.x[:, 4:] + 0.3, b.h, b.batch, b.edge_index]
+    run = _conditional_run(m, b, t)
+    with torch.no_grad():
+        assert_equivariant(run, inputs, _KINDS, ["node_vector", "node_position"], rotations=False,
+                           reflections=False, translations=False)  # fmt: skip
+        for family in ("rotations", "translations"):
+            flags = dict(rotations=False, reflections=False, translations=False, permutations=False)
+            with pytest.raises(AssertionError, match=family[:-1]):
+                assert_equivariant(run, inputs, _KINDS, ["node_vector", "node_position"],
+                                   **{**flags, family: True})  # fmt: skip
+
+
+@pytest.mark.parametrize("backbone", ["plain", "egtn"])
+def test_frame_averaging_makes_the_plain_backbone_e3_equivariant(backbone):
+    b = charged_batch()
+    m = model(num_cond=4, num_target=8, backbone=backbone, frame_averaging="E")
+    t = torch.tensor([10.0, 500.0, 900.0], dtype=torch.float64)
+    with torch.no_grad():
+        errs = assert_equivariant(_conditional_run(m, b, t), [b.x[:, :4], b.x[:, 4:] + 0.3, b.h, b.batch,
+                                  b.edge_index], _KINDS, ["node_vector", "node_position"])  # fmt: skip
+    assert max(errs.values()) < 1e-9
+
+
+def test_frame_averaged_plain_2d_model_and_roundtrip(tmp_path):
+    """E(2) frame averaging of the plain backbone for pedestrians; its export loads and agrees."""
+    torch.manual_seed(1)
+    n = 4
+    ei = fully_connected(n)
+    x = torch.randn(n, 9, 2, dtype=torch.float64) * torch.tensor([2.0, 0.7], dtype=torch.float64)
+    m = model(dim=2, num_cond=3, num_target=6, backbone="plain", frame_averaging="E")
+    h, ea, batch = torch.ones(n, 1, dtype=torch.float64), torch.ones(ei.shape[1], 1, dtype=torch.float64), \
+        torch.zeros(n, dtype=torch.long)  # fmt: skip
+    a = torch.tensor(0.9, dtype=torch.float64)
+    R = torch.stack([torch.stack([a.cos(), -a.sin()]), torch.stack([a.sin(), a.cos()])])
+    shift = torch.tensor([2.0, -3.0], dtype=torch.float64)
+    with torch.no_grad():
+        base = m(x[:, 3:], 40, h, ei, ea, batch, x_cond=x[:, :3])["eps"]
+        for Q in (R, torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64)) @ R):
+            y = x @ Q.T + shift
+            torch.testing.assert_close(m(y[:, 3:], 40, h, ei, ea, batch, x_cond=y[:, :3])["eps"], base @ Q.T,
+                                       atol=1e-10, rtol=1e-9)  # fmt: skip
+    m.save_pretrained(tmp_path)
+    m2 = GeoTDMDenoiser.from_pretrained(tmp_path).double()
+    assert m2.config.backbone == "plain" and m2.config.frame_averaging == "E"
+    with torch.no_grad():
+        torch.testing.assert_close(m2(x[:, 3:], 40, h, ei, ea, batch, x_cond=x[:, :3])["eps"], base)
+    for bad in (dict(backbone="mlp"), dict(frame_averaging="O")):
+        with pytest.raises(GeodiffValueError, match=next(iter(bad))):
+            GeoTDMDenoiser(**bad)
