@@ -18,6 +18,7 @@ from geodiff.errors import GeodiffError
 from geodiff.models.geotdm import GeoTDMDenoiser
 from geodiff.schedulers import E3DDPMScheduler, E3FlowMatchScheduler
 from geodiff.training.base import DiffusionModule
+from geodiff.training.symmetry import SoftEquivariance, augment_trajectories, check_types
 
 __all__ = ["TrajectoryDiffusionModule", "for_model", "trajectory_loss"]
 
@@ -32,9 +33,10 @@ def for_model(scheduler: E3DDPMScheduler, model: GeoTDMDenoiser) -> E3DDPMSchedu
 
 
 def trajectory_loss(model: GeoTDMDenoiser, batch: TrajectoryBatch, scheduler: E3DDPMScheduler,
-                    generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+                    generator: torch.Generator | None = None, details: bool = False):  # fmt: skip
     """GeoTDM's denoising loss on one batch: mean squared error of the predicted noise, or of the predicted
-    clean targets for ``prediction="sample"`` models."""
+    clean targets for ``prediction="sample"`` models. ``details``: also the denoiser call it made, as
+    ``(loss, probe)`` with ``probe = (func, inputs, input_kinds, output_kinds)`` (for soft equivariance)."""
     c = model.config
     x = batch.x
     x_cond, x0 = x[:, : c.num_cond], x[:, c.num_cond :]
@@ -42,18 +44,32 @@ def trajectory_loss(model: GeoTDMDenoiser, batch: TrajectoryBatch, scheduler: E3
     t = torch.randint(0, scheduler.config.num_train_timesteps, (B,), device=dev, generator=generator)
     noise = torch.randn(x0.shape, device=dev, dtype=x0.dtype, generator=generator)
     key = model.output_key
+    ea, out_kind = batch.edge_attr, ("node_vector" if key == "eps" else "node_position")
     if model.conditional:
-        x_r = model.prior(x_cond, batch.h, batch.edge_index, batch.edge_attr, batch.batch, B)
+        x_r = model.prior(x_cond, batch.h, batch.edge_index, ea, batch.batch, B)
         x_t = x_r + scheduler.add_noise(x0 - x_r, noise, t, batch=batch.batch)
         target = noise if key == "eps" else x0
-        pred = model(x_t, t, batch.h, batch.edge_index, batch.edge_attr, batch.batch, x_cond=x_cond)[key]
+        pred = model(x_t, t, batch.h, batch.edge_index, ea, batch.batch, x_cond=x_cond)[key]
+
+        def func(x_cond, x_t, h, nodes, edge_index):
+            return (model(x_t, t, h, edge_index, ea, nodes, x_cond=x_cond)[key],
+                    model.prior(x_cond, h, edge_index, ea, nodes, B))  # fmt: skip
+
+        probe = (func, [x_cond, x_t, batch.h, batch.batch, batch.edge_index],
+                 ["node_position", "node_position", "node_scalar", "node_index", "edge_index"],
+                 [out_kind, "node_position"])  # fmt: skip
     else:
         x_t = scheduler.add_noise(x0, noise, t, batch=batch.batch)
         target = scheduler.project(noise if key == "eps" else x0, batch.batch)
-        pred = scheduler.project(
-            model(x_t, t, batch.h, batch.edge_index, batch.edge_attr, batch.batch)[key], batch.batch
-        )
-    return ((pred - target) ** 2).mean()
+        pred = scheduler.project(model(x_t, t, batch.h, batch.edge_index, ea, batch.batch)[key], batch.batch)
+
+        def func(x_t, h, nodes, edge_index):
+            return scheduler.project(model(x_t, t, h, edge_index, ea, nodes)[key], nodes)
+
+        probe = (func, [x_t, batch.h, batch.batch, batch.edge_index],
+                 ["node_position", "node_scalar", "node_index", "edge_index"], [out_kind])  # fmt: skip
+    loss = ((pred - target) ** 2).mean()
+    return (loss, probe) if details else loss
 
 
 class TrajectoryDiffusionModule(DiffusionModule):
@@ -66,8 +82,19 @@ class TrajectoryDiffusionModule(DiffusionModule):
     PROGRESS = ("ade",)
 
     def __init__(self, model: GeoTDMDenoiser, scheduler: E3DDPMScheduler | None = None,
-                 val_num_systems: int = 64, val_sampling_steps: int = 100, **kwargs):  # fmt: skip
+                 val_num_systems: int = 64, val_sampling_steps: int = 100,
+                 augment: list[str] | None = None, augment_translation_std: float = 1.0,
+                 soft_equivariance: dict[str, float] | None = None,
+                 soft_equivariance_adjust_at: int | None = None,
+                 soft_equivariance_warmup: int = 0, soft_equivariance_power: float = 1.0,
+                 **kwargs):  # fmt: skip
         super().__init__(model, **kwargs)
+        self.augment = check_types("augment", list(augment or ()), ("rotation", "reflection", "translation"))
+        self.soft = None
+        if soft_equivariance:
+            self.soft = SoftEquivariance(dict(soft_equivariance), soft_equivariance_adjust_at,
+                                         soft_equivariance_warmup, soft_equivariance_power,
+                                         augment_translation_std)  # fmt: skip
         scheduler = scheduler or build("scheduler", "geotdm_ddpm")
         if not isinstance(scheduler, (E3DDPMScheduler, E3FlowMatchScheduler)):
             raise GeodiffError(f"module.scheduler: a trajectory model trains with an E(3) DDPM or flow "
@@ -91,7 +118,29 @@ class TrajectoryDiffusionModule(DiffusionModule):
         self.data_info = info
 
     def loss(self, model, batch, generator=None):
-        return {"loss": trajectory_loss(model, batch, self.scheduler_, generator=generator)}
+        training = model is self.model and self.training
+        if training and self.augment:
+            batch = augment_trajectories(
+                batch, self.augment, translation_std=self.hparams.augment_translation_std
+            )
+        if not (training and self.soft is not None):
+            return {"loss": trajectory_loss(model, batch, self.scheduler_, generator=generator)}
+        loss, (func, inputs, kinds, out_kinds) = trajectory_loss(
+            model, batch, self.scheduler_, generator, True
+        )
+        r = self.soft.penalties(func, inputs, kinds, out_kinds, model.config.dim, batch.x.shape[0])
+        self.soft.update(int(self.global_step), r)
+        out = {"loss": loss + self.soft.loss(r), "denoising": loss.detach()}
+        for k, name in enumerate(self.soft.types):
+            out[f"equiv_{name}"] = r[k].detach()
+            out[f"strength_{name}"] = self.soft.strengths[k]
+        return out
+
+    def run_notes(self) -> dict:
+        notes = {"augment": self.augment} if self.augment else {}
+        if self.soft is not None:
+            notes["soft_equivariance"] = self.soft.record()
+        return notes
 
     def batch_device(self, batch):
         return batch.x.device
