@@ -227,6 +227,7 @@ def frame_average(
     output_kinds: OutputKind | Sequence[OutputKind] | dict[str, OutputKind] = "position",
     vectors: Sequence[torch.Tensor] = (),
     frames: Frames | None = None,
+    output_systems: dict | None = None,
     **frame_options,
 ):
     """``<fn>``: ``fn`` averaged over the PCA frames of ``positions`` (exactly E(d)/SE(d)-equivariant).
@@ -240,6 +241,8 @@ def frame_average(
             ``scalar`` (invariant: averaged as is).
         vectors: ``[N, ..., d]`` inputs that rotate but do not translate (velocities, forces).
         frames: precomputed :func:`pca_frames` (else computed from ``positions`` with ``frame_options``).
+        output_systems: for outputs whose rows are not nodes (edges), the system of every row, keyed like
+            ``output_kinds`` (default: ``batch``); such outputs must be ``scalar``.
     Returns:
         ``fn``'s outputs, averaged (same structure).
     """
@@ -257,11 +260,20 @@ def frame_average(
         if not bool((frames.weights[m] > 0).any()):
             continue
         R = frames.rotations[m].to(dtype)[batch]
-        w = frames.weights[m].to(dtype)[batch]
+        w_sys = frames.weights[m].to(dtype)
+        w = w_sys[batch]
         out = fn(*[_to_frame(p, R, c) for p in pos_list], *[_to_frame(v, R, None) for v in vectors])
         items = _items(out, output_kinds)
         back = {}
         for key, (y, kind) in items.items():
+            rows = (output_systems or {}).get(key)
+            if (
+                rows is not None
+            ):  # per-edge (or other) rows: invariant, weighted by their system's frame weight
+                if kind != "scalar":
+                    raise GeodiffValueError(f"output_systems: {key!r} must be a scalar output, not {kind!r}")
+                back[key] = y * w_sys[rows].view(-1, *([1] * (y.dim() - 1)))
+                continue
             if kind == "position":
                 y = _from_frame(y, R, c)
             elif kind == "vector":

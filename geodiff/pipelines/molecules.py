@@ -36,6 +36,7 @@ from geodiff.io import atomic_path, output_and_picture
 from geodiff.metrics.novelty import TRAINING_SMILES, SmilesSet
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser, reverse_edge_permutation
 from geodiff.models.eqgat_reference import EQGATReferenceDenoiser
+from geodiff.models.plain_molecules import PlainMoleculeDenoiser
 from geodiff.pipelines.base import GeodiffPipeline
 from geodiff.pipelines.sharding import Shard
 from geodiff.schedulers import (
@@ -113,7 +114,10 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
 
     FAMILY = "molecules"
     MODEL = EQGATDiffDenoiser
-    OTHER_MODELS = (EQGATReferenceDenoiser,)  # the reference network (model=eqgat_diff_reference)
+    OTHER_MODELS = (
+        EQGATReferenceDenoiser,
+        PlainMoleculeDenoiser,
+    )  # model=eqgat_diff_reference, molecule_plain
 
     def __init__(self, model: EQGATDiffDenoiser, schedulers: MoleculeSchedulers, vocab: MoleculeVocabulary,
                  stats: DatasetStatistics, training_smiles: SmilesSet | None = None):  # fmt: skip
