@@ -151,9 +151,8 @@ def _print_report(lines: list[str], output: str | None, report: dict) -> int:
 def _evaluate_trajectories(cfg) -> int:
     from geodiff.metrics.trajectories import evaluate_trajectory_file, format_trajectory_report
 
-    if cfg.min_over not in ("node", "system"):
-        raise GeodiffError(f"min_over: {cfg.min_over!r} is not one of node, system")
-    r = evaluate_trajectory_file(cfg.samples, cfg.k, cfg.min_over, cfg.reference or None, cfg.cluster)
+    r = evaluate_trajectory_file(cfg.samples, cfg.k, cfg.min_over, cfg.reference or None, cfg.cluster,
+                                 cfg.agents)  # fmt: skip
     return _print_report(format_trajectory_report(r), cfg.output, r)
 
 

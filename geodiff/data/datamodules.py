@@ -197,7 +197,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         num_cond, num_target: observed and predicted frames (unconditional: ``num_cond=0``).
         kind, num_train, num_val, num_test, sim_seed: N-body simulation when ``path`` does not exist.
         frame_offset: first N-body frame of the window.
-        scene: ETH-UCY test scene (leave-one-out); stride, window_step: MD17 frame subsampling.
+        scene: ETH-UCY test scene (leave-one-out); windows: ETH-UCY ``sgan`` (all agents of a window) or
+            ``eqmotion`` (a window per focal agent, GeoTDM's paper protocol; ``load_eth_ucy``).
+        stride, window_step: MD17 frame subsampling.
         limit: use at most this many training systems (CPU smoke runs).
     """
 
@@ -205,8 +207,12 @@ class TrajectoryDataModule(L.LightningDataModule):
                  num_target: int = 20, kind: str = "charged", num_train: int = 3000, num_val: int = 500,
                  num_test: int = 500, sim_seed: int = 0, frame_offset: int = 0, scene: str = "eth",
                  stride: int = 10, window_step: int | None = None, limit: int | None = None,
-                 val_limit: int | None = None, batch_size: int = 128, num_workers: int = 0):  # fmt: skip
+                 val_limit: int | None = None, batch_size: int = 128, num_workers: int = 0,
+                 windows: str = "sgan"):  # fmt: skip
         super().__init__()
+        if windows not in ("sgan", "eqmotion"):
+            raise GeodiffError(f"data.windows: expected sgan or eqmotion, got {windows!r}")
+        self.windows = windows
         if dataset not in ("nbody", "md17", "eth_ucy"):
             raise GeodiffError(f"data.dataset: expected nbody, md17 or eth_ucy, got {dataset!r}")
         self.dataset, self.path, self.num_cond, self.num_target = dataset, path, num_cond, num_target
@@ -247,7 +253,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             "frame_offset": int(info.get("frame_offset") or 0),
         }
         # recorded only for their own data set; exports from before a field was recorded get the default
-        for key in ("kind", "scene", "stride", "window_step"):
+        for key in ("kind", "scene", "stride", "window_step", "windows"):
             if info.get(key) is not None:
                 kw[key] = info[key]
         return cls(**kw)
@@ -262,7 +268,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.dataset == "md17":
             return load_md17_npz(self.path, name, self.num_cond, self.num_target, self.stride,
                                  self.window_step, limit=limit)  # fmt: skip
-        return load_eth_ucy(self.path, self.scene, name, self.num_cond, self.num_target, limit=limit)
+        return load_eth_ucy(self.path, self.scene, name, self.num_cond, self.num_target, limit=limit,
+                            windows=self.windows)  # fmt: skip
 
     def split(self, name: str) -> TrajectoryDataset:
         """The ``train``, ``val`` or ``test`` data set (loaded once)."""
@@ -284,6 +291,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         return {"dataset": self.dataset, "name": ds.name,
                 "kind": self.kind if self.dataset == "nbody" else None,
                 "scene": self.scene if self.dataset == "eth_ucy" else None, "path": str(self.path),
+                "windows": self.windows if self.dataset == "eth_ucy" else None,
                 "stride": self.stride if self.dataset == "md17" else None,
                 "window_step": self.window_step if self.dataset == "md17" else None,
                 "num_cond": self.num_cond, "num_target": self.num_target, "dim": ds.dim,

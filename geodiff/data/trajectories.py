@@ -388,13 +388,45 @@ def _eth_ucy_windows(data: np.ndarray, obs: int, pred: int, skip: int, min_agent
             yield np.stack(keep)  # [agents, win, 2]
 
 
+# EqMotion's ETH-UCY windows (MediaBrain-SJTU/EqMotion eth_ucy/process_eth_data_diverse.py, used by GeoTDM):
+# agents per window by test scene (its ``total_num``) and the neighbour radius at the last observed frame (m)
+EQMOTION_AGENTS = {"univ": 2, "zara1": 3}
+EQMOTION_RADIUS = 5.0
+WINDOWS = ("sgan", "eqmotion")
+
+
+def eqmotion_windows(w: np.ndarray, scene: str, obs: int) -> list[np.ndarray]:
+    """One window per focal agent of a Social-GAN window ``w`` ``[agents, frames, 2]``, as EqMotion cuts them
+    (the focal agent first): with fewer agents than the scene's ``total_num`` (1; univ 2, zara1 3), the focal
+    agent and all the others in their order; else the agents within 5 m of it at the last observed frame,
+    nearest first, at most ``total_num``."""
+    total = EQMOTION_AGENTS.get(scene, 1)
+    n = w.shape[0]
+    out = []
+    for i in range(n):
+        if n < total:
+            idx = [i, *[k for k in range(n) if k != i]]
+        else:
+            d = np.linalg.norm(w[:, obs - 1] - w[i, obs - 1], axis=-1)
+            order = np.argsort(d, kind="stable")
+            order = np.concatenate([[i], order[order != i]])  # itself first (distance 0, ties aside)
+            idx = order[: min(total, int((d < EQMOTION_RADIUS).sum()))]
+        out.append(w[idx])
+    return out
+
+
 def load_eth_ucy(root: str | os.PathLike, scene: str, split: str = "train", obs: int = 8, pred: int = 12,
-                 skip: int = 1, min_agents: int = 1,
-                 limit: int | None = None) -> TrajectoryDataset:  # fmt: skip
+                 skip: int = 1, min_agents: int = 1, limit: int | None = None,
+                 windows: str = "sgan") -> TrajectoryDataset:  # fmt: skip
     """ETH-UCY, leave-one-scene-out: ``root/<scene>/<split>/*.txt`` (``frame ped x y``, 0.4 s per frame).
 
-    Each window of ``obs + pred`` consecutive frames is one system: every agent present in all its frames,
-    with all the others as neighbours (fully connected). Coordinates stay 2D (``dim`` = 2)."""
+    ``windows="sgan"`` (geodiff's default, Social-GAN's): each window of ``obs + pred`` consecutive frames is
+    one system, every agent present in all its frames, with all the others as neighbours (fully connected).
+    ``windows="eqmotion"`` (the windows GeoTDM's paper numbers come from): every such agent is the focal agent
+    (node 0) of a window of its own with at most 1 (univ 2, zara1 3) of its nearest neighbours within 5 m
+    (:func:`eqmotion_windows`); scored on the focal agents. Coordinates stay 2D (``dim`` = 2)."""
+    if windows not in WINDOWS:
+        raise GeodiffError(f"windows: expected sgan or eqmotion, got {windows!r}")
     if scene not in ETH_UCY_SCENES:
         raise GeodiffError(f"scene: unknown ETH-UCY scene {scene!r} (one of {', '.join(ETH_UCY_SCENES)})")
     folder = Path(root) / scene / split
@@ -405,18 +437,21 @@ def load_eth_ucy(root: str | os.PathLike, scene: str, split: str = "train", obs:
         raise GeodiffError(f"{folder}: no .txt trajectory files")
     samples = []
     for f in files:
-        for w in _eth_ucy_windows(read_eth_ucy_file(f), obs, pred, skip, min_agents):
-            n = w.shape[0]
-            ei = fully_connected(n)
-            samples.append(TrajectorySample(torch.from_numpy(w).float(), torch.ones(n, 1), ei,
-                                            torch.ones(ei.shape[1], 1)))  # fmt: skip
+        for whole in _eth_ucy_windows(read_eth_ucy_file(f), obs, pred, skip, min_agents):
+            for w in [whole] if windows == "sgan" else eqmotion_windows(whole, scene, obs):
+                n = w.shape[0]
+                ei = fully_connected(n)
+                samples.append(TrajectorySample(torch.from_numpy(w).float(), torch.ones(n, 1), ei,
+                                                torch.ones(ei.shape[1], 1)))  # fmt: skip
             if limit is not None and len(samples) >= limit:
+                samples = samples[:limit]
                 break
         if limit is not None and len(samples) >= limit:
             break
     if not samples:
         raise GeodiffError(f"{folder}: no window of {obs + pred} frames with an agent present throughout")
-    return TrajectoryDataset(samples, obs, name=f"eth_ucy_{scene}", source=str(folder))
+    what = str(folder) if windows == "sgan" else f"{folder} (EqMotion windows: focal agent first)"
+    return TrajectoryDataset(samples, obs, name=f"eth_ucy_{scene}", source=what)
 
 
 def generate_nbody_split(folder: str | os.PathLike, kind: str = "charged", num_train: int = 3000,

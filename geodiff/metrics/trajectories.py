@@ -139,14 +139,22 @@ def cluster_samples(pred: torch.Tensor, clusters: int, iterations: int = 20, see
     return pred.transpose(0, 1)[rows[:, None], keep].transpose(0, 1)
 
 
+def focal_nodes(batch: torch.Tensor) -> torch.Tensor:
+    """``[nodes]`` True for the first node of every system (the focal agent of EqMotion windows)."""
+    first = torch.ones(batch.shape[0], dtype=torch.bool)
+    first[1:] = batch[1:] != batch[:-1]
+    return first
+
+
 def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node", reference=None,
-                             cluster: int | None = None) -> dict:  # fmt: skip
+                             cluster: int | None = None, agents: str = "all") -> dict:  # fmt: skip
     """The report of ``geodiff evaluate task=trajectories``: ADE/FDE (avg and min over K) of the forecasts in
     an npz written by ``geodiff sample`` against its ground truth, beside constant-velocity and linear
     baselines on the same observed frames; for unconditional samples the marginal score against the
     reference trajectories (the file's own, or ``reference``: an N-body npz). ``cluster``: reduce the K
     samples of every node to that many by k-means on their final positions first (GeoTDM's ETH-UCY
-    protocol: K = 60 clustered to 20, :func:`cluster_samples`)."""
+    protocol: K = 60 clustered to 20, :func:`cluster_samples`). ``agents="focal"``: score only the first
+    node of every system (the focal agent of EqMotion windows, ``data.windows=eqmotion``)."""
     from pathlib import Path
 
     from geodiff.data.trajectories import read_npz
@@ -176,10 +184,20 @@ def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node",
         if batch.shape != (pred.shape[1],) or (len(ids) and not torch.equal(ids, torch.arange(len(ids)))):
             raise GeodiffError(f"{p}: batch must give each of the {pred.shape[1]} nodes its system, numbered "
                                "0, 1, ... without gaps")  # fmt: skip
+    if agents not in ("all", "focal"):
+        raise GeodiffError(f"agents: expected all or focal, got {agents!r}")
+    if min_over not in ("node", "system"):
+        raise GeodiffError(f"min_over: {min_over!r} is not one of node, system")
+    if agents == "focal":
+        if batch is None:
+            raise GeodiffError(f"{p}: agents=focal needs the 'batch' array (which node is in which system)")
+        keep = focal_nodes(batch)
+        pred, batch = pred[:, keep], batch[keep]
+        arrays = {k2: (v[keep.numpy()] if k2 in ("truth", "observed") else v) for k2, v in arrays.items()}
     systems = int(batch.max()) + 1 if batch is not None and len(batch) else None
     report: dict = {"task": "trajectories", "samples": str(p), "dataset": str(arrays.get("dataset", "")),
                     "clustered_to": cluster, "k": int(pred.shape[0]), "num_nodes": int(pred.shape[1]),
-                    "num_frames": int(pred.shape[2]), "num_systems": systems}  # fmt: skip
+                    "num_frames": int(pred.shape[2]), "num_systems": systems, "agents": agents}  # fmt: skip
     try:
         if "truth" in arrays:
             truth = torch.from_numpy(arrays["truth"]).double()
@@ -221,6 +239,7 @@ def _centred(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
 def format_trajectory_report(r: dict) -> list[str]:
     """The table ``geodiff evaluate task=trajectories`` prints for an ``evaluate_trajectory_file`` report."""
     kept = f" (k-means to {r['clustered_to']} of the samples)" if r.get("clustered_to") else ""
+    kept += ", focal agents only (the first of each system)" if r.get("agents") == "focal" else ""
     lines = [f"{r['dataset'] or 'trajectories'}: {r['num_systems']} systems, {r['num_nodes']} nodes, "
              f"{r['num_frames']} frames, K = {r['k']}{kept}"]  # fmt: skip
     if "ade" in r:
