@@ -1,5 +1,6 @@
-"""Quality per denoiser call: molecule stability and connected validity against the number of sampling steps,
-for any number of QM9 exports (the flow-matching vs diffusion measurement of docs/flow_matching.md).
+"""Quality per denoiser call: molecule stability and connected validity (QM9 exports), or forecast ADE/FDE
+(``--family trajectories``: N-body exports), against the number of sampling steps, for any number of
+models (the flow-matching vs diffusion measurement of docs/flow_matching.md).
 
     .venv/bin/python eval/steps_vs_quality.py --model diffusion=outputs/a/export \
         --model flow=outputs/b/export --steps 10,20,50,100 --extra diffusion=500 --n 1000 \
@@ -11,6 +12,10 @@ is scored on its generated bonds under the ``strict`` and ``eqgat`` valence conv
 stability, with its binomial standard error), RDKit validity and connected validity (EQGAT-diff's
 "validity"). Results already in ``--json`` are kept and not sampled again (the runs take about 55 CPU
 minutes per 1,000 molecules at 500 steps), so the script can be stopped and resumed.
+
+Trajectories: ``--n`` test systems of the model's data (freshly simulated N-body systems, seed ``--seed``),
+K = ``--k`` forecasts each at every step count; ADE/FDE averaged over the K samples (GeoTDM's N-body "avg")
+and the minimum over K per agent, with the standard error of the per-agent average.
 """
 
 from __future__ import annotations
@@ -51,29 +56,48 @@ def score(mols) -> dict:
     return out
 
 
+def score_forecasts(pred: torch.Tensor, truth: torch.Tensor, batch: torch.Tensor) -> dict:
+    from geodiff.metrics.trajectories import displacement_errors
+
+    e = displacement_errors(pred, truth, batch, "node")
+    d = (pred.double() - truth.double()).norm(dim=-1)  # [K, nodes, frames]
+    per_node = d.mean(-1).mean(0)
+    out = {key: float(e[key]) for key in ("ade_avg", "fde_avg", "ade_min", "fde_min")}
+    out["ade_avg_se"] = float(per_node.std() / math.sqrt(len(per_node)))
+    out["fde_avg_se"] = float(d[..., -1].mean(0).std() / math.sqrt(len(per_node)))
+    out["n"] = int(batch.max()) + 1
+    return out
+
+
 def plot(results: dict, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    for ax, key, title in zip(axes, ("mol_stability_eqgat", "mol_stability_strict", "connected_validity"),
-                              ("molecule stability (eqgat rule)", "molecule stability (strict rule)",
-                               "connected validity"), strict=True):  # fmt: skip
+    trajectories = results.get("family") == "trajectories"
+    panels = ((("ade_avg", "ADE, average of K"), ("fde_avg", "FDE, average of K")) if trajectories else
+              (("mol_stability_eqgat", "molecule stability (eqgat rule)"),
+               ("mol_stability_strict", "molecule stability (strict rule)"),
+               ("connected_validity", "connected validity")))  # fmt: skip
+    scale = 1 if trajectories else 100
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.7 * len(panels), 4.2))
+    for ax, (key, title) in zip(axes, panels, strict=True):
         for label, runs in results["models"].items():
             steps = sorted(int(s) for s in runs)
-            y = [100 * runs[str(s)][key] for s in steps]
-            err = [100 * runs[str(s)][key + "_se"] for s in steps]
+            y = [scale * runs[str(s)][key] for s in steps]
+            err = [scale * runs[str(s)][key + "_se"] for s in steps]
             ax.errorbar(steps, y, yerr=err, marker="o", capsize=3, label=label)
         ax.set_xscale("log")
         ax.set_xlabel("denoiser calls (sampling steps)")
-        ax.set_ylabel("%")
+        ax.set_ylabel("data units" if trajectories else "%")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     n = next(iter(next(iter(results["models"].values())).values()))["n"]
-    fig.suptitle(f"QM9, {n} molecules per point, generated bonds (+- one standard error)", fontsize=10)
+    what = (f"N-body, {n} systems x K per point" if trajectories else
+            f"QM9, {n} molecules per point, generated bonds")  # fmt: skip
+    fig.suptitle(f"{what} (+- one standard error)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -86,7 +110,9 @@ def main() -> None:
     ap.add_argument(
         "--extra", action="append", default=[], help="LABEL=STEPS: more step counts for one model"
     )
-    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--family", choices=["molecules", "trajectories"], default="molecules")
+    ap.add_argument("--n", type=int, default=1000, help="molecules, or test systems")
+    ap.add_argument("--k", type=int, default=5, help="forecasts per system (trajectories)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--json", required=True)
@@ -98,24 +124,46 @@ def main() -> None:
         extra.setdefault(label, []).extend(int(x) for x in s.split(","))
     path = Path(a.json)
     results = json.loads(path.read_text()) if path.is_file() else {"models": {}, "exports": {}, "runs": {}}
+    results["family"] = a.family
     for label, export in models:
-        pipe = MoleculeDiffusionPipeline.from_pretrained(export)
+        if a.family == "trajectories":
+            from geodiff.data.datamodules import systems_for_sampling
+            from geodiff.data.trajectories import collate_trajectories
+            from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
+
+            pipe = TrajectoryDiffusionPipeline.from_pretrained(export)
+            ds = systems_for_sampling(pipe.data_info, None, "test", a.n, a.seed)
+            systems = collate_trajectories(ds.samples[: a.n])
+            c = pipe.model.config
+            truth = systems.x[:, c.num_cond : c.num_cond + c.num_target]
+        else:
+            pipe = MoleculeDiffusionPipeline.from_pretrained(export)
         results["exports"][label] = str(export)
         runs = results["models"].setdefault(label, {})
         for steps in sorted({*(int(x) for x in a.steps.split(",")), *extra.get(label, [])}):
             if str(steps) in runs and runs[str(steps)]["n"] >= a.n:
                 continue
             t0 = time.time()
-            mols = pipe(num_samples=a.n, num_inference_steps=steps, batch_size=a.batch_size, seed=a.seed,
-                        progress=False).molecules  # fmt: skip
+            if a.family == "trajectories":
+                out = pipe(systems, num_samples=a.k, num_inference_steps=steps, seed=a.seed, progress=False)
+                scores = score_forecasts(out.trajectories, truth, systems.batch)
+            else:
+                mols = pipe(num_samples=a.n, num_inference_steps=steps, batch_size=a.batch_size, seed=a.seed,
+                            progress=False).molecules  # fmt: skip
+                scores = score(mols)
             seconds = time.time() - t0
-            runs[str(steps)] = {**score(mols), "seconds": seconds, "sampler": type(pipe.scheduler).__name__}
+            runs[str(steps)] = {**scores, "seconds": seconds, "sampler": type(pipe.scheduler).__name__}
             where = {"device": device_description("cpu"), "threads": torch.get_num_threads(), "seed": a.seed}
             results["runs"][f"{label}@{steps}"] = where
             r = runs[str(steps)]
-            print(f"{label:<10} {steps:>4} steps  stability eqgat {100 * r['mol_stability_eqgat']:5.1f} % "
-                  f"strict {100 * r['mol_stability_strict']:5.1f} %  connected validity "
-                  f"{100 * r['connected_validity']:5.1f} %  ({seconds:.0f} s)", flush=True)  # fmt: skip
+            if a.family == "trajectories":
+                line = (f"ADE/FDE avg of {a.k} {r['ade_avg']:.4f}/{r['fde_avg']:.4f}  "
+                        f"min {r['ade_min']:.4f}/{r['fde_min']:.4f}")  # fmt: skip
+            else:
+                line = (f"stability eqgat {100 * r['mol_stability_eqgat']:5.1f} % strict "
+                        f"{100 * r['mol_stability_strict']:5.1f} %  connected validity "
+                        f"{100 * r['connected_validity']:5.1f} %")  # fmt: skip
+            print(f"{label:<10} {steps:>4} steps  {line}  ({seconds:.0f} s)", flush=True)
             write_json(path, results, indent=1)  # after every point: resumable
     if a.plot:
         plot(results, a.plot)
