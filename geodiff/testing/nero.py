@@ -35,6 +35,7 @@ from geodiff.testing.equivariance import Transform, rotation_grid, transform_err
 
 __all__ = [
     "SYMMETRIES",
+    "plot_orbit_comparison",
     "equivariance_report",
     "format_equivariance_report",
     "plot_equivariance",
@@ -474,6 +475,56 @@ def format_equivariance_report(r: dict) -> list[str]:
     return lines
 
 
+def _orbit_panel(fig, ax, dim, axes, angles, values, label, log):
+    """One NERO panel: 2D models, the value against the rotation angle (polar); 3D models, each grid axis on
+    (azimuth, elevation) coloured by the largest value over its angles (log10 when ``log``)."""
+    values = np.asarray(values, dtype=float)
+    if dim == 2:
+        ax.plot(np.asarray(angles), values, "o-", ms=3)
+        ax.set_title(label, fontsize=9)
+        return
+    a = np.asarray(axes)
+    n_ang = len(set(np.round(angles, 9)))
+    per_axis = values.reshape(-1, n_ang).max(1)
+    az = np.degrees(np.arctan2(a[::n_ang, 1], a[::n_ang, 0]))
+    el = np.degrees(np.arcsin(np.clip(a[::n_ang, 2], -1, 1)))
+    shown = np.log10(np.maximum(per_axis, 1e-300)) if log else per_axis
+    sc = ax.scatter(az, el, c=shown, s=120, cmap="viridis")
+    fig.colorbar(sc, ax=ax, label=("log10 " if log else "") + "max over angles")
+    ax.set_xlabel("axis azimuth (deg)")
+    ax.set_ylabel("axis elevation (deg)")
+    ax.set_title(label, fontsize=9)
+
+
+def plot_orbit_comparison(reports: dict[str, dict], path: str | os.PathLike) -> Path:
+    """NERO plots of several models side by side (e.g. equivariant, plain, frame-averaged): one row each,
+    the denoiser's float32 rotation error on the orbit and the task metric's change along it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from geodiff.io import atomic_path
+
+    fig = plt.figure(figsize=(11, 3.8 * len(reports)))
+    for row, (label, r) in enumerate(reports.items()):
+        g, t = r["grid"], r.get("task") or {}
+        polar = "polar" if g["dim"] == 2 else None
+        ax = fig.add_subplot(len(reports), 2, 2 * row + 1, projection=polar)
+        _orbit_panel(fig, ax, g["dim"], g["axes"], g["angles"], r["orbit_rotation_error"]["float32"],
+                     f"{label}: denoiser rotation error (float32)", log=True)  # fmt: skip
+        ax = fig.add_subplot(len(reports), 2, 2 * row + 2, projection=polar)
+        if "values" in t:
+            shift = np.asarray(t["values"]) - t["identity"]
+            title = f"{label}: {t['metric']}\nminus unrotated ({t['identity']:.4g})"
+            _orbit_panel(fig, ax, g["dim"], t["axes"], t["angles"], shift, title, log=False)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_equivariance(r: dict, path: str | os.PathLike) -> Path:
     """The NERO figure: rotation error of the denoiser on the orbit (float32 and float64), the task
     metric on the orbit, and each symmetry's worst error beside its precision level."""
@@ -491,30 +542,12 @@ def plot_equivariance(r: dict, path: str | os.PathLike) -> Path:
     ax_task = fig.add_subplot(1, 3, 2, projection="polar" if g["dim"] == 2 else None)
     ax_bar = fig.add_subplot(1, 3, 3)
 
-    def orbit_panel(ax, axes, angles, values, label, log):
-        values = np.asarray(values, dtype=float)
-        if g["dim"] == 2:
-            ax.plot(np.asarray(angles), values, "o-", ms=3)
-            ax.set_title(label, fontsize=9)
-            return
-        a = np.asarray(axes)
-        n_ang = len(set(np.round(angles, 9)))
-        per_axis = values.reshape(-1, n_ang).max(1)
-        az = np.degrees(np.arctan2(a[::n_ang, 1], a[::n_ang, 0]))
-        el = np.degrees(np.arcsin(np.clip(a[::n_ang, 2], -1, 1)))
-        shown = np.log10(np.maximum(per_axis, 1e-300)) if log else per_axis
-        sc = ax.scatter(az, el, c=shown, s=120, cmap="viridis")
-        fig.colorbar(sc, ax=ax, label=("log10 " if log else "") + "max over angles")
-        ax.set_xlabel("axis azimuth (deg)")
-        ax.set_ylabel("axis elevation (deg)")
-        ax.set_title(label, fontsize=9)
-
-    orbit_panel(ax_err, g["axes"], g["angles"], r["orbit_rotation_error"]["float32"],
-                "denoiser rotation error, float32", log=True)  # fmt: skip
+    _orbit_panel(fig, ax_err, g["dim"], g["axes"], g["angles"], r["orbit_rotation_error"]["float32"],
+                 "denoiser rotation error, float32", log=True)  # fmt: skip
     if "values" in t:
         shift = np.asarray(t["values"]) - t["identity"]
-        orbit_panel(ax_task, t["axes"], t["angles"], shift, f"{t['metric']}\nminus its value unrotated "
-                    f"({t['identity']:.4g})", log=False)  # fmt: skip
+        title = f"{t['metric']}\nminus its value unrotated ({t['identity']:.4g})"
+        _orbit_panel(fig, ax_task, g["dim"], t["axes"], t["angles"], shift, title, log=False)
     else:
         ax_task.set_axis_off()
         ax_task.text(0.5, 0.5, t.get("metric", "no task sweep"), ha="center", wrap=True)

@@ -12,7 +12,7 @@ import torch
 
 from geodiff.cli import main
 from geodiff.models.geotdm import GeoTDMDenoiser
-from geodiff.testing.nero import equivariance_report
+from geodiff.testing.nero import equivariance_report, plot_orbit_comparison
 
 ROOT = Path(__file__).resolve().parents[2]
 CHEAP = ["num_axes=2", "num_angles=2", "num_items=2", "num_transforms=1", "times=[0.5]", "task_axes=1",
@@ -83,6 +83,8 @@ def test_plain_backbone_shows_orbit_structure_and_frame_averaging_removes_it(tmp
     assert orbit.min() > 1e-4 and orbit.max() > 1.5 * orbit.min()  # structure on the orbit, not a constant
     drift = plain["task"]["sample_equivariance_error"]
     assert max(drift) > 1e-3 and max(fa["task"]["sample_equivariance_error"]) < 1e-3
+    png = plot_orbit_comparison({"plain": plain, "plain, frame-averaged": fa}, tmp_path / "nero.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize(
