@@ -87,6 +87,9 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out", default="outputs/symmetry")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--nero", default=None, help="PNG: NERO plots of the trained egtn / plain / plain_fa side by side"
+    )
     a = ap.parse_args()
     nbody = a.data == "nbody_charged"
     k, min_over = (5, "node") if nbody else (20, "node")
@@ -121,6 +124,24 @@ def main() -> None:
             f"{a.data:<14} {name:<11} steps {row['steps']:>6}  ADE {row['ade']:.4f}  FDE {row['fde']:.4f}",
             flush=True,
         )
+    if a.nero:
+        from geodiff.testing.nero import equivariance_report, plot_orbit_comparison
+
+        reports = {
+            name: equivariance_report(
+                ROOT / a.out / f"{a.data}_{name}" / "export",
+                num_axes=6,
+                num_angles=4,
+                num_items=8,
+                task_axes=4,
+                task_angles=4,
+            )  # fmt: skip
+            for name in ("egtn", "plain", "plain_fa")
+            if name in results["variants"]
+        }
+        plot_orbit_comparison(reports, a.nero)
+        results["nero"] = {name: {sym: r["precisions"]["float32"][sym] for sym in ("rotation", "translation")}
+                           for name, r in reports.items()}  # fmt: skip
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
 
