@@ -160,6 +160,10 @@ def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node",
     from geodiff.data.trajectories import read_npz
     from geodiff.errors import GeodiffError
 
+    if agents not in ("all", "focal"):
+        raise GeodiffError(f"agents: expected all or focal, got {agents!r}")
+    if min_over not in ("node", "system"):
+        raise GeodiffError(f"min_over: {min_over!r} is not one of node, system")
     p = Path(path)
     arrays = read_npz(p)
     if "pred" not in arrays:
@@ -184,10 +188,6 @@ def evaluate_trajectory_file(path, k: int | None = None, min_over: str = "node",
         if batch.shape != (pred.shape[1],) or (len(ids) and not torch.equal(ids, torch.arange(len(ids)))):
             raise GeodiffError(f"{p}: batch must give each of the {pred.shape[1]} nodes its system, numbered "
                                "0, 1, ... without gaps")  # fmt: skip
-    if agents not in ("all", "focal"):
-        raise GeodiffError(f"agents: expected all or focal, got {agents!r}")
-    if min_over not in ("node", "system"):
-        raise GeodiffError(f"min_over: {min_over!r} is not one of node, system")
     if agents == "focal":
         if batch is None:
             raise GeodiffError(f"{p}: agents=focal needs the 'batch' array (which node is in which system)")
