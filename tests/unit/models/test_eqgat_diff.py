@@ -27,30 +27,34 @@ def noisy_inputs(qm9_small):
     return pos, atoms, charges, bonds, t, b.batch, b.edge_index
 
 
-def equivariance_errors(model, inputs) -> dict:
-    """Largest error per family (rotation, reflection, translation, permutation) of the denoiser's outputs."""
+# what a molecule denoiser reads and returns (pos, atoms, charges, bonds, t, batch, edge_index -> pos, atoms,
+# charges, bonds); x0 is zero-CoM: it ignores translations
+KINDS_IN = [
+    "node_position",
+    "node_scalar",
+    "node_scalar",
+    "invariant",
+    "invariant",
+    "node_index",
+    "edge_index",
+]
+KINDS_OUT = ["node_vector", "node_scalar", "node_scalar", "invariant"]
+
+
+def as_tuple(model):
+    """``model``'s call with its dict output as a tuple in ``KINDS_OUT`` order."""
 
     def run(pos, atoms, charges, bonds, t, batch, edge_index):
         out = model(pos, atoms, charges, bonds, t, batch, edge_index)
         return out["pos"], out["atoms"], out["charges"], out["bonds"]
 
-    kinds_in = [
-        "node_position",
-        "node_scalar",
-        "node_scalar",
-        "invariant",
-        "invariant",
-        "node_index",
-        "edge_index",
-    ]
-    kinds_out = [
-        "node_vector",
-        "node_scalar",
-        "node_scalar",
-        "invariant",
-    ]  # x0 is zero-CoM: ignores translations
+    return run
+
+
+def equivariance_errors(model, inputs) -> dict:
+    """Largest error per family (rotation, reflection, translation, permutation) of the denoiser's outputs."""
     with torch.no_grad():
-        return assert_equivariant(run, list(inputs), kinds_in, kinds_out)
+        return assert_equivariant(as_tuple(model), list(inputs), KINDS_IN, KINDS_OUT)
 
 
 def test_denoiser_is_e3_and_permutation_equivariant(qm9_small):

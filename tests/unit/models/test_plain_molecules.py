@@ -7,18 +7,8 @@ import torch
 from geodiff.errors import GeodiffValueError
 from geodiff.models.plain_molecules import PlainMoleculeDenoiser
 from geodiff.testing import assert_equivariant
-from tests.unit.models.test_eqgat_diff import noisy_inputs
-
-KINDS_IN = [
-    "node_position",
-    "node_scalar",
-    "node_scalar",
-    "invariant",
-    "invariant",
-    "node_index",
-    "edge_index",
-]
-KINDS_OUT = ["node_vector", "node_scalar", "node_scalar", "invariant"]
+from tests.unit.models.test_eqgat_diff import KINDS_IN, KINDS_OUT, noisy_inputs
+from tests.unit.models.test_eqgat_diff import as_tuple as run
 
 
 def small(**kw):
@@ -27,14 +17,6 @@ def small(**kw):
     with torch.no_grad():  # the position head starts at zero: move it so positions depend on the input
         m.pos_head.weight.normal_(0, 0.3)
     return m
-
-
-def run(model):
-    def f(pos, atoms, charges, bonds, t, batch, edge_index):
-        out = model(pos, atoms, charges, bonds, t, batch, edge_index)
-        return out["pos"], out["atoms"], out["charges"], out["bonds"]
-
-    return f
 
 
 def test_plain_is_permutation_equivariant_but_not_rotation_equivariant(qm9_small):
