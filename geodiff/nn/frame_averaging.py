@@ -185,10 +185,8 @@ def pca_frames(
         cases.append((top | bottom, _circle_frames(axis, b1, b2, num_circle, proper), False))
         cube = _signed_permutations(3, proper, torch.float64).to(pos.device)
         base = U * torch.linalg.det(U).sign().view(-1, 1, 1)
-        single = empty & (cube.shape[0] > 0)
         cases.append((iso, [base @ g for g in cube], False))
     else:
-        single = empty
         cases.append((~generic, _planar_frames(U, num_circle, proper), False))
     M = max(len(fr) for mask, fr, _ in cases if bool(mask.any())) if B else 1
     eye = torch.eye(d, dtype=torch.float64, device=pos.device).expand(B, d, d)
@@ -202,7 +200,7 @@ def pca_frames(
             rot[m][mask] = f[mask]
             weights[m][mask] = 1.0 / len(frames)
         exact |= mask & is_exact
-    exact |= single  # one point: every vector output averages to zero over the cube group, exactly
+    exact |= empty  # one point: every vector output averages to zero over the cube group, exactly
     return Frames(rot, c, weights, exact)
 
 
