@@ -103,9 +103,40 @@ def forecast(export: Path, nbody: bool, systems: int, k: int, npz: Path) -> None
                        num_inference_steps=100, progress=False, batch_size=2048)  # fmt: skip
 
 
+def table(paths: list[str]) -> str:
+    """The markdown tables of docs/symmetry.md from study JSONs: ADE / FDE and training steps per variant,
+    then the soft variant's discovered ratios ``R_k / min_j R_j`` and adjusted strengths."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    names = list(VARIANTS)
+    lines = ["| data (protocol, budget) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for r in runs:
+        v = r["variants"]
+        best = min(v, key=lambda n: v[n]["ade"])
+        cells = []
+        for n in names:
+            if n not in v:
+                cells.append("-")
+                continue
+            text = f"{v[n]['ade']:.3f} / {v[n]['fde']:.3f} ({v[n]['steps']:,} steps)"
+            cells.append(f"**{text}**" if n == best else text)
+        lines.append(
+            f"| {r['data']} ({r['protocol']}, {r['minutes']:g} CPU min) | " + " | ".join(cells) + " |"
+        )
+    lines += ["", "| data | ratio R_k / min_j R_j: rotation / reflection / translation | strengths after the "
+              "adjustment |", "|---|---|---|"]  # fmt: skip
+    for r in runs:
+        soft = r["variants"].get("plain_soft", {}).get("soft_equivariance")
+        if soft:
+            ratio = " / ".join(f"{soft['penalty_ratio'][t]:.3g}" for t in soft["types"])
+            strength = " / ".join(f"{soft['strengths'][t]:.3g}" for t in soft["types"])
+            lines.append(f"| {r['data']} | {ratio} | {strength} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--table", nargs="+", default=None, help="print the markdown tables of these study JSONs")
+    ap.add_argument("--data")
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out", default="outputs/symmetry")
@@ -117,6 +148,11 @@ def main() -> None:
         "--nero", default=None, help="PNG: NERO plots of the trained egtn / plain / plain_fa side by side"
     )
     a = ap.parse_args()
+    if a.table:
+        print(table(a.table))
+        return
+    if not a.data:
+        ap.error("--data is required")
     nbody = a.data == "nbody_charged"
     k, min_over = (5, "node") if nbody else (20, "node")
     hh, rest = divmod(int(round(a.minutes * 60)), 3600)
@@ -124,7 +160,7 @@ def main() -> None:
     protocol = "avg of 5 (N-body)" if nbody else "min of 20 per focal agent (ETH-UCY, EqMotion windows)"
     systems = a.systems or (100 if nbody else 200)
     results: dict = {"data": a.data, "minutes": a.minutes, "k": k, "sampler": "DDPM, 100 strided steps",
-                     "protocol": protocol, "variants": {}}  # fmt: skip
+                     "systems": systems, "protocol": protocol, "variants": {}}  # fmt: skip
     for name in a.variants.split(","):
         overrides = list(VARIANTS[name])
         if name == "plain_soft":

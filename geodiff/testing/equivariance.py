@@ -46,6 +46,7 @@ from geodiff.manifolds import so3
 __all__ = [
     "Transform",
     "assert_equivariant",
+    "mirror",
     "orbit_errors",
     "random_transform",
     "rotation_grid",
@@ -122,6 +123,12 @@ class Transform:
         return y if p is None else y[p.to(y.device)]
 
 
+def mirror(dim: int = 3, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The reflection ``x -> -x`` on the first axis, ``[dim, dim]``: composed with a rotation it gives every
+    improper element of O(dim)."""
+    return torch.diag(torch.tensor([-1.0] + [1.0] * (dim - 1), dtype=dtype))
+
+
 def random_transform(
     num_nodes: int | None,
     rotation: bool = True,
@@ -134,7 +141,7 @@ def random_transform(
     """Random element of E(3) x S_N; ``reflection=True`` makes ``Q`` improper (det = -1)."""
     Q = so3.random_rotation((), generator, dtype) if rotation else torch.eye(3, dtype=dtype)
     if reflection:
-        Q = Q @ torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=dtype))
+        Q = Q @ mirror(3, dtype)
     t = 3 * torch.randn(3, generator=generator, dtype=dtype) if translation else torch.zeros(3, dtype=dtype)
     perm = torch.randperm(num_nodes, generator=generator) if (permutation and num_nodes) else None
     return Transform(Q, t, perm)
@@ -275,9 +282,7 @@ def orbit_errors(func: Callable, inputs: Sequence, input_kinds: Sequence, output
     ``reflect=True`` composes every rotation with a reflection (x -> -x on the first axis)."""
     rot, axes, angles = rotation_grid(num_axes, num_angles, dim)
     if reflect:
-        flip = torch.ones(dim, dtype=rot.dtype)
-        flip[0] = -1.0
-        rot = rot @ torch.diag(flip)
+        rot = rot @ mirror(dim, rot.dtype)
     transforms = [Transform(q, torch.zeros(dim, dtype=q.dtype), None) for q in rot]
     tensor = transform_errors(func, inputs, input_kinds, output_kinds, transforms)
     every = torch.cat(list(tensor.values()))

@@ -31,7 +31,7 @@ import torch
 
 from geodiff.config import resolve_checkpoint
 from geodiff.errors import GeodiffError, GeodiffValueError
-from geodiff.testing.equivariance import Transform, rotation_grid, transform_errors
+from geodiff.testing.equivariance import Transform, mirror, rotation_grid, transform_errors
 
 __all__ = [
     "SYMMETRIES",
@@ -242,9 +242,7 @@ def _transforms(symmetry: str, probe: Probe, grid, count: int, seed: int) -> lis
     if symmetry == "rotation":
         return [Transform(q, zero, None) for q in rot]
     if symmetry == "reflection":
-        flip = torch.ones(d, dtype=torch.float64)
-        flip[0] = -1.0
-        return [Transform(q @ torch.diag(flip), zero, None) for q in rot]
+        return [Transform(q @ mirror(d), zero, None) for q in rot]
     eye = torch.eye(d, dtype=torch.float64)
     if symmetry == "translation":
         shifts = 3 * torch.randn(count, d, generator=g, dtype=torch.float64)

@@ -22,7 +22,7 @@ from dataclasses import replace
 import torch
 
 from geodiff.errors import GeodiffValueError
-from geodiff.testing.equivariance import Transform
+from geodiff.testing.equivariance import Transform, mirror
 
 __all__ = ["SYMMETRY_TYPES", "SoftEquivariance", "augment_trajectories", "random_element"]
 
@@ -54,8 +54,7 @@ def random_element(kind: str, dim: int, num_nodes: int, generator=None, dtype=to
     if kind == "rotation":
         return Transform(_random_rotation(dim, generator, dtype), zero, None)
     if kind == "reflection":
-        mirror = torch.diag(torch.tensor([-1.0] + [1.0] * (dim - 1), dtype=dtype))
-        return Transform(_random_rotation(dim, generator, dtype) @ mirror, zero, None)
+        return Transform(_random_rotation(dim, generator, dtype) @ mirror(dim, dtype), zero, None)
     if kind == "translation":
         shift = translation_std * torch.randn(dim, generator=generator, dtype=torch.float64)
         return Transform(eye, shift.to(dtype), None)
