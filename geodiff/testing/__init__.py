@@ -6,6 +6,7 @@ from geodiff.testing.equivariance import (
     KINDS,
     Transform,
     assert_equivariant,
+    mirror,
     orbit_errors,
     random_transform,
     rotation_grid,
@@ -13,5 +14,5 @@ from geodiff.testing.equivariance import (
 )
 from geodiff.testing.schedulers import SchedulerTesterMixin
 
-__all__ = ["assert_equivariant", "orbit_errors", "random_transform", "rotation_grid", "transform_errors",
-           "Transform", "KINDS", "SchedulerTesterMixin"]  # fmt: skip
+__all__ = ["assert_equivariant", "mirror", "orbit_errors", "random_transform", "rotation_grid",
+           "transform_errors", "Transform", "KINDS", "SchedulerTesterMixin"]  # fmt: skip

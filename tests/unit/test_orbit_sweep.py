@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geodiff.manifolds import so3
-from geodiff.testing import assert_equivariant, orbit_errors, rotation_grid
+from geodiff.testing import assert_equivariant, mirror, orbit_errors, random_transform, rotation_grid
 
 X = torch.randn(7, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
@@ -26,6 +26,15 @@ def test_rotation_grid():
     assert rot2.shape == (5, 2, 2) and float(ang2.max()) < 2 * math.pi
     with pytest.raises(ValueError, match="grid"):
         rotation_grid(num_angles=0)
+
+
+def test_mirror_is_an_improper_orthogonal_map():
+    for d in (2, 3):
+        m = mirror(d)
+        torch.testing.assert_close(m @ m.T, torch.eye(d, dtype=torch.float64))
+        assert float(torch.linalg.det(m)) == -1.0 and float(m[0, 0]) == -1.0
+    Q = random_transform(None, reflection=True, generator=torch.Generator().manual_seed(1)).Q
+    assert float(torch.linalg.det(Q)) == pytest.approx(-1.0)
 
 
 def test_equivariant_function_is_flat_on_the_orbit():
