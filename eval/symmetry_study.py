@@ -133,10 +133,34 @@ def table(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def nero(a, results: dict, nbody: bool) -> None:
+    """NERO plots of the trained ``egtn``, ``plain`` and ``plain_fa`` side by side (``--nero``), and their
+    largest float32 rotation and translation errors into ``results["nero"]``."""
+    from geodiff.testing.nero import equivariance_report, plot_orbit_comparison
+
+    reports = {
+        name: equivariance_report(
+            ROOT / a.out / f"{a.data}_{name}" / "export",
+            num_axes=6,
+            num_angles=4 if nbody else 12,  # 2D: 12 angles of SO(2)
+            num_items=8,
+            task_axes=4,
+            task_angles=4 if nbody else 12,
+        )  # fmt: skip
+        for name in ("egtn", "plain", "plain_fa")
+        if name in results["variants"]
+    }
+    plot_orbit_comparison(reports, a.nero)
+    results["nero"] = {name: {sym: r["precisions"]["float32"][sym] for sym in ("rotation", "translation")}
+                       for name, r in reports.items()}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", nargs="+", default=None, help="print the markdown tables of these study JSONs")
     ap.add_argument("--data")
+    ap.add_argument("--nero-only", action="store_true",
+                    help="only redo the NERO plots and nero entry of a finished study")  # fmt: skip
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out", default="outputs/symmetry")
@@ -154,6 +178,13 @@ def main() -> None:
     if not a.data:
         ap.error("--data is required")
     nbody = a.data == "nbody_charged"
+    if a.nero_only:
+        if not (a.json and a.nero):
+            ap.error("--nero-only needs --json (the finished study) and --nero")
+        results = json.loads(Path(a.json).read_text())
+        nero(a, results, nbody)
+        Path(a.json).write_text(json.dumps(results, indent=1))
+        return
     k, min_over = (5, "node") if nbody else (20, "node")
     hh, rest = divmod(int(round(a.minutes * 60)), 3600)
     mm, ss = divmod(rest, 60)
@@ -198,23 +229,7 @@ def main() -> None:
             flush=True,
         )
     if a.nero:
-        from geodiff.testing.nero import equivariance_report, plot_orbit_comparison
-
-        reports = {
-            name: equivariance_report(
-                ROOT / a.out / f"{a.data}_{name}" / "export",
-                num_axes=6,
-                num_angles=4 if nbody else 12,  # 2D: 12 angles of SO(2)
-                num_items=8,
-                task_axes=4,
-                task_angles=4,
-            )  # fmt: skip
-            for name in ("egtn", "plain", "plain_fa")
-            if name in results["variants"]
-        }
-        plot_orbit_comparison(reports, a.nero)
-        results["nero"] = {name: {sym: r["precisions"]["float32"][sym] for sym in ("rotation", "translation")}
-                           for name, r in reports.items()}  # fmt: skip
+        nero(a, results, nbody)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
 

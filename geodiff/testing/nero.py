@@ -477,8 +477,11 @@ def _orbit_panel(fig, ax, dim, axes, angles, values, label, log):
     """One NERO panel: 2D models, the value against the rotation angle (polar); 3D models, each grid axis on
     (azimuth, elevation) coloured by the largest value over its angles (log10 when ``log``)."""
     values = np.asarray(values, dtype=float)
-    if dim == 2:
-        ax.plot(np.asarray(angles), values, "o-", ms=3)
+    if dim == 2:  # a closed curve from the centre: a circle is invariance
+        order = np.argsort(angles)
+        ang, val = np.asarray(angles, dtype=float)[order], values[order]
+        ax.plot(np.append(ang, ang[0]), np.append(val, val[0]), "o-", ms=3)
+        ax.set_ylim(0, 1.1 * max(float(val.max()), 1e-300))
         ax.set_title(label, fontsize=9)
         return
     a = np.asarray(axes)
@@ -492,6 +495,19 @@ def _orbit_panel(fig, ax, dim, axes, angles, values, label, log):
     ax.set_xlabel("axis azimuth (deg)")
     ax.set_ylabel("axis elevation (deg)")
     ax.set_title(label, fontsize=9)
+
+
+def _task_panel(fig, ax, dim, t: dict, prefix: str = "") -> None:
+    """The task metric on the orbit: 2D, its value against the angle with the unrotated one at 0 (a circle
+    when invariant); 3D, its change from the unrotated value per grid axis."""
+    if dim == 2:
+        angles, values = [0.0, *t["angles"]], [t["identity"], *t["values"]]
+        title = f"{prefix}{t['metric']}\non the orbit (unrotated {t['identity']:.4g})"
+        _orbit_panel(fig, ax, dim, t["axes"], angles, values, title, log=False)
+        return
+    shift = np.asarray(t["values"]) - t["identity"]
+    title = f"{prefix}{t['metric']}\nminus unrotated ({t['identity']:.4g})"
+    _orbit_panel(fig, ax, dim, t["axes"], t["angles"], shift, title, log=False)
 
 
 def plot_orbit_comparison(reports: dict[str, dict], path: str | os.PathLike) -> Path:
@@ -513,9 +529,7 @@ def plot_orbit_comparison(reports: dict[str, dict], path: str | os.PathLike) -> 
                      f"{label}: denoiser rotation error (float32)", log=True)  # fmt: skip
         ax = fig.add_subplot(len(reports), 2, 2 * row + 2, projection=polar)
         if "values" in t:
-            shift = np.asarray(t["values"]) - t["identity"]
-            title = f"{label}: {t['metric']}\nminus unrotated ({t['identity']:.4g})"
-            _orbit_panel(fig, ax, g["dim"], t["axes"], t["angles"], shift, title, log=False)
+            _task_panel(fig, ax, g["dim"], t, label + ": ")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -543,9 +557,7 @@ def plot_equivariance(r: dict, path: str | os.PathLike) -> Path:
     _orbit_panel(fig, ax_err, g["dim"], g["axes"], g["angles"], r["orbit_rotation_error"]["float32"],
                  "denoiser rotation error, float32", log=True)  # fmt: skip
     if "values" in t:
-        shift = np.asarray(t["values"]) - t["identity"]
-        title = f"{t['metric']}\nminus its value unrotated ({t['identity']:.4g})"
-        _orbit_panel(fig, ax_task, g["dim"], t["axes"], t["angles"], shift, title, log=False)
+        _task_panel(fig, ax_task, g["dim"], t)
     else:
         ax_task.set_axis_off()
         ax_task.text(0.5, 0.5, t.get("metric", "no task sweep"), ha="center", wrap=True)
