@@ -12,6 +12,11 @@ configured strength; after a warm-up the smallest ``R_k`` seen so far is tracked
 ``adjust_at`` every strength is divided by ``(R_k / min_j R_j)^power``. A type the data does not respect
 keeps a large residual ``R_k`` and is regularised less: the ratios ``R_k / min_j R_j`` are what the method
 "discovers" about each symmetry.
+
+The reference's ``R_k`` is deterministic given the weights; a one-draw sample of it is not, and the minimum
+of single draws is biased towards lucky ones: a rotation or a translation drawn close to the identity gives
+a near-zero penalty whatever the model, a reflection never does. So the minimum is taken over an exponential
+moving average of the draws (``smoothing``, default 0.98: about the last 50 steps), not over the draws.
 """
 
 from __future__ import annotations
@@ -95,10 +100,11 @@ class SoftEquivariance(torch.nn.Module):
         warmup: steps before the minima are tracked (the reference waits 50 epochs of its 100).
         power: the exponent of the adjustment (the reference's ``--adjust_exp``).
         translation_std: scale of the random translations (data units).
+        smoothing: decay of the moving average whose minimum is tracked (0: the single draws).
     """
 
     def __init__(self, strengths: dict[str, float], adjust_at: int | None = None, warmup: int = 0,
-                 power: float = 1.0, translation_std: float = 1.0):  # fmt: skip
+                 power: float = 1.0, translation_std: float = 1.0, smoothing: float = 0.98):  # fmt: skip
         super().__init__()
         self.types = check_types("soft_equivariance", list(strengths))
         if not self.types or any(float(v) < 0 for v in strengths.values()):
@@ -108,7 +114,11 @@ class SoftEquivariance(torch.nn.Module):
         self.adjust_at, self.warmup, self.power = adjust_at, int(warmup), float(power)
         self.translation_std = float(translation_std)
         self.register_buffer("strengths", torch.tensor([float(strengths[k]) for k in self.types]))
+        if not 0.0 <= float(smoothing) < 1.0:
+            raise GeodiffValueError(f"soft_equivariance_smoothing: a decay in [0, 1), got {smoothing}")
+        self.smoothing = float(smoothing)
         self.register_buffer("penalty_min", torch.full((len(self.types),), float("inf")))
+        self.register_buffer("penalty_avg", torch.full((len(self.types),), float("nan")))
         self.register_buffer("adjusted", torch.zeros((), dtype=torch.bool))
 
     def penalties(self, func: Callable, inputs: Sequence, input_kinds: Sequence, output_kinds: Sequence,
@@ -139,9 +149,13 @@ class SoftEquivariance(torch.nn.Module):
     def update(self, step: int, penalties: torch.Tensor) -> bool:
         """Track the minima after the warm-up (until the adjustment); adjust the strengths once at
         ``adjust_at``. True when it adjusted at this step."""
-        if step >= self.warmup and not bool(self.adjusted):  # frozen after the adjustment, as the reference
-            p = penalties.detach().to(self.penalty_min.dtype)
-            self.penalty_min.copy_(torch.minimum(self.penalty_min, p))
+        if not bool(self.adjusted):  # frozen after the adjustment, as the reference
+            p = penalties.detach().to(self.penalty_avg.dtype)
+            fresh = torch.isnan(self.penalty_avg)
+            a = self.smoothing
+            self.penalty_avg.copy_(torch.where(fresh, p, a * self.penalty_avg + (1 - a) * p))
+            if step >= self.warmup:
+                self.penalty_min.copy_(torch.minimum(self.penalty_min, self.penalty_avg))
         if self.adjust_at is None or bool(self.adjusted) or step < self.adjust_at:
             return False
         rglr = self.penalty_min.clamp_min(1e-30)
@@ -161,4 +175,4 @@ class SoftEquivariance(torch.nn.Module):
                 "penalty_min": dict(zip(self.types, self.penalty_min.tolist(), strict=True)),
                 "penalty_ratio": dict(zip(self.types, (self.penalty_min / low).tolist(), strict=True)),
                 "adjusted": bool(self.adjusted), "adjust_at": self.adjust_at,
-                "power": self.power}  # fmt: skip
+                "power": self.power, "smoothing": self.smoothing}  # fmt: skip

@@ -87,14 +87,14 @@ class TrajectoryDiffusionModule(DiffusionModule):
                  soft_equivariance: dict[str, float] | None = None,
                  soft_equivariance_adjust_at: int | None = None,
                  soft_equivariance_warmup: int = 0, soft_equivariance_power: float = 1.0,
-                 **kwargs):  # fmt: skip
+                 soft_equivariance_smoothing: float = 0.98, **kwargs):  # fmt: skip
         super().__init__(model, **kwargs)
         self.augment = check_types("augment", list(augment or ()), ("rotation", "reflection", "translation"))
         self.soft = None
         if soft_equivariance:
             self.soft = SoftEquivariance(dict(soft_equivariance), soft_equivariance_adjust_at,
                                          soft_equivariance_warmup, soft_equivariance_power,
-                                         augment_translation_std)  # fmt: skip
+                                         augment_translation_std, soft_equivariance_smoothing)  # fmt: skip
         scheduler = scheduler or build("scheduler", "geotdm_ddpm")
         if not isinstance(scheduler, (E3DDPMScheduler, E3FlowMatchScheduler)):
             raise GeodiffError(f"module.scheduler: a trajectory model trains with an E(3) DDPM or flow "

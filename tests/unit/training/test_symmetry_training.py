@@ -61,9 +61,9 @@ def test_penalty_is_zero_for_the_equivariant_denoiser_and_not_for_the_plain_one(
     assert plain[3] < 1e-20  # a graph network is permutation-equivariant all the same
 
 
-def test_strengths_adjust_once_by_the_reference_rule():
+def test_strengths_adjust_once_by_the_reference_rule():  # smoothing=0: minima of the single draws
     soft = SoftEquivariance({"rotation": 1.0, "translation": 2.0, "reflection": 1.0}, adjust_at=3, warmup=1,
-                            power=1.0)  # fmt: skip
+                            power=1.0, smoothing=0.0)  # fmt: skip
     soft.update(0, torch.tensor([100.0, 100.0, 100.0]))  # warm-up: not tracked
     soft.update(1, torch.tensor([4.0, 1.0, 2.0]))
     assert not soft.update(2, torch.tensor([5.0, 0.5, 3.0]))
@@ -72,6 +72,14 @@ def test_strengths_adjust_once_by_the_reference_rule():
     assert not soft.update(4, torch.tensor([0.1, 0.1, 0.1]))  # only once
     rec = soft.record()
     assert rec["adjusted"] and rec["penalty_ratio"]["rotation"] == pytest.approx(8.0)
+    # smoothed (the default for training): the minima are of the moving average, not of lucky single draws
+    soft = SoftEquivariance({"rotation": 1.0, "reflection": 1.0}, adjust_at=3, smoothing=0.5)
+    for step, p in enumerate([[4.0, 4.0], [0.0, 4.0], [4.0, 4.0]]):  # one draw near the identity
+        soft.update(step, torch.tensor(p))
+    torch.testing.assert_close(soft.penalty_min, torch.tensor([2.0, 4.0]))  # averages 4, 2, 3: min 2, not 0
+    assert soft.update(3, torch.tensor([4.0, 4.0])) and soft.record()["penalty_ratio"]["reflection"] == 2.0
+    with pytest.raises(GeodiffValueError, match="decay"):
+        SoftEquivariance({"rotation": 1.0}, smoothing=1.0)
     with pytest.raises(GeodiffValueError, match="unknown symmetry 'scale'"):
         SoftEquivariance({"scale": 1.0})
 
