@@ -103,25 +103,67 @@ def forecast(export: Path, nbody: bool, systems: int, k: int, npz: Path) -> None
                        num_inference_steps=100, progress=False, batch_size=2048)  # fmt: skip
 
 
-def table(paths: list[str]) -> str:
-    """The markdown tables of docs/symmetry.md from study JSONs: ADE / FDE and training steps per variant,
-    then the soft variant's discovered ratios ``R_k / min_j R_j`` and adjusted strengths."""
+def per_item(npz: Path, nbody: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The study's ADE and FDE per scored item, from the forecasts: per focal agent (ETH-UCY, min of K) or
+    per system (N-body, its average over its K samples and nodes); their means are the table's figures."""
+    z = np.load(npz)
+    err = np.linalg.norm(z["pred"] - z["truth"][None], axis=-1)  # [K, nodes, frames]
+    batch = z["batch"]
+    if nbody:
+        ade, fde = err.mean(-1).mean(0), err[..., -1].mean(0)
+        return tuple(np.bincount(batch, weights=v) / np.bincount(batch) for v in (ade, fde))
+    focal = np.r_[True, batch[1:] != batch[:-1]]
+    return err[:, focal].mean(-1).min(0), err[:, focal, -1].min(0)
+
+
+def _se(v: np.ndarray) -> float:
+    return float(v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def table(paths: list[str], out: str = "outputs/symmetry") -> str:
+    """The markdown tables of docs/symmetry.md from study JSONs: ADE / FDE (+- one standard error when the
+    forecasts are still under ``out``) and training steps per variant; each variant's paired difference from
+    the EGTN on the same items (+- its standard error); the soft variant's discovered ratios
+    ``R_k / min_j R_j`` and adjusted strengths."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
     names = list(VARIANTS)
     lines = ["| data (protocol, budget) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for r in runs:
         v = r["variants"]
         best = min(v, key=lambda n: v[n]["ade"])
+        npz = {n: ROOT / out / f"{r['data']}_{n}" / "forecast.npz" for n in v}
+        items = {n: per_item(f, r["data"] == "nbody_charged") for n, f in npz.items() if f.is_file()}
+        r["items"] = items
         cells = []
         for n in names:
             if n not in v:
                 cells.append("-")
                 continue
-            text = f"{v[n]['ade']:.3f} / {v[n]['fde']:.3f} ({v[n]['steps']:,} steps)"
+            text = f"{v[n]['ade']:.3f} / {v[n]['fde']:.3f}"
+            if n in items:
+                text += f" +- {_se(items[n][0]):.3f} / {_se(items[n][1]):.3f}"
+            text += f" ({v[n]['steps']:,} steps)"
             cells.append(f"**{text}**" if n == best else text)
         lines.append(
             f"| {r['data']} ({r['protocol']}, {r['minutes']:g} CPU min) | " + " | ".join(cells) + " |"
         )
+    lines += [
+        "",
+        "| data | " + " | ".join(f"{n} - egtn" for n in names[1:]) + " |",
+        "|---" * len(names) + "|",
+    ]
+    for r in runs:
+        base = r["items"].get("egtn")
+        if base is None:
+            continue
+        cells = []
+        for n in names[1:]:
+            if n not in r["items"]:
+                cells.append("-")
+                continue
+            d = [mine - theirs for mine, theirs in zip(r["items"][n], base, strict=True)]
+            cells.append(f"{d[0].mean():+.3f} +- {_se(d[0]):.3f} / {d[1].mean():+.3f} +- {_se(d[1]):.3f}")
+        lines.append(f"| {r['data']} | " + " | ".join(cells) + " |")
     lines += ["", "| data | ratio R_k / min_j R_j: rotation / reflection / translation | strengths after the "
               "adjustment |", "|---|---|---|"]  # fmt: skip
     for r in runs:
@@ -173,7 +215,7 @@ def main() -> None:
     )
     a = ap.parse_args()
     if a.table:
-        print(table(a.table))
+        print(table(a.table, a.out))
         return
     if not a.data:
         ap.error("--data is required")
