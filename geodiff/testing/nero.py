@@ -563,8 +563,10 @@ def plot_equivariance(r: dict, path: str | os.PathLike) -> Path:
         ax_task.text(0.5, 0.5, t.get("metric", "no task sweep"), ha="center", wrap=True)
     syms = [s for s in SYMMETRIES if any(p.get(s) for p in r["precisions"].values())]
     width = 0.38
+    # exact zeros (a graph network's permutations) drawn at 1e-3 x the finest precision level, not at 1e-300
+    floor = 1e-3 * min(max(p["level"], 1e-300) for p in r["precisions"].values())
     for k, (pname, p) in enumerate(r["precisions"].items()):
-        vals = [max(p[s]["max"], 1e-300) if p.get(s) else np.nan for s in syms]
+        vals = [max(p[s]["max"], floor) if p.get(s) else np.nan for s in syms]
         x = np.arange(len(syms)) + (k - 0.5) * width
         ax_bar.bar(x, vals, width, label=f"{pname} (level {p['level']:.0e})")
         ax_bar.axhline(max(p["level"], 1e-300), ls="--", lw=0.8, color=f"C{k}")
