@@ -106,13 +106,17 @@ def forecast(export: Path, nbody: bool, systems: int, k: int, npz: Path) -> None
 def per_item(npz: Path, nbody: bool) -> tuple[np.ndarray, np.ndarray]:
     """The study's ADE and FDE per scored item, from the forecasts: per focal agent (ETH-UCY, min of K) or
     per system (N-body, its average over its K samples and nodes); their means are the table's figures."""
+    import torch
+
+    from geodiff.metrics.trajectories import focal_nodes
+
     z = np.load(npz)
     err = np.linalg.norm(z["pred"] - z["truth"][None], axis=-1)  # [K, nodes, frames]
     batch = z["batch"]
     if nbody:
         ade, fde = err.mean(-1).mean(0), err[..., -1].mean(0)
         return tuple(np.bincount(batch, weights=v) / np.bincount(batch) for v in (ade, fde))
-    focal = np.r_[True, batch[1:] != batch[:-1]]
+    focal = focal_nodes(torch.from_numpy(batch)).numpy()
     return err[:, focal].mean(-1).min(0), err[:, focal, -1].min(0)
 
 
@@ -227,7 +231,7 @@ def main() -> None:
         nero(a, results, nbody)
         Path(a.json).write_text(json.dumps(results, indent=1))
         return
-    k, min_over = (5, "node") if nbody else (20, "node")
+    k = 5 if nbody else 20
     hh, rest = divmod(int(round(a.minutes * 60)), 3600)
     mm, ss = divmod(rest, 60)
     protocol = "avg of 5 (N-body)" if nbody else "min of 20 per focal agent (ETH-UCY, EqMotion windows)"
@@ -255,7 +259,7 @@ def main() -> None:
             "evaluate",
             "task=trajectories",
             f"samples={npz}",
-            f"min_over={min_over}",
+            "min_over=node",
             *([] if nbody else ["agents=focal"]),
             f"output={report}",
         )
