@@ -108,16 +108,14 @@ def per_item(npz: Path, nbody: bool) -> tuple[np.ndarray, np.ndarray]:
     per system (N-body, its average over its K samples and nodes); their means are the table's figures."""
     import torch
 
-    from geodiff.metrics.trajectories import focal_nodes
+    from geodiff.metrics.trajectories import focal_nodes, item_errors
 
-    z = np.load(npz)
-    err = np.linalg.norm(z["pred"] - z["truth"][None], axis=-1)  # [K, nodes, frames]
-    batch = z["batch"]
+    z = {k: torch.from_numpy(np.load(npz)[k]) for k in ("pred", "truth", "batch")}
     if nbody:
-        ade, fde = err.mean(-1).mean(0), err[..., -1].mean(0)
-        return tuple(np.bincount(batch, weights=v) / np.bincount(batch) for v in (ade, fde))
-    focal = focal_nodes(torch.from_numpy(batch)).numpy()
-    return err[:, focal].mean(-1).min(0), err[:, focal, -1].min(0)
+        e = item_errors(z["pred"], z["truth"], z["batch"], over="system")
+        return e["ade_avg"].numpy(), e["fde_avg"].numpy()
+    e, focal = item_errors(z["pred"], z["truth"]), focal_nodes(z["batch"])
+    return e["ade_min"][focal].numpy(), e["fde_min"][focal].numpy()
 
 
 def _se(v: np.ndarray) -> float:

@@ -21,7 +21,7 @@ from geodiff.errors import GeodiffValueError
 from geodiff.nn.scatter import scatter_mean
 
 __all__ = ["cluster_samples", "displacement_errors", "constant_velocity", "evaluate_trajectory_file",
-           "format_trajectory_report", "linear_extrapolation", "marginal_score"]  # fmt: skip
+           "format_trajectory_report", "item_errors", "linear_extrapolation", "marginal_score"]  # fmt: skip
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -37,6 +37,35 @@ def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
             raise GeodiffValueError(f"{name}: contain NaN/inf")
 
 
+def item_errors(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    batch: torch.Tensor | None = None,
+    over: Literal["node", "system"] = "node",
+) -> dict[str, torch.Tensor]:
+    """ADE/FDE per scored item, for standard errors and paired comparisons: ``pred`` ``[K, nodes, frames,
+    dim]`` (or ``[nodes, frames, dim]``), ``target`` ``[nodes, frames, dim]``. Keys ``ade_avg``, ``fde_avg``
+    (the mean over the K samples) and ``ade_min``, ``fde_min`` (the best of the K), each ``[items]`` in
+    float64: ``items`` = nodes (``over="node"``) or systems (``over="system"``, which needs ``batch``: each
+    sample's node-mean error per system, then its mean or minimum over the K samples, ADE and FDE each on
+    their own, as GeoTDM's ``experiments/nbody_train.py``)."""
+    _check(pred, target)
+    if pred.dim() == 3:
+        pred = pred.unsqueeze(0)
+    d = (pred.double() - target.double()).norm(dim=-1)  # [K, nodes, frames]
+    ade_k, fde_k = d.mean(-1), d[..., -1]  # [K, nodes]
+    if over == "system":
+        if batch is None:
+            raise GeodiffValueError("min_over='system' needs the batch vector")
+        n = int(batch.max()) + 1
+        ade_k = torch.stack([scatter_mean(a, batch, n) for a in ade_k])  # [K, systems]
+        fde_k = torch.stack([scatter_mean(f, batch, n) for f in fde_k])
+    elif over != "node":
+        raise GeodiffValueError(f"min_over: expected node or system, got {over!r}")
+    return {"ade_avg": ade_k.mean(0), "fde_avg": fde_k.mean(0),
+            "ade_min": ade_k.min(0).values, "fde_min": fde_k.min(0).values}  # fmt: skip
+
+
 def displacement_errors(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -45,27 +74,14 @@ def displacement_errors(
 ) -> dict[str, float]:
     """ADE/FDE of ``pred`` ``[K, nodes, frames, dim]`` (or one sample ``[nodes, frames, dim]``) against
     ``target`` ``[nodes, frames, dim]``: keys ``ade``/``fde`` (= avg over K), ``ade_avg``, ``fde_avg``,
-    ``ade_min``, ``fde_min``, ``k``, ``num_nodes``."""
-    _check(pred, target)
-    if pred.dim() == 3:
-        pred = pred.unsqueeze(0)
-    d = (pred.double() - target.double()).norm(dim=-1)  # [K, nodes, frames]
-    ade_k, fde_k = d.mean(-1), d[..., -1]  # [K, nodes]
-    if min_over == "system":
-        if batch is None:
-            raise GeodiffValueError("min_over='system' needs the batch vector")
-        n = int(batch.max()) + 1
-        # GeoTDM's N-body protocol (experiments/nbody_train.py): per system and sample the node-mean ADE and
-        # FDE, each minimised over the K samples on its own
-        sys_ade = torch.stack([scatter_mean(a, batch, n) for a in ade_k])  # [K, systems]
-        sys_fde = torch.stack([scatter_mean(f, batch, n) for f in fde_k])
-        ade_min, fde_min = sys_ade.min(0).values.mean(), sys_fde.min(0).values.mean()
-    elif min_over == "node":
-        ade_min, fde_min = ade_k.min(0).values.mean(), fde_k.min(0).values.mean()
-    else:
-        raise GeodiffValueError(f"min_over: expected node or system, got {min_over!r}")
-    out = {"ade_avg": float(ade_k.mean()), "fde_avg": float(fde_k.mean()), "ade_min": float(ade_min),
-           "fde_min": float(fde_min), "k": int(pred.shape[0]), "num_nodes": int(pred.shape[1])}  # fmt: skip
+    ``ade_min``, ``fde_min``, ``k``, ``num_nodes``. The averages are over nodes; the minima over the items
+    of ``min_over`` (per item: ``item_errors``)."""
+    per_node = item_errors(pred, target)
+    items = per_node if min_over == "node" else item_errors(pred, target, batch, min_over)
+    k = pred.shape[0] if pred.dim() == 4 else 1
+    out = {"ade_avg": float(per_node["ade_avg"].mean()), "fde_avg": float(per_node["fde_avg"].mean()),
+           "ade_min": float(items["ade_min"].mean()), "fde_min": float(items["fde_min"].mean()),
+           "k": int(k), "num_nodes": int(target.shape[0])}  # fmt: skip
     out["ade"], out["fde"] = out["ade_avg"], out["fde_avg"]
     return out
 

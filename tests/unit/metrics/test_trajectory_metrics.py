@@ -7,6 +7,7 @@ from geodiff.errors import GeodiffValueError
 from geodiff.metrics.trajectories import (
     constant_velocity,
     displacement_errors,
+    item_errors,
     linear_extrapolation,
     marginal_score,
 )
@@ -45,6 +46,41 @@ def test_avg_and_min_over_k():
     nan[0, 0, 0, 0] = float("nan")
     with pytest.raises(GeodiffValueError, match="NaN"):
         displacement_errors(nan, target)
+
+
+def test_item_errors_per_node_and_per_system():
+    """Per-item errors: known values, and their means are exactly displacement_errors' figures."""
+    target = torch.zeros(3, 2, 2, dtype=torch.float64)
+    pred = torch.zeros(2, 3, 2, 2, dtype=torch.float64)
+    pred[0, 0, :, 0] = 1.0  # sample 0: node 0 off by 1 in both frames
+    pred[1, 0, 1, 1] = 4.0  # sample 1: node 0 off by 4 at the last frame only
+    pred[1, 2, :, 0] = 2.0  # sample 1: node 2 off by 2
+    e = item_errors(pred, target)
+    torch.testing.assert_close(e["ade_avg"], torch.tensor([1.5, 0.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(e["ade_min"], torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(e["fde_min"], torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
+    batch = torch.tensor([0, 0, 1])
+    s = item_errors(pred, target, batch, over="system")
+    # system 0: sample ADEs (1 + 0) / 2 = 0.5 and (2 + 0) / 2 = 1; FDEs 0.5 and 2
+    torch.testing.assert_close(s["ade_min"], torch.tensor([0.5, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(s["fde_avg"], torch.tensor([1.25, 1.0], dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    pred, target, batch = (
+        torch.randn(4, 7, 5, 3, generator=g),
+        torch.randn(7, 5, 3, generator=g),
+        torch.tensor([0, 0, 0, 1, 1, 2, 2]),
+    )
+    for over in ("node", "system"):
+        d, it = (
+            displacement_errors(pred, target, batch, min_over=over),
+            item_errors(pred, target, batch, over),
+        )
+        assert d["ade_min"] == pytest.approx(float(it["ade_min"].mean()), rel=1e-12)
+        assert d["fde_min"] == pytest.approx(float(it["fde_min"].mean()), rel=1e-12)
+    with pytest.raises(GeodiffValueError, match="batch vector"):
+        item_errors(pred, target, over="system")
+    with pytest.raises(GeodiffValueError, match="node or system"):
+        item_errors(pred, target, batch, over="agent")
 
 
 def test_baselines_are_exact_on_straight_lines():
