@@ -38,6 +38,7 @@ from geodiff.nn.pointcloud import (
     knn,
     local_geometry,
     log_sinkhorn,
+    pairwise_distances,
     weighted_procrustes,
 )
 
@@ -155,10 +156,12 @@ class RegistrationNet(StrictLoadMixin, ModelMixin, ConfigMixin):
         tau, beta = nn.functional.softplus(tau), nn.functional.softplus(beta)
         moved = source @ pose[:, :3, :3].transpose(1, 2) + pose[:, None, :3, 3]
         logits = tau.view(-1, 1, 1) * (a @ b.transpose(1, 2)) / math.sqrt(a.shape[-1])
-        logits = logits - beta.view(-1, 1, 1) * torch.cdist(moved, target).pow(2)
+        logits = logits - beta.view(-1, 1, 1) * pairwise_distances(moved, target).pow(2)
         p = log_sinkhorn(logits, slack.view(-1, 1, 1), self.config.sinkhorn_iters)
         w = p.sum(-1)
-        y_hat = (p @ target) / w.unsqueeze(-1).clamp_min(1e-9)
+        # each point's soft correspondence; a weight below 1e-9 used to be clamped there, which moved that
+        # point's y_hat off the target's frame (a translation equivariance error of the weight's size)
+        y_hat = (p @ target) / w.unsqueeze(-1).clamp_min(torch.finfo(w.dtype).tiny)
         h0 = weighted_procrustes(source, y_hat, w)
         return {"pose": h0, "weights": w, "matching": p}
 

@@ -18,6 +18,7 @@ from torch import nn
 
 __all__ = [
     "knn",
+    "pairwise_distances",
     "NearestNeighbors",
     "gather_neighbors",
     "local_geometry",
@@ -33,13 +34,24 @@ __all__ = [
 DENSE_PAIRS = 1 << 22  # above this many point pairs, neighbours come from a KD-tree (memory linear in points)
 
 
+def pairwise_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances ``[..., N, M]`` between the points of ``a`` ``[..., N, d]`` and ``b``
+    ``[..., M, d]``, each computed from the difference of its two points. ``torch.cdist``'s default takes
+    the matrix-product form ``|a|^2 + |b|^2 - 2 a.b`` above 25 points, whose rounding grows with the points'
+    distance from the origin: a pose translated by 1 m then moves the distances (and the nearest neighbours)
+    of a 10 cm object by float round-off times 100, which breaks translation and rotation equivariance far
+    above round-off. The direct form is exact to round-off of the distances themselves (and no slower on
+    CPU)."""
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+
 def knn(points: torch.Tensor, k: int) -> torch.Tensor:
     """Indices ``[B, N, k]`` of each point's ``k`` nearest neighbours in its own cloud (itself excluded).
     Dense distances for clouds of up to 2048 points, a KD-tree (scipy) beyond."""
     k = min(k, points.shape[1] - 1)
     if points.shape[1] ** 2 > DENSE_PAIRS:
         return NearestNeighbors(points).query(points, k + 1)[1][..., 1:]
-    d = torch.cdist(points, points)
+    d = pairwise_distances(points, points)
     d.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
     return d.topk(k, dim=-1, largest=False).indices
 
@@ -58,7 +70,7 @@ class NearestNeighbors:
         q = points[None] if points.dim() == 2 else points
         ref = self.reference
         if q.shape[1] * ref.shape[1] <= DENSE_PAIRS:
-            d = torch.cdist(q, ref.to(q.dtype))
+            d = pairwise_distances(q, ref.to(q.dtype))
             dist, idx = d.topk(k, dim=-1, largest=False) if k > 1 else d.min(dim=-1)
             return dist, idx
         from scipy.spatial import cKDTree

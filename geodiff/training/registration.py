@@ -21,6 +21,7 @@ from geodiff.config import build
 from geodiff.errors import GeodiffError
 from geodiff.manifolds import se3
 from geodiff.models.registration import RegistrationNet, normalize_pair, normalized_pose
+from geodiff.nn.pointcloud import pairwise_distances
 from geodiff.schedulers import SE3DiffusionScheduler, SE3FlowMatchScheduler
 from geodiff.training.base import DiffusionModule
 
@@ -49,7 +50,7 @@ def registration_loss(model: RegistrationNet, scheduler: SE3DiffusionScheduler, 
     moved = se3.apply(h_true, s)
     loss = (se3.apply(out["pose"], s) - moved).abs().mean()
     if corr_weight > 0:
-        dist, j = torch.cdist(moved, t).min(dim=-1)
+        dist, j = pairwise_distances(moved, t).min(dim=-1)
         valid = dist < corr_radius
         p = out["matching"].gather(2, j.unsqueeze(-1)).squeeze(-1)
         nll = -(p.clamp_min(1e-9).log() * valid).sum() / valid.sum().clamp_min(1)

@@ -8,7 +8,7 @@ import torch
 from geodiff.errors import GeodiffValueError
 from geodiff.manifolds import se3, so3
 from geodiff.models.registration import RegistrationNet, denormalize_pose, normalize_pair, normalized_pose
-from geodiff.nn.pointcloud import knn, local_geometry, log_sinkhorn, weighted_procrustes
+from geodiff.nn.pointcloud import knn, local_geometry, log_sinkhorn, pairwise_distances, weighted_procrustes
 
 D = torch.float64
 
@@ -81,6 +81,34 @@ def test_pose_prediction_is_se3_equivariant_and_permutation_invariant(encoder):
     assert not torch.allclose(
         m(x, y, h, torch.tensor([0, 0]))["pose"], m(x, y, h, torch.tensor([199, 199]))["pose"]
     )
+
+
+def test_translation_equivariance_at_round_off_with_a_sharp_matching():
+    """Points whose soft-correspondence weight falls below 1e-9 (a sharp matching leaves some unmatched)
+    still get their correspondence in the target's frame: translating the target moves the pose to float64
+    round-off (a clamp of the weight at 1e-9 used to leave errors of 2e-9 here)."""
+    m = net("ppf")
+    with torch.no_grad():
+        m.time_mlp[-1].bias[1] = 10.0  # beta ~ 10: weights from ~1e-38 to 0.3
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(2, 40, 3, dtype=D, generator=g), torch.randn(2, 35, 3, dtype=D, generator=g)
+    h, t = se3.random_pose((2,), 1.0, g, D), torch.tensor([3, 150])
+    out = m(x, y, h, t)
+    assert int((out["weights"] < 1e-9).sum()) > 0
+    gt = torch.eye(4, dtype=D).repeat(2, 1, 1)
+    gt[:, :3, 3] = torch.tensor([3.0, -2.0, 1.0], dtype=D)
+    moved = m(x, se3.apply(gt, y), gt @ h, t)
+    torch.testing.assert_close(moved["pose"], gt @ out["pose"], atol=1e-13, rtol=0)
+
+
+def test_pairwise_distances_do_not_depend_on_where_the_points_are():
+    """Distances from point differences: a cloud 1 km from the origin keeps its distances and neighbours to
+    round-off (cdist's default matrix-product form is off by ~3e-5 there)."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.randn(1, 64, 3, dtype=D, generator=g)
+    far = x + 1000.0
+    torch.testing.assert_close(pairwise_distances(far, far), pairwise_distances(x, x), atol=1e-12, rtol=0)
+    assert torch.equal(knn(far, 8), knn(x, 8))
 
 
 @pytest.mark.parametrize("encoder", ["ppf", "e3nn"])
