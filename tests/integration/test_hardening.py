@@ -6,6 +6,7 @@ be written, malformed and hostile molecule files, impossible numbers. Every one 
 Commands run in-process through ``geodiff.cli.main`` (fast), except where a crash of RDKit would take the test
 process with it: those run as a subprocess."""
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -324,17 +325,25 @@ def test_a_signal_during_docking_exits_with_one_line_and_leaves_no_worker(tmp_pa
                              "exhaustiveness=64", "processes=2", f"output={tmp_path / 'd.json'}"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)  # fmt: skip
     workers: list[int] = []
-    deadline = time.time() + 120
-    while time.time() < deadline and len(workers) < 2:  # the pool's workers (and the resource tracker)
-        time.sleep(0.5)
-        workers = _children(proc.pid)
-    assert len(workers) >= 2, "no docking workers started"
-    time.sleep(3)  # the workers are docking now
-    proc.send_signal(signal.Signals(signum))
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, err[-2000:]
-    lines = [ln.split("\r")[-1] for ln in err.strip().split("\n") if ln.strip()]  # after progress bars
-    assert lines[-1] == f"geodiff evaluate: {word}" and "Traceback" not in err, err[-2000:]
-    time.sleep(2)
-    assert not [p for p in workers if _alive(p)], "worker processes outlived the command"
-    assert not (tmp_path / "d.json").exists() and not list(tmp_path.glob(".*"))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(workers) < 2:  # the pool's workers (and the resource tracker)
+            time.sleep(0.5)
+            workers = _children(proc.pid)
+        assert len(workers) >= 2, "no docking workers started"
+        time.sleep(3)  # the workers are docking now
+        proc.send_signal(signal.Signals(signum))
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, err[-2000:]
+        lines = [ln.split("\r")[-1] for ln in err.strip().split("\n") if ln.strip()]  # after progress bars
+        assert lines[-1] == f"geodiff evaluate: {word}" and "Traceback" not in err, err[-2000:]
+        time.sleep(2)
+        assert not [p for p in workers if _alive(p)], "worker processes outlived the command"
+        assert not (tmp_path / "d.json").exists() and not list(tmp_path.glob(".*"))
+    finally:  # a failed assertion must not leave a docking run (exhaustiveness 64) on the cores
+        if proc.poll() is None:
+            proc.kill()
+        for pid in workers:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
