@@ -140,7 +140,7 @@ def _registration_pairs(pipe, data: str | None, num: int, seed: int):
         return pairs[:num], f"{data} (first {num})"
     where = data or pipe.info.get("models_dir")
     if not data and where and not Path(where).is_dir():
-        # recorded on the machine that trained it (e.g. ../shared/data/registration/tudl): the same folder
+        # recorded on the machine that trained it (a path relative to that checkout): the same folder
         # under this machine's data folder, as the trajectory data modules look up theirs
         parts = Path(where).parts
         tail = parts[len(parts) - 1 - parts[::-1].index("data") + 1 :] if "data" in parts else parts[-1:]
