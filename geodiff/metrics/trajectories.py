@@ -49,11 +49,19 @@ def item_errors(
     float64: ``items`` = nodes (``over="node"``) or systems (``over="system"``, which needs ``batch``: each
     sample's node-mean error per system, then its mean or minimum over the K samples, ADE and FDE each on
     their own, as GeoTDM's ``experiments/nbody_train.py``)."""
+    return _reduce(*_sample_errors(pred, target), batch, over)
+
+
+def _sample_errors(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ADE and FDE of every sample and node ``[K, nodes]`` (float64)."""
     _check(pred, target)
     if pred.dim() == 3:
         pred = pred.unsqueeze(0)
     d = (pred.double() - target.double()).norm(dim=-1)  # [K, nodes, frames]
-    ade_k, fde_k = d.mean(-1), d[..., -1]  # [K, nodes]
+    return d.mean(-1), d[..., -1]
+
+
+def _reduce(ade_k: torch.Tensor, fde_k: torch.Tensor, batch: torch.Tensor | None, over: str) -> dict:
     if over == "system":
         if batch is None:
             raise GeodiffValueError("min_over='system' needs the batch vector")
@@ -76,8 +84,9 @@ def displacement_errors(
     ``target`` ``[nodes, frames, dim]``: keys ``ade``/``fde`` (= avg over K), ``ade_avg``, ``fde_avg``,
     ``ade_min``, ``fde_min``, ``k``, ``num_nodes``. The averages are over nodes; the minima over the items
     of ``min_over`` (per item: ``item_errors``)."""
-    per_node = item_errors(pred, target)
-    items = per_node if min_over == "node" else item_errors(pred, target, batch, min_over)
+    ade_k, fde_k = _sample_errors(pred, target)
+    per_node = _reduce(ade_k, fde_k, None, "node")
+    items = per_node if min_over == "node" else _reduce(ade_k, fde_k, batch, min_over)
     k = pred.shape[0] if pred.dim() == 4 else 1
     out = {"ade_avg": float(per_node["ade_avg"].mean()), "fde_avg": float(per_node["fde_avg"].mean()),
            "ade_min": float(items["ade_min"].mean()), "fde_min": float(items["fde_min"].mean()),
