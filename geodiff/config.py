@@ -108,6 +108,25 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return shipped if shipped.exists() else p
 
 
+def recorded_data_path(recorded: str | os.PathLike) -> Path:
+    """A data path an export recorded on the machine that trained it, found again on this one: as recorded
+    when it exists here, else the same place under this machine's data folder (:func:`data_dir`): the
+    part after the recorded path's last ``data`` folder (``/x/data/registration/tudl/models`` ->
+    ``$GEODIFF_DATA/registration/tudl/models``), else its last part (``/x/eth_ucy`` ->
+    ``$GEODIFF_DATA/eth_ucy``).
+    Returns the recorded path when neither exists (the caller reports it)."""
+    p = Path(recorded)
+    if p.exists():
+        return p
+    parts = p.parts
+    tails = [parts[len(parts) - parts[::-1].index("data") :]] if "data" in parts else []
+    for tail in [*tails, parts[-1:]]:
+        here = data_dir().joinpath(*tail) if tail else None
+        if here is not None and here.exists():
+            return here
+    return p
+
+
 def as_list(value) -> list[str] | None:
     """A list override as strings, where ``key=a`` means ``key=[a]``; None stays None."""
     from omegaconf import OmegaConf

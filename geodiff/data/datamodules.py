@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from geodiff.config import data_dir, resolve_path
+from geodiff.config import recorded_data_path, resolve_path
 from geodiff.data.batching import AtomBudgetBatchSampler
 from geodiff.data.cache import CachedMoleculeDataset
 from geodiff.data.molecules import (
@@ -242,9 +242,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         if dataset not in ("nbody", "md17", "eth_ucy"):
             raise GeodiffError(f"checkpoint: unknown trajectory data set {dataset!r}")
         if path is None and info.get("path"):
-            recorded = Path(info["path"])
-            here = data_dir() / recorded.name
-            path = str(here) if not recorded.exists() and here.exists() else str(recorded)
+            path = str(recorded_data_path(info["path"]))
         kw = {
             "dataset": dataset,
             "path": str(path),

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geodiff.config import data_dir, resolve_checkpoint
+from geodiff.config import recorded_data_path, resolve_checkpoint
 from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.testing.equivariance import Transform, mirror, rotation_grid, transform_errors
 
@@ -139,12 +139,8 @@ def _registration_pairs(pipe, data: str | None, num: int, seed: int):
         pairs, meta = load_pairs(data)
         return pairs[:num], f"{data} (first {num})"
     where = data or pipe.info.get("models_dir")
-    if not data and where and not Path(where).is_dir():
-        # recorded on the machine that trained it (a path relative to that checkout): the same folder
-        # under this machine's data folder, as the trajectory data modules look up theirs
-        parts = Path(where).parts
-        tail = parts[len(parts) - 1 - parts[::-1].index("data") + 1 :] if "data" in parts else parts[-1:]
-        where = str(data_dir().joinpath(*tail))
+    if not data and where:
+        where = str(recorded_data_path(where))  # recorded on the machine that trained it
     config = PairConfig(num_points=pipe.num_points)
     if where and Path(where).is_dir():
         pairs, meta = make_benchmark_pairs("tudl", where, config, num, seed)

@@ -201,3 +201,31 @@ def test_flow_matching_forecasts_through_the_same_cli(tmp_path):
     r = geodiff("train", "experiment=nbody_charged_geotdm_flow_small", f"data.path={data}", *TINY,
                 "model.prediction=epsilon", f"output_dir={tmp_path / 'eps'}")  # fmt: skip
     assert r.returncode == 2 and "prediction_type: expected sample or velocity" in r.stderr, r.stderr[-500:]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "eth_ucy").is_dir(), reason="../shared/data/eth_ucy not present")
+def test_geotdm_eth_ucy_protocol_script(tmp_path):
+    """eval/geotdm_eth_protocol.py on a tiny model trained on EqMotion windows: the four rows (input scale 1 /
+    1.4 x plain min of 20 / 60 clustered to 20), paired against the plain row; other models are refused."""
+    out = tmp_path / "eth"
+    r = geodiff("train", "experiment=eth_ucy_geotdm_small", f"data.path={SHARED_DATA / 'eth_ucy'}",
+                "data.scene=hotel", "data.windows=eqmotion", "data.limit=16", "data.val_limit=4",
+                "data.batch_size=8", *TINY, f"output_dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    script = [sys.executable, str(ROOT / "eval" / "geotdm_eth_protocol.py")]
+    js = tmp_path / "protocol.json"
+    r = subprocess.run([*script, "--ckpt", str(out / "export"), "--windows", "5", "--steps", "3", "--json",
+                        str(js)], capture_output=True, text=True, cwd=ROOT, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(js.read_text())
+    assert rep["num_windows"] == 5 < rep["test_windows"] and rep["agents"] == "focal"
+    assert set(rep["rows"]) == {f"scale{s}_{sel}" for s in ("1", "1.4") for sel in ("min20", "kmeans60to20")}
+    plain = rep["rows"]["scale1_min20"]
+    assert plain["ade_min_minus_plain"] == 0 and plain["fde_min_minus_plain_se"] == 0
+    for row in rep["rows"].values():
+        assert row["ade_min"] <= row["ade_avg"] and row["fde_min"] <= row["fde_avg"]
+        assert row["ade_min_minus_plain"] == pytest.approx(row["ade_min"] - plain["ade_min"], abs=1e-12)
+    r = subprocess.run([*script, "--ckpt", "nbody_charged_geotdm_small", "--json", str(tmp_path / "n.json")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert r.returncode == 2 and "data.windows=eqmotion" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "n.json").exists()

@@ -61,3 +61,23 @@ def test_bad_records_and_paths_are_refused(tmp_path):
     dm = TrajectoryDataModule(dataset="nbody", path=str(tmp_path / "one.npz"))
     with pytest.raises(GeodiffError, match="is a file; training reads an N-body folder"):
         dm.split("train")
+
+
+def test_recorded_data_path_rules(tmp_path, monkeypatch):
+    """One rule for every export (trajectory data, registration meshes): as recorded when it exists, else the
+    part after the recorded path's last ``data`` folder under ``$GEODIFF_DATA``, else its last part."""
+    from pathlib import Path
+
+    from geodiff.config import recorded_data_path
+
+    root = tmp_path / "here"
+    (root / "registration" / "tudl" / "models").mkdir(parents=True)
+    (root / "eth_ucy").mkdir()
+    monkeypatch.setenv("GEODIFF_DATA", str(root))
+    assert recorded_data_path(root / "eth_ucy") == root / "eth_ucy"  # exists: as recorded
+    tudl = root / "registration" / "tudl" / "models"
+    assert recorded_data_path("/gone/data/registration/tudl/models") == tudl
+    assert recorded_data_path("/gone/shared/eth_ucy") == root / "eth_ucy"  # no data folder: the last part
+    assert recorded_data_path("/gone/data/eth_ucy") == root / "eth_ucy"
+    assert recorded_data_path("/gone/data/nowhere") == Path("/gone/data/nowhere")  # the caller reports it
+    assert recorded_data_path("/gone/data") == Path("/gone/data")
