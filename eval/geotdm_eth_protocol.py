@@ -27,7 +27,6 @@ import platform
 import sys
 import time
 
-import numpy as np
 import torch
 
 from geodiff.data.datamodules import systems_for_sampling
@@ -63,8 +62,7 @@ def main() -> None:
         print(f"geotdm_eth_protocol.py: error: {e}", file=sys.stderr)
         sys.exit(2)
     total = len(ds)
-    if a.windows and total > a.windows:
-        ds.samples = [ds.samples[i] for i in np.linspace(0, total - 1, a.windows).round().astype(int)]
+    ds.spread_evenly(a.windows)
     b = collate_trajectories(ds.samples)
     c = pipe.model.config
     focal = focal_nodes(b.batch)

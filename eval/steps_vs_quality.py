@@ -13,6 +13,11 @@ stability, with its binomial standard error), RDKit validity and connected valid
 "validity"). Results already in ``--json`` are kept and not sampled again (the runs take about 55 CPU
 minutes per 1,000 molecules at 500 steps), so the script can be stopped and resumed.
 
+``--set LABEL:KEY=VALUE`` (repeat) changes one model's sampler for the diagnostics: ``atoms.eta=1`` (one
+scheduler's config entry: ``pos``, ``atoms``, ``charges``, ``bonds``), ``time_shift=3`` or ``eta=1`` (every
+scheduler that has the entry; the four share one time grid, so ``time_shift`` is set for all),
+``last_step=argmax`` (the pipeline's final categorical step); the settings are recorded in the JSON.
+
 Trajectories: ``--n`` test systems of the model's data (freshly simulated N-body systems, seed ``--seed``),
 K = ``--k`` forecasts each at every step count; ADE/FDE averaged over the K samples (GeoTDM's N-body "avg")
 and the minimum over K per agent, with the standard error of the per-agent average.
@@ -41,6 +46,46 @@ def _pairs(values: list[str], name: str) -> list[tuple[str, str]]:
             raise SystemExit(f"{name}: expected LABEL=VALUE, got {v!r}")
         out.append((label, rest))
     return out
+
+
+MOLECULE_PARTS = ("pos", "atoms", "charges", "bonds")
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_settings(pipe, settings: dict) -> dict:
+    """Change a molecule pipeline's schedulers in place (``part.key`` or ``key`` for every scheduler that has
+    it, see the module docstring); returns the pipeline call's own arguments (``last_step``)."""
+    from geodiff.schedulers import MoleculeSchedulers
+
+    call, parts = {}, {}
+    for key, value in settings.items():
+        if key == "last_step":
+            call[key] = value
+            continue
+        part, _, name = key.rpartition(".")
+        targets = [part] if part else MOLECULE_PARTS
+        hit = False
+        for t in targets:
+            sched = parts.get(t, getattr(pipe.schedulers, t, None))
+            if sched is None or name not in sched.config:
+                continue
+            parts[t] = type(sched).from_config(sched.config, **{name: value})
+            hit = True
+        if not hit:
+            raise SystemExit(f"--set {key}: no scheduler of this model has {name!r}")
+    pipe.schedulers = MoleculeSchedulers(*(parts.get(t, getattr(pipe.schedulers, t)) for t in MOLECULE_PARTS))
+    shifts = {getattr(pipe.schedulers, t).config.get("time_shift") for t in MOLECULE_PARTS}
+    if len(shifts) > 1:  # the four parts step on one time grid
+        got = ", ".join(sorted(map(str, shifts)))
+        raise SystemExit(f"--set: the four schedulers' time_shift must agree (got {got}): set it for all, "
+                         "time_shift=VALUE")  # fmt: skip
+    return call
 
 
 def score(mols) -> dict:
@@ -110,6 +155,7 @@ def main() -> None:
     ap.add_argument(
         "--extra", action="append", default=[], help="LABEL=STEPS: more step counts for one model"
     )
+    ap.add_argument("--set", action="append", default=[], help="LABEL:KEY=VALUE: a sampler setting")
     ap.add_argument("--family", choices=["molecules", "trajectories"], default="molecules")
     ap.add_argument("--n", type=int, default=1000, help="molecules, or test systems")
     ap.add_argument("--k", type=int, default=5, help="forecasts per system (trajectories)")
@@ -122,6 +168,13 @@ def main() -> None:
     extra: dict[str, list[int]] = {}
     for label, s in _pairs(a.extra, "--extra"):
         extra.setdefault(label, []).extend(int(x) for x in s.split(","))
+    settings: dict[str, dict] = {}
+    for item in a.set:
+        label, sep, kv = item.partition(":")
+        key, sep2, value = kv.partition("=")
+        if not (sep and sep2 and label and key):
+            raise SystemExit(f"--set: expected LABEL:KEY=VALUE, got {item!r}")
+        settings.setdefault(label, {})[key] = _value(value)
     path = Path(a.json)
     results = json.loads(path.read_text()) if path.is_file() else {"models": {}, "exports": {}, "runs": {}}
     results["family"] = a.family
@@ -138,6 +191,9 @@ def main() -> None:
             truth = systems.x[:, c.num_cond : c.num_cond + c.num_target]
         else:
             pipe = MoleculeDiffusionPipeline.from_pretrained(export)
+        call = apply_settings(pipe, settings.get(label, {})) if a.family == "molecules" else {}
+        if settings.get(label):
+            results.setdefault("settings", {})[label] = settings[label]
         results["exports"][label] = str(export)
         runs = results["models"].setdefault(label, {})
         for steps in sorted({*(int(x) for x in a.steps.split(",")), *extra.get(label, [])}):
@@ -149,7 +205,7 @@ def main() -> None:
                 scores = score_forecasts(out.trajectories, truth, systems.batch)
             else:
                 mols = pipe(num_samples=a.n, num_inference_steps=steps, batch_size=a.batch_size, seed=a.seed,
-                            progress=False).molecules  # fmt: skip
+                            progress=False, **call).molecules  # fmt: skip
                 scores = score(mols)
             seconds = time.time() - t0
             runs[str(steps)] = {**scores, "seconds": seconds, "sampler": type(pipe.scheduler).__name__}

@@ -97,8 +97,7 @@ def forecast(export: Path, nbody: bool, systems: int, k: int, npz: Path) -> None
 
     pipe = TrajectoryDiffusionPipeline.from_pretrained(export)
     ds = systems_for_sampling(pipe.data_info, None, "test", systems if nbody else None, seed=0)
-    if len(ds) > systems:
-        ds.samples = [ds.samples[i] for i in np.linspace(0, len(ds) - 1, systems).round().astype(int)]
+    ds.spread_evenly(systems)
     forecast_and_score(pipe, collate_trajectories(ds.samples), k, npz, None, ds.source, seed=0,
                        num_inference_steps=100, progress=False, batch_size=2048)  # fmt: skip
 

@@ -120,9 +120,8 @@ def recorded_data_path(recorded: str | os.PathLike) -> Path:
         return p
     parts = p.parts
     tails = [parts[len(parts) - parts[::-1].index("data") :]] if "data" in parts else []
-    for tail in [*tails, parts[-1:]]:
-        here = data_dir().joinpath(*tail) if tail else None
-        if here is not None and here.exists():
+    for tail in [t for t in (*tails, parts[-1:]) if t]:
+        if (here := data_dir().joinpath(*tail)).exists():
             return here
     return p
 

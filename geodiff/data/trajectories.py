@@ -148,6 +148,14 @@ class TrajectoryDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> TrajectorySample:
         return self.samples[i]
 
+    def spread_evenly(self, n: int) -> TrajectoryDataset:
+        """Keep ``n`` samples spread evenly over the dataset, first and last included (all of them when
+        ``n`` is 0 or not below the length): a test subset that covers the whole split, in place."""
+        if 0 < n < len(self.samples):
+            keep = np.linspace(0, len(self.samples) - 1, n).round().astype(int)
+            self.samples = [self.samples[i] for i in keep]
+        return self
+
 
 # ------------------------------------------------------------------------------------------ N-body
 _NBODY_PARAM = {"charged": "charges", "springs": "edges", "gravity": "masses"}

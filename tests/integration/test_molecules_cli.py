@@ -189,3 +189,21 @@ def test_flow_matching_trains_exports_and_samples(qm9_npz, tmp_path):
                 f"output={tmp_path / 'bad.sdf'}")  # fmt: skip
     assert r.returncode == 2 and "flow-matching export" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "bad.sdf").exists()
+    # the per-call measurement's script, with a sampler setting changed for one of two labels of the export
+    export = out / "export"
+    script = [sys.executable, str(ROOT / "eval" / "steps_vs_quality.py"), "--model", f"plain={export}",
+              "--model", f"knobs={export}", "--set", "knobs:time_shift=3", "--set", "knobs:eta=1.5",
+              "--set", "knobs:last_step=argmax", "--steps", "2", "--n", "2",
+              "--json", str(tmp_path / "s.json")]  # fmt: skip
+    r = subprocess.run(script, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert res["settings"] == {"knobs": {"time_shift": 3, "eta": 1.5, "last_step": "argmax"}}
+    assert res["models"]["plain"]["2"]["n"] == res["models"]["knobs"]["2"]["n"] == 2
+    bad = [*script[:2], "--model", f"x={export}", "--set", "x:pos.nope=1", "--json", str(tmp_path / "t.json")]
+    r = subprocess.run(bad, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode != 0 and "no scheduler of this model has 'nope'" in r.stderr
+    r = subprocess.run([*bad[:-3], "x:pos.time_shift=2", *bad[-2:]], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600)  # fmt: skip
+    assert r.returncode != 0 and "time_shift must agree" in r.stderr
+    assert not (tmp_path / "t.json").exists()

@@ -73,6 +73,17 @@ def test_nbody_npz_round_trip_windows_and_errors(tmp_path):
         load_nbody_npz(tmp_path / "missing.npz")
 
 
+def test_spread_evenly_keeps_first_last_and_evenly_spaced_samples(tmp_path):
+    path = save_nbody_npz(simulate(7, "charged", seed=0), tmp_path / "c.npz", "charged")
+    full = load_nbody_npz(path, num_cond=10, num_target=20)
+    ds = load_nbody_npz(path, num_cond=10, num_target=20).spread_evenly(4)  # positions 0, 2, 4, 6
+    assert len(ds) == 4
+    for got, i in zip(ds.samples, (0, 2, 4, 6), strict=True):
+        torch.testing.assert_close(got.x, full[i].x)
+    for n in (0, 7, 9):  # all of them
+        assert len(load_nbody_npz(path, num_cond=10, num_target=20).spread_evenly(n)) == 7
+
+
 def _ethanol_like_md17(path, frames=400):
     # C-C-O backbone with hydrogens (ethanol's 9 atoms), small thermal motion around it
     z = np.array([6, 6, 8, 1, 1, 1, 1, 1, 1])
