@@ -298,6 +298,14 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _default_sigint() -> None:
+    # a test run started in the background of a non-interactive shell (nohup make test &) inherits SIGINT
+    # ignored, and so would the command: give it the default disposition, as an interactive terminal does
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -330,7 +338,8 @@ def test_a_signal_during_docking_exits_with_one_line_and_leaves_no_worker(tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "geodiff.cli", "evaluate", "task=docking", f"samples={ligands}",
                              f"receptor={DOCKING / '1iep_receptor.pdbqt'}", f"ligand={DOCKING / '1iep_ligand.sdf'}",
                              "exhaustiveness=64", "processes=2", f"output={tmp_path / 'd.json'}"],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)  # fmt: skip
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
+                            preexec_fn=_default_sigint)  # fmt: skip
     workers: list[int] = []
     try:
         deadline = time.time() + 120
