@@ -72,8 +72,8 @@ def apply_settings(pipe, settings: dict) -> dict:
         targets = [part] if part else MOLECULE_PARTS
         hit = False
         for t in targets:
-            sched = parts.get(t, getattr(pipe.schedulers, t, None))
-            if sched is None or name not in sched.config:
+            sched = parts.get(t, getattr(pipe.schedulers, t))
+            if name not in sched.config:
                 continue
             parts[t] = type(sched).from_config(sched.config, **{name: value})
             hit = True
