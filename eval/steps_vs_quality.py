@@ -15,7 +15,7 @@ minutes per 1,000 molecules at 500 steps), so the script can be stopped and resu
 
 ``--set LABEL:KEY=VALUE`` (repeat) changes one model's sampler for the diagnostics: ``atoms.eta=1`` (one
 scheduler's config entry: ``pos``, ``atoms``, ``charges``, ``bonds``), ``time_shift=3`` or ``eta=1`` (every
-scheduler that has the entry; the four share one time grid, so ``time_shift`` is set for all),
+scheduler that has the entry; the four share one time grid: the pipeline refuses a part-only ``time_shift``),
 ``last_step=argmax`` (the pipeline's final categorical step); the settings are recorded in the JSON.
 
 Trajectories: ``--n`` test systems of the model's data (freshly simulated N-body systems, seed ``--seed``),
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from geodiff.errors import GeodiffValueError
 from geodiff.io import device_description, write_json
 from geodiff.metrics.chemistry import molecule_metrics, stability
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline
@@ -48,9 +49,6 @@ def _pairs(values: list[str], name: str) -> list[tuple[str, str]]:
     return out
 
 
-MOLECULE_PARTS = ("pos", "atoms", "charges", "bonds")
-
-
 def _value(text: str):
     try:
         return json.loads(text)
@@ -63,13 +61,13 @@ def apply_settings(pipe, settings: dict) -> dict:
     it, see the module docstring); returns the pipeline call's own arguments (``last_step``)."""
     from geodiff.schedulers import MoleculeSchedulers
 
-    call, parts = {}, {}
+    call, parts, every = {}, {}, MoleculeSchedulers.PARTS
     for key, value in settings.items():
         if key == "last_step":
             call[key] = value
             continue
         part, _, name = key.rpartition(".")
-        targets = [part] if part else MOLECULE_PARTS
+        targets = [part] if part else every
         hit = False
         for t in targets:
             sched = parts.get(t, getattr(pipe.schedulers, t))
@@ -79,12 +77,7 @@ def apply_settings(pipe, settings: dict) -> dict:
             hit = True
         if not hit:
             raise SystemExit(f"--set {key}: no scheduler of this model has {name!r}")
-    pipe.schedulers = MoleculeSchedulers(*(parts.get(t, getattr(pipe.schedulers, t)) for t in MOLECULE_PARTS))
-    shifts = {getattr(pipe.schedulers, t).config.get("time_shift") for t in MOLECULE_PARTS}
-    if len(shifts) > 1:  # the four parts step on one time grid
-        got = ", ".join(sorted(map(str, shifts)))
-        raise SystemExit(f"--set: the four schedulers' time_shift must agree (got {got}): set it for all, "
-                         "time_shift=VALUE")  # fmt: skip
+    pipe.schedulers = MoleculeSchedulers(**{t: parts.get(t, getattr(pipe.schedulers, t)) for t in every})
     return call
 
 
@@ -204,8 +197,11 @@ def main() -> None:
                 out = pipe(systems, num_samples=a.k, num_inference_steps=steps, seed=a.seed, progress=False)
                 scores = score_forecasts(out.trajectories, truth, systems.batch)
             else:
-                mols = pipe(num_samples=a.n, num_inference_steps=steps, batch_size=a.batch_size, seed=a.seed,
-                            progress=False, **call).molecules  # fmt: skip
+                try:
+                    mols = pipe(num_samples=a.n, num_inference_steps=steps, batch_size=a.batch_size,
+                                seed=a.seed, progress=False, **call).molecules  # fmt: skip
+                except GeodiffValueError as e:
+                    raise SystemExit(f"{label}: {e}") from None
                 scores = score(mols)
             seconds = time.time() - t0
             runs[str(steps)] = {**scores, "seconds": seconds, "sampler": type(pipe.scheduler).__name__}

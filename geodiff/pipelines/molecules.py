@@ -194,6 +194,7 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
             raise GeodiffValueError("scheduler: molecules sample with the euler solver (their atom, charge "
                                     "and bond chains take one step per interval)")  # fmt: skip
         schedulers = MoleculeSchedulers(pos, schedulers.atoms, schedulers.charges, schedulers.bonds)
+        self._set_one_grid(schedulers, k or T)
         g = self.generator(generator, seed)
         counts = self._atom_counts(num_samples, num_atoms, g)
         out: list[Molecule3D] = []
@@ -216,7 +217,7 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         noise levels, only more of them (up to the clipping of the largest betas next to pure noise; the
         linear schedule's betas are per step and do not refine)."""
         s = self.schedulers
-        parts = {n: getattr(s, n) for n in ("pos", "atoms", "charges", "bonds")}
+        parts = {n: getattr(s, n) for n in MoleculeSchedulers.PARTS}
         linear = [n for n, sch in parts.items() if sch.config.get("beta_schedule") == "linear"]
         if linear:
             raise GeodiffValueError(
@@ -227,13 +228,28 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         return MoleculeSchedulers(**{n: type(sch).from_config(sch.config, num_train_timesteps=num_timesteps)
                                      for n, sch in parts.items()})  # fmt: skip
 
+    @staticmethod
+    def _set_one_grid(s: MoleculeSchedulers, n_steps: int) -> None:
+        """Set the four schedulers to ``n_steps`` steps. The sampling loop steps atom types, charges and
+        bonds at the positions' time steps, so their grids must be the positions' grid (a scheduler built
+        with another ``time_shift``, ``num_train_timesteps`` or spacing would be stepped at wrong times)."""
+        parts = MoleculeSchedulers.PARTS
+        for name in parts:
+            getattr(s, name).set_timesteps(n_steps)
+        grid = s.pos.timesteps.cpu()
+        other = [n for n in parts[1:] if not torch.equal(getattr(s, n).timesteps.cpu(), grid)]
+        if other:
+            raise GeodiffValueError(
+                f"scheduler: the {', '.join(other)} scheduler(s) step on another time grid than the "
+                f"positions' at {n_steps} steps (time_shift, num_train_timesteps or spacing differ): the "
+                "four parts of a molecule share one grid"
+            )
+
     def _sample_batch(self, s: MoleculeSchedulers, sizes, n_steps, g, progress, last_step
                       ) -> list[MoleculeRecord]:  # fmt: skip
         device, dtype = self.device, self.dtype
         T = s.num_train_timesteps
         pos_sched = s.pos
-        for sch in (pos_sched, s.atoms, s.charges, s.bonds):
-            sch.set_timesteps(n_steps)
         n = int(sizes.sum())
         batch = torch.repeat_interleave(torch.arange(len(sizes)), sizes).to(device)
         ei, eb = fully_connected_edges(sizes)

@@ -4,6 +4,7 @@ bonds), which share one time axis."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from geodiff.schedulers.scheduling_d3pm import CategoricalD3PMScheduler
 from geodiff.schedulers.scheduling_e3_ddpm import E3DDPMScheduler
@@ -13,7 +14,9 @@ __all__ = ["MoleculeSchedulers"]
 
 @dataclass
 class MoleculeSchedulers:
-    """The four schedulers of a molecule diffusion model (they share T)."""
+    """The four schedulers of a molecule diffusion model (they share T, and one time grid)."""
+
+    PARTS: ClassVar[tuple[str, ...]] = ("pos", "atoms", "charges", "bonds")
 
     pos: E3DDPMScheduler
     atoms: CategoricalD3PMScheduler

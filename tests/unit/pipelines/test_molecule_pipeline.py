@@ -11,6 +11,7 @@ from geodiff.config import build
 from geodiff.errors import GeodiffError, GeodiffValueError
 from geodiff.models.eqgat_diff import EQGATDiffDenoiser
 from geodiff.pipelines.molecules import MoleculeDiffusionPipeline, draw_grid, write_sdf
+from geodiff.schedulers import CategoricalFlowMatchScheduler, E3FlowMatchScheduler, MoleculeSchedulers
 from geodiff.training.molecules import MoleculeDiffusionModule
 
 
@@ -167,6 +168,35 @@ def test_refined_grid_needs_continuous_schedules(export_dir):
     with pytest.raises(GeodiffValueError, match="continuous time; the bonds schedule is linear"):
         pipe(num_samples=1, num_inference_steps=51, progress=False)
     assert len(pipe(num_samples=1, num_inference_steps=50, progress=False)) == 1  # up to T: no refinement
+
+
+def test_the_four_schedulers_must_share_one_time_grid(export_dir):
+    """The sampling loop steps atom types, charges and bonds at the positions' time steps: schedulers on
+    another grid (another T, or a flow scheduler with another ``time_shift``) are refused in one line
+    before anything is sampled."""
+    pipe = MoleculeDiffusionPipeline.from_pretrained(export_dir)  # T = 50
+    seen = []
+    hook = pipe.model.register_forward_pre_hook(lambda *_: seen.append(1))
+    try:
+        cfg = pipe.schedulers.bonds.config
+        pipe.schedulers.bonds = type(pipe.schedulers.bonds).from_config(cfg, num_train_timesteps=40)
+        with pytest.raises(GeodiffValueError, match="the bonds scheduler.s. step on another time grid") as e:
+            pipe(num_samples=1, num_inference_steps=10, progress=False)
+        assert "\n" not in str(e.value) and not seen
+    finally:
+        hook.remove()
+    flow = MoleculeSchedulers(
+        E3FlowMatchScheduler(num_train_timesteps=50, time_shift=3.0),
+        *(
+            CategoricalFlowMatchScheduler(k, 50, "uniform", time_shift=s)
+            for k, s in ((5, 3.0), (3, 1.0), (5, 3.0))
+        ),
+    )
+    with pytest.raises(GeodiffValueError, match="the charges scheduler.s. step on another time grid"):
+        MoleculeDiffusionPipeline._set_one_grid(flow, 10)
+    flow.charges = CategoricalFlowMatchScheduler(3, 50, "uniform", time_shift=3.0)
+    MoleculeDiffusionPipeline._set_one_grid(flow, 10)  # one grid: accepted, and set to 10 steps
+    assert all(len(getattr(flow, n).timesteps) == 10 for n in MoleculeSchedulers.PARTS)
 
 
 def test_self_conditioned_sampling_feeds_back_the_previous_prediction(export_dir, capsys):
