@@ -8,8 +8,9 @@
    ``qm9_eqgat_small`` denoiser (128 / 32 / 16 channels, 6 layers) on the same batch.
 2. Sampling throughput (molecules/s) at each scheduler's default steps on the same (untrained) weights:
    diffusion (``scheduler=eqgat_diff``, DDPM, 500 steps) and flow matching (``scheduler=eqgat_flow``, Euler,
-   50 steps). The time is the denoiser calls; the quality of a trained flow model per call is measured
-   separately (issue: flow matching).
+   50 steps), and the seconds per denoiser call of each (model plus its four scheduler steps: the two
+   samplers' per-step work compared in one process). The quality of a trained flow model per call is
+   measured separately (``eval/steps_vs_quality.py``, docs/flow_matching.md).
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ def main() -> None:
             print(f"{name:<20} {args.sample_n} molecules in {sec:.1f} s: {rate:.2f} molecules/s")
         ratio = rows["flow Euler 50"]["molecules_per_s"] / rows["diffusion DDPM 500"]["molecules_per_s"]
         print(f"flow at 50 steps samples {ratio:.1f}x the molecules per second of diffusion at 500")
+        per_call = {name: r["seconds"] / r["steps"] for name, r in rows.items()}
+        call_ratio = per_call["flow Euler 50"] / per_call["diffusion DDPM 500"]
+        rows["per_call_ratio_flow_over_diffusion"] = call_ratio
+        print(f"seconds per denoiser call: flow {per_call['flow Euler 50']:.3f}, diffusion "
+              f"{per_call['diffusion DDPM 500']:.3f} ({call_ratio:.2f}x)")  # fmt: skip
     report = {"batch": args.batch, "ot_ms": 1e3 * t_ot, "train_step_ms": 1e3 * t_step,
               "train_step_ot_ms": 1e3 * t_step_ot, "sampling": rows, "threads": torch.get_num_threads(),
               "device": device_description("cpu"), "python": platform.python_version(),
