@@ -107,7 +107,8 @@ def cmd_sample(overrides: list[str]) -> int:
     pipe = MoleculeDiffusionPipeline.from_pretrained(ckpt).to(shard.device)
     out = cfg.output or "samples/molecules.sdf"
     report = sample_and_score(pipe, out, cfg.grid, num_samples=cfg.num_samples, num_atoms=cfg.num_atoms,
-                              last_step=cfg.get("last_step", "sample"), **common)  # fmt: skip
+                              last_step=cfg.get("last_step", "sample"), time_shift=cfg.get("time_shift"),
+                              **common)  # fmt: skip
     if report is not None:
         print("\n".join(format_sample_report(report)))
     return 0

@@ -169,7 +169,8 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
                  num_inference_steps: int | None = None, generator: torch.Generator | None = None,
                  seed: int | None = None, sampler: Literal["ddpm", "ddim"] | None = None,
                  batch_size: int = 100, progress: bool | None = None,
-                 last_step: Literal["sample", "argmax"] = "sample") -> MoleculePipelineOutput:  # fmt: skip
+                 last_step: Literal["sample", "argmax"] = "sample",
+                 time_shift: float | None = None) -> MoleculePipelineOutput:  # fmt: skip
         """Sample ``num_samples`` molecules.
 
         ``num_inference_steps``: None for all T training steps; fewer are a strided grid (DDPM: ancestral
@@ -180,6 +181,8 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         ``pipe.scheduler`` as it is). ``last_step``: how the final reverse step turns the model's x0
         probabilities of atom types, charges and bonds into classes: ``sample`` draws them (ancestral
         sampling all the way, the paper's sampler), ``argmax`` takes the most probable class of each.
+        ``time_shift`` (flow-matching exports): the shift of the sampling grid for this call, for all four
+        parts (None: the export's; 1: uniform; < 1 spends more steps near the data, > 1 near the noise).
         """
         self.check_call(num_inference_steps, sampler, num_samples=num_samples, batch_size=batch_size)
         if last_step not in ("sample", "argmax"):
@@ -189,6 +192,8 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
         # more steps than the model was trained with: the same schedules on a finer grid (built once, and
         # before any sampling, so that a linear schedule fails first)
         schedulers = self._refined(k) if k is not None and k > T else self.schedulers
+        if time_shift is not None:
+            schedulers = self._shifted(schedulers, time_shift)
         pos = self.with_sampler(schedulers.pos, sampler)
         if pos.config.get("solver", "euler") != "euler":
             raise GeodiffValueError("scheduler: molecules sample with the euler solver (their atom, charge "
@@ -226,6 +231,19 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
                 "is linear"
             )
         return MoleculeSchedulers(**{n: type(sch).from_config(sch.config, num_train_timesteps=num_timesteps)
+                                     for n, sch in parts.items()})  # fmt: skip
+
+    @staticmethod
+    def _shifted(s: MoleculeSchedulers, time_shift) -> MoleculeSchedulers:
+        """The four flow-matching schedulers with their sampling grid shifted by ``time_shift``."""
+        if isinstance(time_shift, bool) or not isinstance(time_shift, (int, float)):
+            raise GeodiffValueError(f"time_shift: expected a number > 0, got {time_shift!r}")
+        parts = {n: getattr(s, n) for n in MoleculeSchedulers.PARTS}
+        if not all("time_shift" in sch.config for sch in parts.values()):
+            raise GeodiffValueError(f"time_shift: a flow-matching option (the grid of its steps); this "
+                                    f"export samples with {type(s.pos).__name__}")  # fmt: skip
+        shift = float(time_shift)
+        return MoleculeSchedulers(**{n: type(sch).from_config(sch.config, time_shift=shift)
                                      for n, sch in parts.items()})  # fmt: skip
 
     @staticmethod
@@ -384,7 +402,10 @@ def sample_and_score(pipe: MoleculeDiffusionPipeline, output: str | os.PathLike 
     metrics = molecule_metrics(out.molecules, reference_smiles=pipe.training_smiles)
     metrics.setdefault("novelty", None)  # None: the export carries no training SMILES
     default = "flow" if isinstance(pipe.scheduler, E3FlowMatchScheduler) else "ddpm"
-    report = {"output": out, "seconds": seconds, "sampler": sample_kwargs.get("sampler") or default,
+    sampler = sample_kwargs.get("sampler") or default
+    if sample_kwargs.get("time_shift") is not None:
+        sampler += f" (time_shift {sample_kwargs['time_shift']:g})"
+    report = {"output": out, "seconds": seconds, "sampler": sampler,
               "steps": sample_kwargs.get("num_inference_steps") or pipe.schedulers.num_train_timesteps,
               "metrics": metrics, "sdf": None,
               "png": None, "processes": shard.world_size}  # fmt: skip

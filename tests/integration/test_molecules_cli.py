@@ -185,6 +185,15 @@ def test_flow_matching_trains_exports_and_samples(qm9_npz, tmp_path):
                     f"output={tmp_path / ('flow' + steps + '.sdf')}")  # fmt: skip
         assert r.returncode == 0 and "sampled 2 molecules" in r.stdout, r.stderr[-2000:]
         assert "flow, " in r.stdout
+    # the sampling grid's shift for one call (all four parts on one grid); a bad one is one line
+    r = geodiff("sample", f"ckpt={out / 'export'}", "num_samples=2", "num_inference_steps=5",
+                "time_shift=0.5", f"output={tmp_path / 'shifted.sdf'}")  # fmt: skip
+    assert r.returncode == 0 and "flow (time_shift 0.5), 5 steps" in r.stdout, r.stderr[-2000:]
+    r = geodiff(
+        "sample", f"ckpt={out / 'export'}", "num_samples=2", "time_shift=0", f"output={tmp_path / 'z.sdf'}"
+    )
+    assert r.returncode == 2 and "time_shift: must be > 0" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "z.sdf").exists()
     r = geodiff("sample", f"ckpt={out / 'export'}", "num_samples=2", "sampler=ddpm", "num_inference_steps=3",
                 f"output={tmp_path / 'bad.sdf'}")  # fmt: skip
     assert r.returncode == 2 and "flow-matching export" in r.stderr.strip().splitlines()[-1]

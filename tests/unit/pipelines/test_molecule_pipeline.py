@@ -188,15 +188,32 @@ def test_the_four_schedulers_must_share_one_time_grid(export_dir):
     flow = MoleculeSchedulers(
         E3FlowMatchScheduler(num_train_timesteps=50, time_shift=3.0),
         *(
-            CategoricalFlowMatchScheduler(k, 50, "uniform", time_shift=s)
+            CategoricalFlowMatchScheduler(
+                num_classes=k, num_train_timesteps=50, prior_type="uniform", time_shift=s
+            )
             for k, s in ((5, 3.0), (3, 1.0), (5, 3.0))
         ),
     )
     with pytest.raises(GeodiffValueError, match="the charges scheduler.s. step on another time grid"):
         MoleculeDiffusionPipeline._set_one_grid(flow, 10)
-    flow.charges = CategoricalFlowMatchScheduler(3, 50, "uniform", time_shift=3.0)
+    flow.charges = CategoricalFlowMatchScheduler(
+        num_classes=3, num_train_timesteps=50, prior_type="uniform", time_shift=3.0
+    )
     MoleculeDiffusionPipeline._set_one_grid(flow, 10)  # one grid: accepted, and set to 10 steps
     assert all(len(getattr(flow, n).timesteps) == 10 for n in MoleculeSchedulers.PARTS)
+    # a call's time_shift moves all four grids together (flow exports only)
+    shifted = MoleculeDiffusionPipeline._shifted(flow, 0.5)
+    assert {getattr(shifted, n).config.time_shift for n in MoleculeSchedulers.PARTS} == {0.5}
+    MoleculeDiffusionPipeline._set_one_grid(shifted, 10)
+    for bad, said in (
+        (True, "expected a number > 0"),
+        ("0.5", "expected a number > 0"),
+        (-1.0, "must be > 0"),
+    ):
+        with pytest.raises(GeodiffValueError, match=said):
+            MoleculeDiffusionPipeline._shifted(flow, bad)
+    with pytest.raises(GeodiffValueError, match="time_shift: a flow-matching option.*E3DDPMScheduler"):
+        MoleculeDiffusionPipeline.from_pretrained(export_dir)(num_samples=1, time_shift=0.5, progress=False)
 
 
 def test_self_conditioned_sampling_feeds_back_the_previous_prediction(export_dir, capsys):
