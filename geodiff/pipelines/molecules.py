@@ -230,21 +230,17 @@ class MoleculeDiffusionPipeline(GeodiffPipeline):
                 f"steps, which needs schedules defined in continuous time; the {', '.join(linear)} schedule "
                 "is linear"
             )
-        return MoleculeSchedulers(**{n: type(sch).from_config(sch.config, num_train_timesteps=num_timesteps)
-                                     for n, sch in parts.items()})  # fmt: skip
+        return s.from_configs(num_train_timesteps=num_timesteps)
 
     @staticmethod
     def _shifted(s: MoleculeSchedulers, time_shift) -> MoleculeSchedulers:
         """The four flow-matching schedulers with their sampling grid shifted by ``time_shift``."""
         if isinstance(time_shift, bool) or not isinstance(time_shift, (int, float)):
             raise GeodiffValueError(f"time_shift: expected a number > 0, got {time_shift!r}")
-        parts = {n: getattr(s, n) for n in MoleculeSchedulers.PARTS}
-        if not all("time_shift" in sch.config for sch in parts.values()):
+        if not all("time_shift" in getattr(s, n).config for n in MoleculeSchedulers.PARTS):
             raise GeodiffValueError(f"time_shift: a flow-matching option (the grid of its steps); this "
                                     f"export samples with {type(s.pos).__name__}")  # fmt: skip
-        shift = float(time_shift)
-        return MoleculeSchedulers(**{n: type(sch).from_config(sch.config, time_shift=shift)
-                                     for n, sch in parts.items()})  # fmt: skip
+        return s.from_configs(time_shift=float(time_shift))
 
     @staticmethod
     def _set_one_grid(s: MoleculeSchedulers, n_steps: int) -> None:

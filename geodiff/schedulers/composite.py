@@ -23,6 +23,11 @@ class MoleculeSchedulers:
     charges: CategoricalD3PMScheduler
     bonds: CategoricalD3PMScheduler
 
+    def from_configs(self, **changes) -> MoleculeSchedulers:
+        """The four schedulers rebuilt from their configs with ``changes`` applied to each."""
+        return MoleculeSchedulers(**{n: type(getattr(self, n)).from_config(getattr(self, n).config, **changes)
+                                     for n in self.PARTS})  # fmt: skip
+
     @property
     def num_train_timesteps(self) -> int:
         return self.pos.config.num_train_timesteps
