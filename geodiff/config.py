@@ -11,6 +11,7 @@ This is the one place the library and the command line share for configuration, 
   reads the same variable, so configs say ``${paths.data_dir}/qm9/...``).
 * :func:`resolve_checkpoint` - an exported model folder: a path, or a shipped model by name.
 * :func:`resolve_path` - a path as given, or relative to the project root (the repository's own files).
+* :class:`ExactConfigMixin` - a diffusers config that keeps every ``__init__`` argument, positional ones too.
 """
 
 from __future__ import annotations
@@ -20,11 +21,25 @@ from pathlib import Path
 
 from geodiff.errors import GeodiffError
 
-__all__ = ["DATA_ENV", "as_dict", "as_list", "build", "compose", "config_dir", "data_dir", "install_summary",
-           "instantiate", "project_root", "resolve_checkpoint", "resolve_path", "shipped",
+__all__ = ["DATA_ENV", "ExactConfigMixin", "as_dict", "as_list", "build", "compose", "config_dir", "data_dir",
+           "install_summary", "instantiate", "project_root", "resolve_checkpoint", "resolve_path", "shipped",
            "shipped_checkpoints"]  # fmt: skip
 
 DATA_ENV = "GEODIFF_DATA"
+
+
+class ExactConfigMixin:
+    """Listed before diffusers' ``ConfigMixin``: the config keeps every ``__init__`` argument as given.
+
+    diffusers' ``register_to_config`` lists the arguments passed *positionally* among the "default values
+    used", and ``from_config(obj.config)`` then drops them (``CategoricalFlowMatchScheduler(5)`` rebuilt from
+    its config: "missing num_classes"). A geodiff config always holds the values the object was built with
+    (an older export's missing field takes the class default anyway), so nothing is marked as a default.
+    """
+
+    def register_to_config(self, **kwargs) -> None:
+        kwargs.pop("_use_default_values", None)
+        super().register_to_config(**kwargs)  # type: ignore[misc]
 
 
 def project_root() -> Path:

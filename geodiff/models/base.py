@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from geodiff.config import ExactConfigMixin
 from geodiff.errors import GeodiffError
 
 __all__ = ["StrictLoadMixin", "WEIGHTS_NAME"]
@@ -64,10 +65,10 @@ def _report_misfit(own: dict, state: dict, extra: dict, where: str) -> None:
         raise GeodiffError(f"{where}: the weights do not fit the model's config ({'; '.join(parts)})")
 
 
-class StrictLoadMixin:
+class StrictLoadMixin(ExactConfigMixin):
     """``from_pretrained`` for a diffusers ``ModelMixin`` + ``ConfigMixin`` denoiser: strict, safetensors
     only, with the class's ``MIGRATIONS`` applied to older exports (their names end up in
-    ``model.migrations``)."""
+    ``model.migrations``); its config keeps positional arguments too."""
 
     MIGRATIONS: tuple[Migration, ...] = ()
 

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from diffusers.utils import BaseOutput
 
+from geodiff.config import ExactConfigMixin
 from geodiff.errors import GeodiffValueError, check_finite
 from geodiff.schedulers.noise_schedules import betas_from_alphas_cumprod, make_alphas_cumprod
 
@@ -112,8 +113,9 @@ def rescale(scheduler, num_steps: int, **overrides):
     return convert(scheduler, type(scheduler), **fields, **overrides)
 
 
-class TimestepMixin:
-    """Timestep grid and coefficient lookup; the subclass sets ``self.alphas_cumprod`` (float64, [T])."""
+class TimestepMixin(ExactConfigMixin):
+    """Timestep grid and coefficient lookup; the subclass sets ``self.alphas_cumprod`` (float64, [T]). Its
+    config keeps positional arguments too (:class:`~geodiff.config.ExactConfigMixin`)."""
 
     alphas_cumprod: torch.Tensor
     order = 1

@@ -79,6 +79,19 @@ class SchedulerTesterMixin:
         again = self.scheduler_class.from_config(sched.config)
         assert self.public_config(again) == self.public_config(sched)
 
+    def test_positional_construction_round_trips(self):
+        """Arguments given positionally survive ``from_config(sched.config)`` (diffusers alone marks them as
+        defaults and drops them)."""
+        import inspect
+
+        params = inspect.signature(self.scheduler_class.__init__).parameters
+        given = {**{k: p.default for k, p in params.items() if k != "self"}, **self.get_scheduler_config()}
+        sched = self.scheduler_class(*given.values())
+        again = self.scheduler_class.from_config(sched.config)
+        expected = self.public_config(self.make_scheduler())
+        assert self.public_config(again) == self.public_config(sched) == expected
+        torch.testing.assert_close(again.alphas_cumprod, sched.alphas_cumprod)
+
     def test_config_records_every_argument(self):
         import inspect
 

@@ -141,3 +141,23 @@ def test_every_parameter_takes_part_in_the_loss():
     prior = traj.prior(x_cond, h, ei, ea, batch, 1)
     out = traj(x_noisy + prior, torch.tensor([3]), h, ei, ea, batch, x_cond=x_cond)["eps"]
     assert _unused(traj, out.square().mean()) == []
+
+
+@pytest.mark.parametrize("cls_name", ["EQGATDiffDenoiser", "EQGATReferenceDenoiser", "GeoTDMDenoiser",
+                                      "PlainMoleculeDenoiser", "RegistrationNet"])  # fmt: skip
+def test_positional_arguments_survive_from_config(cls_name):
+    """diffusers marks positionally passed arguments as defaults and ``from_config`` dropped them: a small
+    model built positionally came back at the default (large) size."""
+    import inspect
+
+    import geodiff.models as models
+
+    cls = getattr(models, cls_name)
+    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    small = {int: 3, bool: True}
+    given = [small.get(type(p.default), p.default) for p in params]
+    model = cls(*given)
+    again = cls.from_config(model.config)
+    expected = {p.name: v for p, v in zip(params, given, strict=True)}
+    assert {p.name: again.config[p.name] for p in params} == expected
+    assert sum(t.numel() for t in again.parameters()) == sum(t.numel() for t in model.parameters())
