@@ -8,12 +8,14 @@ strided to ``--steps``), the reference's FIXED_LARGE variance (beta_t) on the sa
 ``--steps`` is below T, the reference's rescaled schedule (a new ``steps``-step linear schedule with the
 betas scaled by T / steps, the denoiser fed t in 0 .. steps - 1; hanjq17/GeoTDM ``diffusion/GeoTDM.py``
 ``get_named_beta_schedule`` and ``experiments/nbody_sampling.py``). Every variant starts from the same seed
-on the same systems; min of K is reported per node (geodiff's default) and per system (the reference's).
+on the same systems; min of K is reported per node (geodiff's default) and per system (the reference's),
+with one standard error over the systems and each variant's paired difference from the first one.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import time
 
@@ -22,8 +24,12 @@ import torch
 from geodiff.data.datamodules import systems_for_sampling
 from geodiff.data.trajectories import collate_trajectories
 from geodiff.io import device_description, write_json
-from geodiff.metrics.trajectories import displacement_errors
+from geodiff.metrics.trajectories import displacement_errors, item_errors
 from geodiff.pipelines.trajectories import TrajectoryDiffusionPipeline
+
+
+def _se(x: torch.Tensor) -> float:
+    return float(x.std() / math.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 def main() -> None:
@@ -50,7 +56,7 @@ def main() -> None:
         "rescaled_fixed_large": {"variance_type": "fixed_large", "schedule": "rescaled"},
         "rescaled": {"variance_type": None, "schedule": "rescaled"},
     }
-    rows = {}
+    rows, per_system = {}, {}
     for name in args.variants.split(","):
         kw = variants[name]
         if kw["schedule"] == "rescaled" and args.steps >= T:
@@ -59,10 +65,16 @@ def main() -> None:
         out = pipe(b, args.k, args.steps, seed=args.seed, progress=False, **kw)
         sec = time.perf_counter() - t0
         pred = out.trajectories
+        per_system[name] = item_errors(pred, truth, b.batch, over="system")  # [systems] each
+        first = per_system[next(iter(per_system))]
         rows[name] = {**kw, "seconds": sec, "node": displacement_errors(pred, truth, b.batch, "node"),
-                      "system": displacement_errors(pred, truth, b.batch, "system")}  # fmt: skip
-        e, s = rows[name]["node"], rows[name]["system"]
-        print(f"{name:<22} avg {e['ade_avg']:.4f}/{e['fde_avg']:.4f}  "
+                      "system": displacement_errors(pred, truth, b.batch, "system"),
+                      "se_over_systems": {k: _se(v) for k, v in per_system[name].items()},
+                      "paired_vs_first": {k: [float((v - first[k]).mean()), _se(v - first[k])]
+                                          for k, v in per_system[name].items()}}  # fmt: skip
+        e, s, se = rows[name]["node"], rows[name]["system"], rows[name]["se_over_systems"]
+        print(f"{name:<22} avg {e['ade_avg']:.4f}/{e['fde_avg']:.4f} "
+              f"(+- {se['ade_avg']:.4f}/{se['fde_avg']:.4f})  "
               f"min/node {e['ade_min']:.4f}/{e['fde_min']:.4f}  "
               f"min/system {s['ade_min']:.4f}/{s['fde_min']:.4f}  ({sec:.0f} s)")  # fmt: skip
     report = {"ckpt": args.ckpt, "systems": ds.source, "num_systems": len(ds), "k": args.k,
